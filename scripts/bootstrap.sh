@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Brings a fresh Debian machine to where `make run` and `make test` work: a virtualenv with
+# the project, a running PostgreSQL (the installed cluster, or one installed from Debian's
+# packages), the tools the real-Asterisk tests need, and a migrated database.
+# Idempotent: every step checks before it acts.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf '[bootstrap] %s\n' "$*" >&2; }
+PY=${PYTHON:-python3}
+VENV=.venv
+WANT_PBX=${WANT_PBX:-1}
+
+as_root() {
+  if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
+    say "need root for: $*"; return 1; fi
+}
+
+apt_install() {
+  local missing=()
+  for pkg in "$@"; do dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  say "installing Debian packages: ${missing[*]}"
+  if [ ! -f /var/lib/apt/periodic/siaga112-updated ] || \
+     [ -z "$(find /var/lib/apt/lists -maxdepth 1 -name '*Packages*' -print -quit 2>/dev/null)" ]; then
+    as_root apt-get update -qq
+    as_root mkdir -p /var/lib/apt/periodic && as_root touch /var/lib/apt/periodic/siaga112-updated
+  fi
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+# 1. Python environment: reinstalled only when pyproject.toml changed.
+if [ ! -x "$VENV/bin/python" ]; then
+  "$PY" -m venv "$VENV" 2>/dev/null || { apt_install python3-venv; "$PY" -m venv "$VENV"; }
+fi
+stamp="$VENV/.siaga112-installed"
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  say "installing Python dependencies into $VENV"
+  "$VENV/bin/pip" install -q --upgrade pip >/dev/null
+  "$VENV/bin/pip" install -q -e '.[dev]'
+  touch "$stamp"
+fi
+
+# 2. PostgreSQL on 127.0.0.1:5432.
+pg_up() { pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; }
+if ! command -v pg_isready >/dev/null || ! pg_up; then
+  if ! ls /etc/postgresql/*/main >/dev/null 2>&1; then
+    apt_install postgresql
+    ver=$(ls /etc/postgresql | sort -V | tail -n1)
+    hba=/etc/postgresql/$ver/main/pg_hba.conf
+    if ! grep -q 'siaga112-local' "$hba"; then
+      # A development cluster of our own: trust loopback connections, as on the CI machines.
+      say "allowing trusted loopback connections in $hba"
+      as_root sed -i '1i host all all 127.0.0.1/32 trust # siaga112-local\nhost all all ::1/128 trust # siaga112-local' "$hba"
+    fi
+  fi
+  ver=$(ls /etc/postgresql | sort -V | tail -n1)
+  say "starting PostgreSQL $ver"
+  as_root pg_ctlcluster --skip-systemctl-redirect "$ver" main start || true
+  for _ in $(seq 1 30); do pg_up && break; sleep 1; done
+  pg_up || { say "PostgreSQL did not come up on 127.0.0.1:5432"; exit 1; }
+fi
+
+# 3. What the real-Asterisk tests and the local stack need: mmdebstrap builds the Asterisk
+#    root (siaga112 pbx up), SIPp places and answers real SIP calls.
+if [ "$WANT_PBX" = 1 ]; then
+  apt_install mmdebstrap sip-tester
+fi
+
+# 4. The database, created when missing, migrated to head.
+"$VENV/bin/siaga112" db upgrade >/dev/null
+say "ready"

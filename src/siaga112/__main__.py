@@ -1,0 +1,3 @@
+from siaga112.cli import main
+
+raise SystemExit(main())

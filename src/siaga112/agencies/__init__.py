@@ -1,0 +1,1 @@
+"""Agencies that receive incidents: damkar, bpbd, dinkes, polri ..."""

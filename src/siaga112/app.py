@@ -1,0 +1,109 @@
+"""Composition root: builds the engine, session factory and API (and, with `serve`, the
+telephony side) and hands them in. Nothing is created at import time."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import APIRouter, FastAPI
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from siaga112 import __version__
+from siaga112.agencies.router import router as agencies_router
+from siaga112.api.middleware import BodyLimitMiddleware, RequestIdMiddleware
+from siaga112.calls.router import router as calls_router
+from siaga112.config import Settings
+from siaga112.db.session import make_engine, make_sessionmaker
+from siaga112.errors import install_error_handlers
+from siaga112.incidents.router import router as incidents_router
+
+log = logging.getLogger(__name__)
+
+# A readiness probe for a component other than the database: returns (ready, detail).
+ReadinessCheck = Callable[[], Awaitable[tuple[bool, str]]]
+
+DESCRIPTION = """
+siaga112 answers 112 emergency calls through Asterisk, opens one incident per call and hands
+it to the agencies. Every `/v1` route needs `Authorization: Bearer <API key>`; keys come from
+`siaga112 apikey create --role ROLE --name NAME`. Roles: `operator` (read, write incidents),
+`supervisor` (also agencies, reopen closed incidents), `integrator` (read only), `admin`.
+
+Errors are JSON: `{"code": "...", "message": "...", "details": [...]}` with a stable `code`.
+"""
+
+
+def create_app(
+    settings: Settings,
+    *,
+    engine: AsyncEngine | None = None,
+    sessionmaker: async_sessionmaker[AsyncSession] | None = None,
+    readiness: dict[str, ReadinessCheck] | None = None,
+) -> FastAPI:
+    owns_engine = engine is None
+    engine = engine or make_engine(settings)
+    sessionmaker = sessionmaker or make_sessionmaker(engine)
+    checks = dict(readiness or {})
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            if owns_engine:
+                await engine.dispose()
+
+    app = FastAPI(
+        title="siaga112",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        openapi_tags=[
+            {"name": "incidents", "description": "Incidents, their timeline, notes, duplicates"},
+            {"name": "calls", "description": "Calls that reached the centre"},
+            {"name": "agencies", "description": "Agencies that receive incidents"},
+            {"name": "health", "description": "Probes for load balancers and supervisors"},
+        ],
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.sessionmaker = sessionmaker
+    install_error_handlers(app)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.api.max_body_bytes)
+    app.add_middleware(RequestIdMiddleware)
+
+    v1 = APIRouter(prefix="/v1")
+    v1.include_router(incidents_router)
+    v1.include_router(calls_router)
+    v1.include_router(agencies_router)
+    app.include_router(v1)
+
+    @app.get("/healthz", tags=["health"], summary="The process is alive")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"], summary="Database (and AMI, when serving) reachable")
+    async def readyz() -> JSONResponse:
+        components: dict[str, Any] = {}
+        ready = True
+        try:
+            async with engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+            components["database"] = {"ready": True}
+        except Exception as exc:  # any failure means not ready; say which
+            log.warning("readiness: database unreachable: %s", type(exc).__name__)
+            components["database"] = {"ready": False, "detail": type(exc).__name__}
+            ready = False
+        for name, check in checks.items():
+            ok, detail = await check()
+            components[name] = {"ready": ok, "detail": detail}
+            ready = ready and ok
+        return JSONResponse(
+            {"ready": ready, "components": components}, status_code=200 if ready else 503
+        )
+
+    return app

@@ -1,0 +1,1 @@
+"""API keys with roles; only their SHA-256 hash is stored."""

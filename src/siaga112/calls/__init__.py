@@ -1,0 +1,1 @@
+"""Calls: one row per caller leg that reached the centre."""

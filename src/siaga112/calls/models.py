@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import ForeignKey, Index, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from siaga112.db.base import Base, TimestampMixin
+
+
+class Call(TimestampMixin, Base):
+    __tablename__ = "calls"
+    __table_args__ = (
+        Index("ix_calls_offered_at_id", "offered_at", "id"),
+        Index("ix_calls_caller_number", "caller_number"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    # Asterisk's Uniqueid of the caller channel: replays of the same call hit this key.
+    uniqueid: Mapped[str] = mapped_column(String(64), unique=True)
+    linkedid: Mapped[str] = mapped_column(String(64), index=True)
+    channel: Mapped[str | None] = mapped_column(String(200))
+    caller_number: Mapped[str | None] = mapped_column(String(64))
+    caller_name: Mapped[str | None] = mapped_column(String(200))
+    caller_e164: Mapped[str | None] = mapped_column(String(32))
+    asserted_number: Mapped[str | None] = mapped_column(String(64))
+    presentation: Mapped[str | None] = mapped_column(String(40))
+    caller_id_available: Mapped[bool]
+    dialled_number: Mapped[str | None] = mapped_column(String(32))
+    pai_raw: Mapped[str | None] = mapped_column(String(1000))
+    pani_raw: Mapped[str | None] = mapped_column(String(1000))
+    geolocation_raw: Mapped[str | None] = mapped_column(String(2000))
+    state: Mapped[str] = mapped_column(String(20))
+    # How the row came to be: agi (live), ami (tracker saw it first), reconciled (after downtime).
+    source: Mapped[str] = mapped_column(String(20))
+    queue: Mapped[str | None] = mapped_column(String(80))
+    operator: Mapped[str | None] = mapped_column(String(80))
+    outcome: Mapped[str | None] = mapped_column(String(30))
+    hangup_cause: Mapped[str | None] = mapped_column(String(80))
+    offered_at: Mapped[datetime]
+    enqueued_at: Mapped[datetime | None]
+    ringing_at: Mapped[datetime | None]
+    answered_at: Mapped[datetime | None]
+    transferred_at: Mapped[datetime | None]
+    ended_at: Mapped[datetime | None]
+    incident_id: Mapped[int | None] = mapped_column(
+        ForeignKey("incidents.id", ondelete="SET NULL"), index=True
+    )

@@ -1,0 +1,74 @@
+"""`siaga112 db upgrade`: create the database when it is missing, then migrate it."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from pathlib import Path
+
+import asyncpg
+from alembic import command
+from alembic.config import Config
+from sqlalchemy.engine import make_url
+
+log = logging.getLogger(__name__)
+
+PROJECT_ROOT = Path(__file__).resolve().parents[3]
+# A non-editable install (the container image) points this at its copy of migrations/.
+MIGRATIONS_DIR = Path(os.environ.get("SIAGA112_MIGRATIONS_DIR", PROJECT_ROOT / "migrations"))
+
+
+def alembic_config(database_url: str) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
+    return cfg
+
+
+async def ensure_database(database_url: str) -> bool:
+    """Creates the database named in the URL if it does not exist. True when it created it."""
+    url = make_url(database_url)
+    name = url.database
+    if not name:
+        raise ValueError("database URL names no database")
+    conn = await asyncpg.connect(
+        host=url.host or "127.0.0.1",
+        port=url.port or 5432,
+        user=url.username or "postgres",
+        password=url.password,
+        database="postgres",
+    )
+    try:
+        exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
+        if exists:
+            return False
+        quoted = '"' + name.replace('"', '""') + '"'
+        await conn.execute(f"CREATE DATABASE {quoted}")
+        log.info("created database %s", name)
+        return True
+    finally:
+        await conn.close()
+
+
+async def drop_database(database_url: str) -> None:
+    url = make_url(database_url)
+    name = url.database or ""
+    conn = await asyncpg.connect(
+        host=url.host or "127.0.0.1",
+        port=url.port or 5432,
+        user=url.username or "postgres",
+        password=url.password,
+        database="postgres",
+    )
+    try:
+        quoted = '"' + name.replace('"', '""') + '"'
+        await conn.execute(f"DROP DATABASE IF EXISTS {quoted} WITH (FORCE)")
+    finally:
+        await conn.close()
+
+
+def upgrade(database_url: str, revision: str = "head") -> None:
+    """Synchronous on purpose: Alembic's async env runs its own event loop."""
+    asyncio.run(ensure_database(database_url))
+    command.upgrade(alembic_config(database_url), revision)

@@ -1,0 +1,24 @@
+"""Engine and session factory; built by the composition root, never at import time."""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+from siaga112.config import Settings
+
+
+def make_engine(settings: Settings) -> AsyncEngine:
+    return create_async_engine(
+        settings.database_url_str,
+        pool_size=settings.db_pool_size,
+        pool_pre_ping=True,
+    )
+
+
+def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, expire_on_commit=False)

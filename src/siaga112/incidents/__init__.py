@@ -1,0 +1,1 @@
+"""Incidents: what happened, where, and what the centre did about it."""

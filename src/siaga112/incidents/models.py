@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Identity, Index, String, func
+from sqlalchemy.orm import Mapped, mapped_column
+
+from siaga112.db.base import Base, TimestampMixin
+
+
+class Incident(TimestampMixin, Base):
+    __tablename__ = "incidents"
+    __table_args__ = (
+        Index("ix_incidents_created_at_id", "created_at", "id"),
+        Index("ix_incidents_caller_number", "caller_number"),
+        CheckConstraint("priority BETWEEN 1 AND 5", name="priority_range"),
+        CheckConstraint("duplicate_of_id IS NULL OR duplicate_of_id <> id", name="not_self_dup"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    status: Mapped[str] = mapped_column(String(20), index=True)
+    category: Mapped[str | None] = mapped_column(String(20), index=True)
+    classification: Mapped[str | None] = mapped_column(String(20), index=True)
+    priority: Mapped[int]
+    # call, walk_in, radio, text, other
+    channel: Mapped[str] = mapped_column(String(20))
+    caller_number: Mapped[str | None] = mapped_column(String(64))
+    caller_name: Mapped[str | None] = mapped_column(String(200))
+    address: Mapped[str | None] = mapped_column(String(500))
+    summary: Mapped[str | None] = mapped_column(String(4000))
+    # The Asterisk Linkedid of the call that opened it: one incident per call, however often
+    # the AGI request or an AMI event is replayed.
+    origin_linkedid: Mapped[str | None] = mapped_column(String(64), unique=True)
+    duplicate_of_id: Mapped[int | None] = mapped_column(
+        ForeignKey("incidents.id", ondelete="SET NULL"), index=True
+    )
+    created_by: Mapped[str] = mapped_column(String(120))
+    closed_at: Mapped[datetime | None]
+
+
+class IncidentEvent(Base):
+    """One line of an incident's timeline."""
+
+    __tablename__ = "incident_events"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    incident_id: Mapped[int] = mapped_column(
+        ForeignKey("incidents.id", ondelete="CASCADE"), index=True
+    )
+    at: Mapped[datetime] = mapped_column(server_default=func.now())
+    actor: Mapped[str] = mapped_column(String(120))
+    # created, updated, status_changed, note, call_linked, duplicate_linked
+    kind: Mapped[str] = mapped_column(String(40))
+    data: Mapped[dict[str, Any]]

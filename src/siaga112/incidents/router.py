@@ -1,0 +1,191 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query, status
+
+from siaga112.api.deps import IncidentWriter, Reader, RequestId, SessionDep
+from siaga112.auth.service import Actor
+from siaga112.calls.schemas import CallOut
+from siaga112.errors import InvalidRequest
+from siaga112.incidents import service
+from siaga112.incidents.lifecycle import Category, Classification, Status
+from siaga112.incidents.models import Incident
+from siaga112.incidents.schemas import (
+    DuplicateLink,
+    IncidentCreate,
+    IncidentDetail,
+    IncidentOut,
+    IncidentPage,
+    IncidentPatch,
+    NoteCreate,
+    TimelineEntry,
+)
+from siaga112.locations.schemas import LocationOut
+from siaga112.schemas import ERROR_RESPONSES, ErrorOut
+
+router = APIRouter(prefix="/incidents", tags=["incidents"], responses=ERROR_RESPONSES)
+
+IncidentId = Annotated[int, Path(ge=1, le=2**62, description="incident number")]
+_404: dict[int | str, dict[str, Any]] = {404: {"model": ErrorOut, "description": "no such incident"}}
+_409: dict[int | str, dict[str, Any]] = {409: {"model": ErrorOut, "description": "invalid status transition or duplicate link"}}
+
+
+def _out(incident: Incident, actor: Actor) -> IncidentOut:
+    out = IncidentOut.model_validate(incident)
+    out.allowed_statuses = service.with_allowed(incident, actor)
+    return out
+
+
+@router.get("", response_model=IncidentPage, summary="List incidents, newest first")
+async def list_incidents(
+    session: SessionDep,
+    actor: Reader,
+    status_: Annotated[list[Status] | None, Query(alias="status")] = None,
+    category: Annotated[list[Category] | None, Query()] = None,
+    classification: Annotated[list[Classification] | None, Query()] = None,
+    created_from: Annotated[datetime | None, Query(description="inclusive, ISO 8601")] = None,
+    created_to: Annotated[datetime | None, Query(description="exclusive, ISO 8601")] = None,
+    caller_number: Annotated[str | None, Query(max_length=32, pattern=r"^\+?[0-9*#]+$")] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> IncidentPage:
+    for name, value in (("created_from", created_from), ("created_to", created_to)):
+        if value is not None and value.tzinfo is None:
+            raise InvalidRequest("times need a UTC offset", details=[{"field": f"query.{name}"}])
+    filters = service.IncidentFilter(
+        status=status_,
+        category=category,
+        classification=classification,
+        created_from=created_from,
+        created_to=created_to,
+        caller_number=caller_number,
+    )
+    rows, next_cursor = await service.list_incidents(
+        session=session, filters=filters, limit=limit, cursor=cursor
+    )
+    return IncidentPage(items=[_out(r, actor) for r in rows], next_cursor=next_cursor)
+
+
+@router.post(
+    "",
+    response_model=IncidentOut,
+    status_code=status.HTTP_201_CREATED,
+    summary="Open an incident reported without a call (walk-in, radio, text)",
+)
+async def create_incident(
+    data: IncidentCreate, session: SessionDep, actor: IncidentWriter, rid: RequestId
+) -> IncidentOut:
+    incident = await service.create_incident(
+        session=session, data=data, actor=actor, request_id=rid
+    )
+    await session.commit()
+    await session.refresh(incident)
+    return _out(incident, actor)
+
+
+@router.get(
+    "/{incident_id}",
+    response_model=IncidentDetail,
+    responses=_404,
+    summary="One incident with its calls, locations and timeline",
+)
+async def get_incident(
+    incident_id: IncidentId, session: SessionDep, actor: Reader, rid: RequestId
+) -> IncidentDetail:
+    d = await service.get_details(
+        session=session, incident_id=incident_id, actor=actor, request_id=rid
+    )
+    await session.commit()
+    base = _out(d.incident, actor)
+    return IncidentDetail(
+        **base.model_dump(),
+        calls=[CallOut.model_validate(c) for c in d.calls],
+        locations=[LocationOut.model_validate(loc) for loc in d.locations],
+        timeline=[TimelineEntry.model_validate(e) for e in d.timeline],
+    )
+
+
+@router.patch(
+    "/{incident_id}",
+    response_model=IncidentOut,
+    responses=_404 | _409,
+    summary="Change category, classification, status, priority, address, summary",
+)
+async def update_incident(
+    incident_id: IncidentId,
+    data: IncidentPatch,
+    session: SessionDep,
+    actor: IncidentWriter,
+    rid: RequestId,
+) -> IncidentOut:
+    incident = await service.update_incident(
+        session=session, incident_id=incident_id, data=data, actor=actor, request_id=rid
+    )
+    await session.commit()
+    await session.refresh(incident)
+    return _out(incident, actor)
+
+
+@router.post(
+    "/{incident_id}/notes",
+    response_model=TimelineEntry,
+    responses=_404,
+    status_code=status.HTTP_201_CREATED,
+    summary="Add a note to the timeline",
+)
+async def add_note(
+    incident_id: IncidentId,
+    data: NoteCreate,
+    session: SessionDep,
+    actor: IncidentWriter,
+    rid: RequestId,
+) -> TimelineEntry:
+    event = await service.add_note(
+        session=session, incident_id=incident_id, text=data.text, actor=actor, request_id=rid
+    )
+    await session.commit()
+    await session.refresh(event)
+    return TimelineEntry.model_validate(event)
+
+
+@router.get(
+    "/{incident_id}/timeline",
+    response_model=list[TimelineEntry],
+    responses=_404,
+    summary="The incident's timeline: who did what, when",
+)
+async def timeline(
+    incident_id: IncidentId, session: SessionDep, actor: Reader, rid: RequestId
+) -> list[TimelineEntry]:
+    d = await service.get_details(
+        session=session, incident_id=incident_id, actor=actor, request_id=rid
+    )
+    await session.commit()
+    return [TimelineEntry.model_validate(e) for e in d.timeline]
+
+
+@router.post(
+    "/{incident_id}/duplicate-of",
+    response_model=IncidentOut,
+    responses=_404 | _409,
+    summary="Link this incident as a duplicate of another",
+)
+async def link_duplicate(
+    incident_id: IncidentId,
+    data: DuplicateLink,
+    session: SessionDep,
+    actor: IncidentWriter,
+    rid: RequestId,
+) -> IncidentOut:
+    incident = await service.link_duplicate(
+        session=session,
+        incident_id=incident_id,
+        duplicate_of=data.duplicate_of,
+        actor=actor,
+        request_id=rid,
+    )
+    await session.commit()
+    await session.refresh(incident)
+    return _out(incident, actor)

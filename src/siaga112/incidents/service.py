@@ -1,0 +1,410 @@
+"""Incident use cases: list, read, open, change, annotate, link duplicates. All writes audited."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select, tuple_
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from siaga112.api.pagination import decode_cursor, encode_cursor
+from siaga112.audit.service import record_audit
+from siaga112.auth.roles import Permission
+from siaga112.auth.service import Actor
+from siaga112.calls.models import Call
+from siaga112.errors import InvalidRequest, InvalidTransition, NotFound
+from siaga112.incidents.lifecycle import (
+    Category,
+    Channel,
+    Classification,
+    Status,
+    allowed_targets,
+    can_transition,
+)
+from siaga112.incidents.models import Incident, IncidentEvent
+from siaga112.incidents.schemas import IncidentCreate, IncidentPatch
+from siaga112.locations.models import Location
+
+_FIELDS = (
+    "status",
+    "category",
+    "classification",
+    "priority",
+    "address",
+    "summary",
+    "duplicate_of_id",
+)
+
+
+def snapshot(incident: Incident) -> dict[str, Any]:
+    return {f: getattr(incident, f) for f in _FIELDS}
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentFilter:
+    status: list[Status] | None = None
+    category: list[Category] | None = None
+    classification: list[Classification] | None = None
+    created_from: datetime | None = None
+    created_to: datetime | None = None
+    caller_number: str | None = None
+
+
+async def list_incidents(
+    *, session: AsyncSession, filters: IncidentFilter, limit: int, cursor: str | None
+) -> tuple[list[Incident], str | None]:
+    stmt = select(Incident)
+    if filters.status:
+        stmt = stmt.where(Incident.status.in_([s.value for s in filters.status]))
+    if filters.category:
+        stmt = stmt.where(Incident.category.in_([c.value for c in filters.category]))
+    if filters.classification:
+        stmt = stmt.where(Incident.classification.in_([c.value for c in filters.classification]))
+    if filters.created_from is not None:
+        stmt = stmt.where(Incident.created_at >= filters.created_from)
+    if filters.created_to is not None:
+        stmt = stmt.where(Incident.created_at < filters.created_to)
+    if filters.caller_number is not None:
+        stmt = stmt.where(Incident.caller_number == filters.caller_number)
+    if cursor is not None:
+        at, ident = decode_cursor(cursor)
+        if not isinstance(ident, int):
+            raise InvalidRequest("invalid cursor", details=[{"field": "query.cursor"}])
+        stmt = stmt.where(tuple_(Incident.created_at, Incident.id) < tuple_(at, ident))
+    stmt = stmt.order_by(Incident.created_at.desc(), Incident.id.desc()).limit(limit + 1)
+    rows = list((await session.scalars(stmt)).all())
+    next_cursor = None
+    if len(rows) > limit:
+        rows = rows[:limit]
+        last = rows[-1]
+        next_cursor = encode_cursor(last.created_at, last.id)
+    return rows, next_cursor
+
+
+async def get_incident(*, session: AsyncSession, incident_id: int, lock: bool = False) -> Incident:
+    incident = await session.get(Incident, incident_id, with_for_update=lock)
+    if incident is None:
+        raise NotFound(f"incident {incident_id} not found")
+    return incident
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentDetails:
+    incident: Incident
+    calls: list[Call]
+    locations: list[Location]
+    timeline: list[IncidentEvent]
+
+
+async def get_details(
+    *, session: AsyncSession, incident_id: int, actor: Actor, request_id: str | None
+) -> IncidentDetails:
+    incident = await get_incident(session=session, incident_id=incident_id)
+    calls = (
+        await session.scalars(
+            select(Call).where(Call.incident_id == incident_id).order_by(Call.offered_at)
+        )
+    ).all()
+    locations = (
+        await session.scalars(
+            select(Location)
+            .where(Location.incident_id == incident_id)
+            .order_by(Location.observed_at)
+        )
+    ).all()
+    timeline = (
+        await session.scalars(
+            select(IncidentEvent)
+            .where(IncidentEvent.incident_id == incident_id)
+            .order_by(IncidentEvent.at, IncidentEvent.id)
+        )
+    ).all()
+    if locations:
+        # Where a caller is, is personal data: every read of it is on record.
+        await record_audit(
+            session=session,
+            actor=actor,
+            action="location.read",
+            entity_type="incident",
+            entity_id=str(incident_id),
+            before=None,
+            after={"locations": len(locations)},
+            request_id=request_id,
+        )
+    return IncidentDetails(incident, list(calls), list(locations), list(timeline))
+
+
+def _add_event(
+    session: AsyncSession, *, incident_id: int, actor: Actor, kind: str, data: dict[str, Any]
+) -> None:
+    session.add(IncidentEvent(incident_id=incident_id, actor=actor.label, kind=kind, data=data))
+
+
+async def create_incident(
+    *, session: AsyncSession, data: IncidentCreate, actor: Actor, request_id: str | None
+) -> Incident:
+    if data.channel is Channel.CALL:
+        raise InvalidRequest(
+            "incidents from calls are opened by the telephony service",
+            details=[{"field": "body.channel", "message": "use walk_in, radio, text or other"}],
+        )
+    incident = Incident(
+        status=Status.NEW.value,
+        category=data.category.value if data.category else None,
+        classification=data.classification.value if data.classification else None,
+        priority=data.priority,
+        channel=data.channel.value,
+        caller_number=data.caller_number,
+        caller_name=data.caller_name,
+        address=data.address,
+        summary=data.summary,
+        created_by=actor.label,
+    )
+    session.add(incident)
+    await session.flush()
+    after = snapshot(incident) | {"channel": incident.channel}
+    _add_event(session, incident_id=incident.id, actor=actor, kind="created", data=after)
+    await record_audit(
+        session=session,
+        actor=actor,
+        action="incident.create",
+        entity_type="incident",
+        entity_id=str(incident.id),
+        before=None,
+        after=after,
+        request_id=request_id,
+    )
+    return incident
+
+
+def _apply_status(incident: Incident, target: Status, actor: Actor) -> None:
+    current = Status(incident.status)
+    if target is current:
+        return
+    may_reopen = actor.can(Permission.REOPEN_INCIDENTS)
+    if not can_transition(current, target, may_reopen=may_reopen):
+        allowed = [s.value for s in allowed_targets(current, may_reopen=may_reopen)]
+        raise InvalidTransition(
+            f"status cannot go from {current.value} to {target.value}",
+            details=[{"field": "body.status", "from": current.value, "allowed": allowed}],
+        )
+    incident.status = target.value
+    if target is Status.CLOSED:
+        incident.closed_at = datetime.now(UTC)
+    elif current is Status.CLOSED:
+        incident.closed_at = None
+
+
+async def update_incident(
+    *,
+    session: AsyncSession,
+    incident_id: int,
+    data: IncidentPatch,
+    actor: Actor,
+    request_id: str | None,
+) -> Incident:
+    incident = await get_incident(session=session, incident_id=incident_id, lock=True)
+    before = snapshot(incident)
+    changes = data.model_dump(exclude_unset=True)
+    if "status" in changes:
+        if changes["status"] is None:
+            raise InvalidRequest("status cannot be null", details=[{"field": "body.status"}])
+        _apply_status(incident, changes.pop("status"), actor)
+    if "priority" in changes:
+        if changes["priority"] is None:
+            raise InvalidRequest("priority cannot be null", details=[{"field": "body.priority"}])
+        incident.priority = changes.pop("priority")
+    for field in ("category", "classification", "address", "summary"):
+        if field in changes:
+            value = changes[field]
+            setattr(incident, field, value.value if hasattr(value, "value") else value)
+    after = snapshot(incident)
+    diff = {k: {"from": before[k], "to": after[k]} for k in after if before[k] != after[k]}
+    if diff:
+        await session.flush()
+        kind = "status_changed" if set(diff) == {"status"} else "updated"
+        _add_event(session, incident_id=incident.id, actor=actor, kind=kind, data=diff)
+        await record_audit(
+            session=session,
+            actor=actor,
+            action="incident.update",
+            entity_type="incident",
+            entity_id=str(incident.id),
+            before={k: before[k] for k in diff},
+            after={k: after[k] for k in diff},
+            request_id=request_id,
+        )
+    return incident
+
+
+async def add_note(
+    *, session: AsyncSession, incident_id: int, text: str, actor: Actor, request_id: str | None
+) -> IncidentEvent:
+    incident = await get_incident(session=session, incident_id=incident_id)
+    event = IncidentEvent(
+        incident_id=incident.id, actor=actor.label, kind="note", data={"text": text}
+    )
+    session.add(event)
+    await session.flush()
+    await record_audit(
+        session=session,
+        actor=actor,
+        action="incident.note",
+        entity_type="incident",
+        entity_id=str(incident.id),
+        before=None,
+        after={"note_id": event.id, "text": text},
+        request_id=request_id,
+    )
+    return event
+
+
+async def link_duplicate(
+    *,
+    session: AsyncSession,
+    incident_id: int,
+    duplicate_of: int,
+    actor: Actor,
+    request_id: str | None,
+) -> Incident:
+    if incident_id == duplicate_of:
+        raise InvalidRequest(
+            "an incident cannot duplicate itself", details=[{"field": "body.duplicate_of"}]
+        )
+    # Lock both rows in id order so two opposite links cannot deadlock or form a cycle.
+    first, second = sorted((incident_id, duplicate_of))
+    locked = {
+        i.id: i
+        for i in (
+            await session.scalars(
+                select(Incident)
+                .where(Incident.id.in_((first, second)))
+                .order_by(Incident.id)
+                .with_for_update()
+            )
+        ).all()
+    }
+    if incident_id not in locked:
+        raise NotFound(f"incident {incident_id} not found")
+    if duplicate_of not in locked:
+        raise NotFound(
+            f"incident {duplicate_of} not found", details=[{"field": "body.duplicate_of"}]
+        )
+    incident, target = locked[incident_id], locked[duplicate_of]
+    # Point at the root of the chain so that duplicates never form cycles or long chains.
+    root = target
+    seen = {incident.id}
+    while root.duplicate_of_id is not None:
+        if root.id in seen or root.duplicate_of_id in seen:
+            raise InvalidTransition(
+                "linking would make a cycle of duplicates",
+                details=[{"field": "body.duplicate_of"}],
+            )
+        seen.add(root.id)
+        root = await get_incident(session=session, incident_id=root.duplicate_of_id)
+    if root.id == incident.id:
+        raise InvalidTransition(
+            "linking would make a cycle of duplicates", details=[{"field": "body.duplicate_of"}]
+        )
+    before = snapshot(incident)
+    incident.duplicate_of_id = root.id
+    incident.classification = Classification.DUPLICATE.value
+    # Re-point incidents that were duplicates of this one at the same root.
+    children = (
+        await session.scalars(
+            select(Incident).where(Incident.duplicate_of_id == incident.id).with_for_update()
+        )
+    ).all()
+    for child in children:
+        child.duplicate_of_id = root.id
+    after = snapshot(incident)
+    await session.flush()
+    _add_event(
+        session,
+        incident_id=incident.id,
+        actor=actor,
+        kind="duplicate_linked",
+        data={"duplicate_of": root.id},
+    )
+    _add_event(
+        session,
+        incident_id=root.id,
+        actor=actor,
+        kind="duplicate_received",
+        data={"incident": incident.id},
+    )
+    await record_audit(
+        session=session,
+        actor=actor,
+        action="incident.link_duplicate",
+        entity_type="incident",
+        entity_id=str(incident.id),
+        before=before,
+        after=after,
+        request_id=request_id,
+    )
+    return incident
+
+
+@dataclass(frozen=True, slots=True)
+class CallIncident:
+    incident_id: int
+    created: bool
+
+
+async def open_for_call(
+    *,
+    session: AsyncSession,
+    linkedid: str,
+    caller_number: str | None,
+    caller_name: str | None,
+    actor: Actor,
+) -> CallIncident:
+    """The incident for a call's Linkedid, created once however often this runs."""
+    stmt = (
+        insert(Incident)
+        .values(
+            status=Status.NEW.value,
+            priority=3,
+            channel=Channel.CALL.value,
+            caller_number=caller_number,
+            caller_name=caller_name,
+            origin_linkedid=linkedid,
+            created_by=actor.label,
+        )
+        .on_conflict_do_nothing(index_elements=[Incident.origin_linkedid])
+        .returning(Incident.id)
+    )
+    new_id = (await session.execute(stmt)).scalar_one_or_none()
+    if new_id is None:
+        existing = await session.scalar(
+            select(Incident.id).where(Incident.origin_linkedid == linkedid)
+        )
+        assert existing is not None
+        return CallIncident(existing, created=False)
+    data = {
+        "status": Status.NEW.value,
+        "channel": Channel.CALL.value,
+        "linkedid": linkedid,
+        "caller_number": caller_number,
+    }
+    _add_event(session, incident_id=new_id, actor=actor, kind="created", data=data)
+    await record_audit(
+        session=session,
+        actor=actor,
+        action="incident.create",
+        entity_type="incident",
+        entity_id=str(new_id),
+        before=None,
+        after=data,
+    )
+    return CallIncident(new_id, created=True)
+
+
+def with_allowed(incident: Incident, actor: Actor) -> list[Status]:
+    return allowed_targets(
+        Status(incident.status), may_reopen=actor.can(Permission.REOPEN_INCIDENTS)
+    )

@@ -1,0 +1,1 @@
+"""Caller locations with provenance (storage only until the location issue lands)."""

@@ -1,0 +1,97 @@
+"""Shared fixtures: a fresh PostgreSQL database per run, a rolled-back transaction per test,
+the API through httpx, and API keys for each role."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import httpx
+import pytest
+from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
+    AsyncEngine,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+from siaga112.app import create_app
+from siaga112.auth.roles import Role
+from siaga112.auth.service import create_key, system_actor
+from siaga112.config import Settings
+from siaga112.db.manage import drop_database, upgrade
+
+ADMIN_URL = os.environ.get(
+    "SIAGA112_TEST_DATABASE_ADMIN_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
+)
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    base = ADMIN_URL.rsplit("/", 1)[0]
+    url = f"{base}/siaga112_test_{uuid.uuid4().hex[:10]}"
+    upgrade(url)
+    yield url
+    asyncio.run(drop_database(url))
+
+
+@pytest.fixture(scope="session")
+def settings(database_url: str) -> Settings:
+    return Settings(database_url=database_url)
+
+
+@pytest.fixture(scope="session")
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    eng = create_async_engine(database_url, pool_size=5)
+    yield eng
+    await eng.dispose()
+
+
+@pytest.fixture
+async def connection(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """One connection per test inside a transaction that is rolled back at the end; the
+    code under test commits to savepoints within it."""
+    async with engine.connect() as conn:
+        trans = await conn.begin()
+        try:
+            yield conn
+        finally:
+            await trans.rollback()
+
+
+@pytest.fixture
+def sessionmaker(connection: AsyncConnection) -> async_sessionmaker:  # type: ignore[type-arg]
+    return async_sessionmaker(
+        bind=connection, expire_on_commit=False, join_transaction_mode="create_savepoint"
+    )
+
+
+@pytest.fixture
+async def client(
+    settings: Settings,
+    engine: AsyncEngine,
+    sessionmaker: async_sessionmaker,  # type: ignore[type-arg]
+) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(settings, engine=engine, sessionmaker=sessionmaker)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://siaga112.test") as c:
+        yield c
+
+
+@pytest.fixture
+async def keys(sessionmaker: async_sessionmaker) -> dict[Role, str]:  # type: ignore[type-arg]
+    out: dict[Role, str] = {}
+    async with sessionmaker() as session:
+        for role in Role:
+            created = await create_key(
+                session=session, name=f"test-{role.value}", role=role, actor=system_actor("tests")
+            )
+            out[role] = created.raw
+        await session.commit()
+    return out
+
+
+def auth(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
