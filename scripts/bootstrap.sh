@@ -36,8 +36,11 @@ fi
 stamp="$VENV/.siaga112-installed"
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   say "installing Python dependencies into $VENV"
-  "$VENV/bin/pip" install -q --upgrade pip >/dev/null
-  "$VENV/bin/pip" install -q -e '.[dev]'
+  # (pip's notes about absent local index folders on these machines are noise: filtered)
+  "$VENV/bin/pip" install -q --upgrade pip 2>&1 | grep -v "^WARNING: Location" >&2 || true
+  "$VENV/bin/pip" install -q -e '.[dev]' 2>&1 | grep -v "^WARNING: Location" >&2 || true
+  "$VENV/bin/python" -c "import siaga112, fastapi, panoramisk, pytest" \
+    || { say "Python dependencies did not install"; exit 1; }
   touch "$stamp"
 fi
 

@@ -47,7 +47,9 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 
 
 def run_service(settings: Settings, *, with_telephony: bool) -> int:
-    with contextlib.suppress(KeyboardInterrupt):
-        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-            runner.run(serve(settings, with_telephony=with_telephony))
+    with (
+        contextlib.suppress(KeyboardInterrupt),
+        asyncio.Runner(loop_factory=_loop_factory()) as runner,
+    ):
+        runner.run(serve(settings, with_telephony=with_telephony))
     return 0

@@ -28,8 +28,12 @@ from siaga112.schemas import ERROR_RESPONSES, ErrorOut
 router = APIRouter(prefix="/incidents", tags=["incidents"], responses=ERROR_RESPONSES)
 
 IncidentId = Annotated[int, Path(ge=1, le=2**62, description="incident number")]
-_404: dict[int | str, dict[str, Any]] = {404: {"model": ErrorOut, "description": "no such incident"}}
-_409: dict[int | str, dict[str, Any]] = {409: {"model": ErrorOut, "description": "invalid status transition or duplicate link"}}
+_404: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorOut, "description": "no such incident"}
+}
+_409: dict[int | str, dict[str, Any]] = {
+    409: {"model": ErrorOut, "description": "invalid status transition or duplicate link"}
+}
 
 
 def _out(incident: Incident, actor: Actor) -> IncidentOut:
