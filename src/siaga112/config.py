@@ -68,6 +68,11 @@ class PbxSettings(BaseModel):
     rtp_end: int = 30000
     queue_name: str = "emergency"
     demo_operators: list[str] = Field(default_factory=lambda: ["6001", "6002"])
+    # Asterisk configuration templates; default: the repository's asterisk/ directory.
+    templates_dir: Path | None = None
+    # Asterisk's CDR CSV that reconciliation reads; default: the one inside the local root.
+    # Where Asterisk runs on another host, point this at a copy or a shared mount.
+    cdr_path: Path | None = None
 
 
 class Settings(BaseSettings):
