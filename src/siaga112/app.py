@@ -4,12 +4,12 @@ telephony side) and hands them in. Nothing is created at import time."""
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -21,6 +21,7 @@ from siaga112.config import Settings
 from siaga112.db.session import make_engine, make_sessionmaker
 from siaga112.errors import install_error_handlers
 from siaga112.incidents.router import router as incidents_router
+from siaga112.telephony.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,8 @@ def create_app(
     *,
     engine: AsyncEngine | None = None,
     sessionmaker: async_sessionmaker[AsyncSession] | None = None,
-    readiness: dict[str, ReadinessCheck] | None = None,
+    readiness: Mapping[str, ReadinessCheck] | None = None,
+    metrics: Metrics | None = None,
 ) -> FastAPI:
     owns_engine = engine is None
     engine = engine or make_engine(settings)
@@ -105,5 +107,16 @@ def create_app(
         return JSONResponse(
             {"ready": ready, "components": components}, status_code=200 if ready else 503
         )
+
+    if metrics is not None:
+
+        @app.get(
+            "/metrics",
+            tags=["health"],
+            response_class=PlainTextResponse,
+            summary="Counters and latencies in Prometheus text format",
+        )
+        async def metrics_text() -> str:
+            return metrics.render()
 
     return app

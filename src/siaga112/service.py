@@ -10,14 +10,27 @@ from collections.abc import Callable
 
 import uvicorn
 
-from siaga112.app import create_app
+from siaga112.app import ReadinessCheck, create_app
 from siaga112.config import Settings
+from siaga112.db.session import make_engine, make_sessionmaker
+from siaga112.telephony.metrics import Metrics
+from siaga112.telephony.runtime import Telephony
 
 log = logging.getLogger(__name__)
 
 
 async def serve(settings: Settings, *, with_telephony: bool) -> None:
-    app = create_app(settings)
+    engine = make_engine(settings)
+    sessionmaker = make_sessionmaker(engine)
+    metrics = Metrics()
+    telephony: Telephony | None = None
+    readiness: dict[str, ReadinessCheck] = {}
+    if with_telephony:
+        telephony = Telephony(settings=settings, sessionmaker=sessionmaker, metrics=metrics)
+        readiness = {"ami": telephony.readiness_ami, "agi": telephony.readiness_agi}
+    app = create_app(
+        settings, engine=engine, sessionmaker=sessionmaker, readiness=readiness, metrics=metrics
+    )
     config = uvicorn.Config(
         app,
         host=settings.api.host,
@@ -34,7 +47,14 @@ async def serve(settings: Settings, *, with_telephony: bool) -> None:
         settings.api.port,
         "on" if with_telephony else "off",
     )
-    await server.serve()
+    try:
+        if telephony is not None:
+            await telephony.start()
+        await server.serve()
+    finally:
+        if telephony is not None:
+            await telephony.stop()
+        await engine.dispose()
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:

@@ -160,14 +160,9 @@ async def add_note(
     responses=_404,
     summary="The incident's timeline: who did what, when",
 )
-async def timeline(
-    incident_id: IncidentId, session: SessionDep, actor: Reader, rid: RequestId
-) -> list[TimelineEntry]:
-    d = await service.get_details(
-        session=session, incident_id=incident_id, actor=actor, request_id=rid
-    )
-    await session.commit()
-    return [TimelineEntry.model_validate(e) for e in d.timeline]
+async def timeline(incident_id: IncidentId, session: SessionDep, _: Reader) -> list[TimelineEntry]:
+    rows = await service.get_timeline(session=session, incident_id=incident_id)
+    return [TimelineEntry.model_validate(e) for e in rows]
 
 
 @router.post(

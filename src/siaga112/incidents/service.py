@@ -115,13 +115,7 @@ async def get_details(
             .order_by(Location.observed_at)
         )
     ).all()
-    timeline = (
-        await session.scalars(
-            select(IncidentEvent)
-            .where(IncidentEvent.incident_id == incident_id)
-            .order_by(IncidentEvent.at, IncidentEvent.id)
-        )
-    ).all()
+    timeline = await get_timeline(session=session, incident_id=incident_id)
     if locations:
         # Where a caller is, is personal data: every read of it is on record.
         await record_audit(
@@ -135,6 +129,16 @@ async def get_details(
             request_id=request_id,
         )
     return IncidentDetails(incident, list(calls), list(locations), list(timeline))
+
+
+async def get_timeline(*, session: AsyncSession, incident_id: int) -> list[IncidentEvent]:
+    await get_incident(session=session, incident_id=incident_id)
+    rows = await session.scalars(
+        select(IncidentEvent)
+        .where(IncidentEvent.incident_id == incident_id)
+        .order_by(IncidentEvent.at, IncidentEvent.id)
+    )
+    return list(rows.all())
 
 
 def _add_event(

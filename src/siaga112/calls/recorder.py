@@ -1,0 +1,224 @@
+"""Writing calls and their incidents from the telephony side.
+
+`record_incoming` runs on the AGI hot path: one statement, one round trip, that opens the
+call's incident (once per Asterisk Linkedid), its timeline line and audit event, and the call
+row (once per Uniqueid). Replays of the same AGI request change nothing and return the same ids.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from siaga112.incidents.models import Incident
+
+SYSTEM_AGI = "system:agi"
+
+# The incident is inserted only if none exists for the Linkedid; its "created" timeline line and
+# audit event only when it was inserted. The call is inserted, or (a replay, or the tracker saw
+# the call first) completed with what only the AGI request knows.
+_RECORD_SQL = text(
+    """
+WITH inc AS (
+    INSERT INTO incidents (status, priority, channel, caller_number, caller_name,
+                           origin_linkedid, created_by, created_at, updated_at)
+    VALUES ('new', 3, 'call', :incident_number, :caller_name, :linkedid, :actor, :at, :at)
+    ON CONFLICT (origin_linkedid) DO NOTHING
+    RETURNING id
+), ev AS (
+    INSERT INTO incident_events (incident_id, at, actor, kind, data)
+    SELECT id, :at, :actor, 'created', CAST(:event_data AS jsonb) FROM inc
+), au AS (
+    INSERT INTO audit_events (at, actor, action, entity_type, entity_id, after)
+    SELECT :at, :actor, 'incident.create', 'incident', id::text, CAST(:event_data AS jsonb)
+    FROM inc
+), iid AS (
+    SELECT id FROM inc
+    UNION ALL
+    SELECT id FROM incidents WHERE origin_linkedid = :linkedid
+    LIMIT 1
+)
+INSERT INTO calls (id, uniqueid, linkedid, channel, caller_number, caller_name, caller_e164,
+                   asserted_number, presentation, caller_id_available, dialled_number, pai_raw,
+                   pani_raw, geolocation_raw, state, source, offered_at, incident_id,
+                   created_at, updated_at)
+VALUES (:id, :uniqueid, :linkedid, :channel, :caller_number, :caller_name, :caller_e164,
+        :asserted_number, :presentation, :caller_id_available, :dialled_number, :pai, :pani,
+        :geolocation, 'offered', :source, :at, (SELECT id FROM iid), clock_timestamp(),
+        clock_timestamp())
+ON CONFLICT (uniqueid) DO UPDATE SET
+    caller_e164 = COALESCE(calls.caller_e164, EXCLUDED.caller_e164),
+    asserted_number = COALESCE(calls.asserted_number, EXCLUDED.asserted_number),
+    presentation = COALESCE(calls.presentation, EXCLUDED.presentation),
+    dialled_number = COALESCE(calls.dialled_number, EXCLUDED.dialled_number),
+    pai_raw = COALESCE(calls.pai_raw, EXCLUDED.pai_raw),
+    pani_raw = COALESCE(calls.pani_raw, EXCLUDED.pani_raw),
+    geolocation_raw = COALESCE(calls.geolocation_raw, EXCLUDED.geolocation_raw),
+    incident_id = COALESCE(calls.incident_id, EXCLUDED.incident_id),
+    offered_at = LEAST(calls.offered_at, EXCLUDED.offered_at),
+    updated_at = EXCLUDED.updated_at
+RETURNING id, incident_id, (xmax = 0) AS inserted
+"""
+)
+
+
+@dataclass(frozen=True, slots=True)
+class CallFacts:
+    """What the telephony edge learned about a caller leg, in domain terms."""
+
+    uniqueid: str
+    linkedid: str
+    channel: str | None
+    caller_number: str | None
+    caller_name: str | None
+    caller_e164: str | None
+    asserted_number: str | None
+    presentation: str | None
+    caller_id_available: bool
+    # The number an operator should see and call back (emergency override of privacy).
+    callback_number: str | None
+    dialled_number: str | None
+    pai: str | None
+    pani: str | None
+    geolocation: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedCall:
+    call_id: uuid.UUID
+    incident_id: int
+    call_created: bool
+
+
+def _clip(value: str | None, limit: int) -> str | None:
+    if not value:
+        return None
+    return value[:limit]
+
+
+async def record_incoming(
+    *,
+    session: AsyncSession,
+    facts: CallFacts,
+    at: datetime,
+    actor: str = SYSTEM_AGI,
+    source: str = "agi",
+) -> RecordedCall:
+    """Opens (or finds) the call's incident and records the call. Caller commits."""
+    event_data: dict[str, Any] = {
+        "status": "new",
+        "channel": "call",
+        "linkedid": facts.linkedid,
+        "uniqueid": facts.uniqueid,
+        "caller_number": facts.callback_number,
+        "caller_id_available": facts.caller_id_available,
+        "dialled_number": facts.dialled_number,
+    }
+    params = {
+        "id": uuid.uuid4(),
+        "uniqueid": facts.uniqueid[:64],
+        "linkedid": facts.linkedid[:64],
+        "channel": _clip(facts.channel, 200),
+        "caller_number": _clip(facts.caller_number, 64),
+        "caller_name": _clip(facts.caller_name, 200),
+        "caller_e164": _clip(facts.caller_e164, 32),
+        "asserted_number": _clip(facts.asserted_number, 64),
+        "presentation": _clip(facts.presentation, 40),
+        "caller_id_available": facts.caller_id_available,
+        "incident_number": _clip(facts.callback_number, 64),
+        "dialled_number": _clip(facts.dialled_number, 32),
+        "pai": _clip(facts.pai, 1000),
+        "pani": _clip(facts.pani, 1000),
+        "geolocation": _clip(facts.geolocation, 2000),
+        "at": at,
+        "actor": actor,
+        "source": source,
+        "event_data": json.dumps(event_data),
+    }
+    row = (await session.execute(_RECORD_SQL, params)).one()
+    incident_id = row.incident_id
+    if incident_id is None:
+        # A concurrent replay inserted the incident after this statement's snapshot was taken.
+        incident_id = await session.scalar(
+            select(Incident.id).where(Incident.origin_linkedid == facts.linkedid)
+        )
+        if incident_id is None:  # pragma: no cover - the incident insert cannot fail silently
+            raise RuntimeError(f"no incident for linkedid {facts.linkedid}")
+        await session.execute(
+            text("UPDATE calls SET incident_id = :iid WHERE id = :id AND incident_id IS NULL"),
+            {"iid": incident_id, "id": row.id},
+        )
+    return RecordedCall(call_id=row.id, incident_id=incident_id, call_created=bool(row.inserted))
+
+
+# Call progress from the AMI tracker (or reconciliation). Facts only move one way: first times
+# stay first (LEAST ignores NULLs), the end only later, a terminal state is never left for a live
+# one, and the first operator who answered is kept.
+_PROGRESS_SQL = text(
+    """
+UPDATE calls SET
+    state = CASE
+        WHEN calls.state = 'abandoned' THEN calls.state
+        WHEN calls.state = 'ended' AND CAST(:state AS text) <> 'abandoned' THEN calls.state
+        WHEN CAST(:state AS text) IN ('ended', 'abandoned') THEN CAST(:state AS text)
+        WHEN array_position(ARRAY['offered','queued','ringing','answered'], CAST(:state AS text))
+             < array_position(ARRAY['offered','queued','ringing','answered'], calls.state)
+            THEN calls.state
+        ELSE CAST(:state AS text)
+    END,
+    enqueued_at = LEAST(calls.enqueued_at, CAST(:enqueued_at AS timestamptz)),
+    ringing_at = LEAST(calls.ringing_at, CAST(:ringing_at AS timestamptz)),
+    answered_at = LEAST(calls.answered_at, CAST(:answered_at AS timestamptz)),
+    ended_at = GREATEST(calls.ended_at, CAST(:ended_at AS timestamptz)),
+    queue = COALESCE(calls.queue, CAST(:queue AS text)),
+    operator = COALESCE(calls.operator, CAST(:operator AS text)),
+    hangup_cause = COALESCE(CAST(:hangup_cause AS text), calls.hangup_cause),
+    outcome = CASE WHEN CAST(:outcome AS text) IS NULL THEN calls.outcome
+                   WHEN calls.outcome = 'abandoned' THEN calls.outcome
+                   ELSE CAST(:outcome AS text) END,
+    updated_at = now()
+WHERE uniqueid = :uniqueid
+RETURNING uniqueid
+"""
+)
+
+
+@dataclass(frozen=True, slots=True)
+class CallProgress:
+    uniqueid: str
+    state: str
+    enqueued_at: datetime | None
+    ringing_at: datetime | None
+    answered_at: datetime | None
+    ended_at: datetime | None
+    queue: str | None
+    operator: str | None
+    hangup_cause: str | None
+    outcome: str | None
+
+
+async def apply_progress(*, session: AsyncSession, updates: list[CallProgress]) -> set[str]:
+    """Applies progress to existing calls; returns the uniqueids that had no row."""
+    missing: set[str] = set()
+    for update in updates:
+        params = {
+            "uniqueid": update.uniqueid,
+            "state": update.state,
+            "enqueued_at": update.enqueued_at,
+            "ringing_at": update.ringing_at,
+            "answered_at": update.answered_at,
+            "ended_at": update.ended_at,
+            "queue": _clip(update.queue, 80),
+            "operator": _clip(update.operator, 80),
+            "hangup_cause": _clip(update.hangup_cause, 80),
+            "outcome": update.outcome,
+        }
+        if (await session.execute(_PROGRESS_SQL, params)).first() is None:
+            missing.add(update.uniqueid)
+    return missing

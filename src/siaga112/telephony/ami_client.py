@@ -1,0 +1,140 @@
+"""The AMI connection (panoramisk): login, reconnect with backoff, events handed on as typed
+domain events, and a resynchronisation after every (re)login, since events that arrive while
+disconnected are lost."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from panoramisk import Manager
+
+from siaga112.telephony.ami_events import AmiEvent, Malformed, parse_event
+from siaga112.telephony.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+OnEvent = Callable[[AmiEvent], None]
+OnLogin = Callable[[], Awaitable[None]]
+
+
+class _BackoffManager(Manager):  # type: ignore[misc]
+    """panoramisk retries a failed connect after a fixed delay; this doubles it up to a cap
+    and resets it after a successful login."""
+
+    min_delay: float = 0.5
+    max_delay: float = 15.0
+    reconnect_timeout: float
+
+    def connection_made(self, f: asyncio.Future[Any]) -> None:
+        failed = not f.cancelled() and f.exception() is not None
+        if failed:
+            self.reconnect_timeout = min(
+                self.max_delay, max(self.min_delay, self.reconnect_timeout * 2)
+            )
+        super().connection_made(f)
+
+
+class AmiLink:
+    def __init__(
+        self,
+        *,
+        host: str,
+        port: int,
+        username: str,
+        secret: str,
+        on_event: OnEvent,
+        on_login: OnLogin,
+        metrics: Metrics,
+        min_delay: float = 0.5,
+        max_delay: float = 15.0,
+    ) -> None:
+        self._on_event = on_event
+        self._on_login_cb = on_login
+        self.metrics = metrics
+        self.logged_in_at: float | None = None
+        self._resyncs: set[asyncio.Task[None]] = set()
+        self._manager = _BackoffManager(
+            host=host,
+            port=port,
+            username=username,
+            secret=secret,
+            ping_delay=5,
+            ping_interval=5,
+            reconnect_timeout=1,
+            on_login=self._on_login,
+            on_disconnect=self._on_disconnect,
+            on_connect=lambda _m: None,
+            forgetable_actions=("ping", "login"),
+        )
+        self._manager.min_delay = min_delay
+        self._manager.max_delay = max_delay
+        self._manager.reconnect_timeout = min_delay
+        self._manager.register_event("*", self._dispatch)
+
+    @property
+    def ready(self) -> bool:
+        return self.logged_in_at is not None and bool(self._manager.authenticated)
+
+    async def start(self) -> None:
+        self._manager.loop = asyncio.get_running_loop()
+        self._manager.connect()
+
+    async def stop(self) -> None:
+        for task in list(self._resyncs):
+            task.cancel()
+        # panoramisk would reconnect after connection_lost; stop it from doing so.
+        self._manager.reconnect_timeout = 10**9
+        self._manager.close()
+        self.logged_in_at = None
+
+    async def send_list(
+        self, action: Mapping[str, str], *, within_s: float = 10.0
+    ) -> list[Mapping[str, str]]:
+        """Sends an action whose answer is a list of events ending in ...Complete."""
+        result = await asyncio.wait_for(
+            self._manager.send_action(dict(action), as_list=True), within_s
+        )
+        items = result if isinstance(result, list) else [result]
+        return [dict(m) for m in items]
+
+    def _dispatch(self, _manager: Manager, message: Mapping[str, Any]) -> None:
+        # Runs inline in panoramisk's protocol: must never raise, never block.
+        try:
+            event = parse_event(message, received_at=datetime.now(UTC))
+            if event is None:
+                return
+            if isinstance(event, Malformed):
+                self.metrics.inc("ami_events_malformed")
+                log.warning("malformed AMI %s event: %s", event.event_name, event.reason)
+                return
+            self.metrics.inc("ami_events")
+            self._on_event(event)
+        except Exception:
+            self.metrics.inc("ami_event_failures")
+            log.exception("AMI event handling failed")
+
+    def _on_login(self, _manager: Manager) -> None:
+        self.logged_in_at = time.monotonic()
+        self._manager.reconnect_timeout = self._manager.min_delay
+        self.metrics.inc("ami_logins")
+        log.info("AMI logged in; resynchronising")
+        task = asyncio.get_running_loop().create_task(self._resync())
+        self._resyncs.add(task)
+        task.add_done_callback(self._resyncs.discard)
+
+    async def _resync(self) -> None:
+        try:
+            await self._on_login_cb()
+        except Exception:
+            self.metrics.inc("ami_resync_failures")
+            log.exception("AMI resynchronisation failed")
+
+    def _on_disconnect(self, _manager: Manager, exc: Exception | None) -> None:
+        self.logged_in_at = None
+        self.metrics.inc("ami_disconnects")
+        log.warning("AMI connection lost (%s); reconnecting", exc)

@@ -1,0 +1,456 @@
+"""Turn AMI event messages into typed, frozen call events.
+
+Input is one AMI message as panoramisk gives it (``panoramisk.Message``: a case-insensitive
+mapping whose values are ``str``, or a ``list`` of ``str`` when a header repeats) or a plain
+``dict`` (replayed transcripts). Lookups here are case-insensitive and a repeated header counts by
+its first value, so both work the same.
+
+Which channel is which: Queue* and Agent* events describe the *caller* channel in
+``Channel``/``Uniqueid``/``Linkedid`` and, for Agent* events, the queue member's channel in
+``DestChannel``/``DestUniqueid``/``DestLinkedid`` (Asterisk 22 AMI event documentation). The
+member itself is ``Interface`` (e.g. ``PJSIP/6001``) and ``MemberName``. Newchannel, Newstate and
+Hangup are raised for every channel, operators' legs included; their Linkedid ties an operator leg
+to the caller leg.
+
+Time: with ``timestampevents=yes`` in manager.conf every event carries ``Timestamp:
+<epoch seconds>.<microseconds>``; that is the event's time. Without it (or when it is garbage) the
+receive time the caller passes in is used, and ``at == received_at`` tells so.
+
+Durations are the integers Asterisk sends (``app_queue.c``): HoldTime, TalkTime and the
+AgentConnect RingTime are seconds; the AgentRingNoAnswer RingTime is milliseconds.
+
+Errors: :func:`parse_event` never raises. It returns None for messages that are not events or
+events siaga112 does not use (most of the stream, if the manager filters let them through), and a
+:class:`Malformed` event for a used event it cannot route (no ``Uniqueid``): those are worth
+counting and logging, whereas unused events are not.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TypeAlias, TypedDict
+
+__all__ = [
+    "AgentAnswered",
+    "AgentEvent",
+    "AgentFinished",
+    "AgentNoAnswer",
+    "AgentRinging",
+    "AmiEvent",
+    "CallEvent",
+    "CallerAbandoned",
+    "CallerJoinedQueue",
+    "CallerLeftQueue",
+    "ChannelCreated",
+    "ChannelEvent",
+    "ChannelHungUp",
+    "ChannelStateChanged",
+    "FullyBooted",
+    "Malformed",
+    "QueueEvent",
+    "operator_from_interface",
+    "parse_event",
+    "split_transcript",
+]
+
+_INT = re.compile(r"-?[0-9]{1,15}", re.ASCII)
+# Asterisk channel names end in a per-channel sequence number: PJSIP/6001-0000002a.
+_CHANNEL_SUFFIX = re.compile(r"-[0-9a-fA-F]{8}(;[12])?$")
+# Caller-ID fields of a channel snapshot read "<unknown>" when empty.
+_UNKNOWN = "<unknown>"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Timed:
+    at: datetime
+    """When Asterisk raised the event (its Timestamp header), else ``received_at``."""
+    received_at: datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChannelEvent(_Timed):
+    """An event about one channel (for Queue*/Agent* events: the caller's channel)."""
+
+    uniqueid: str
+    linkedid: str
+    channel: str
+    caller_num: str
+    caller_name: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChannelCreated(ChannelEvent):
+    """Newchannel."""
+
+    context: str
+    exten: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChannelStateChanged(ChannelEvent):
+    """Newstate: ``state`` is Asterisk's numeric ChannelState (6 = Up), ``state_desc`` its name."""
+
+    state: int | None
+    state_desc: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChannelHungUp(ChannelEvent):
+    """Hangup: ``cause`` is the Q.850 cause code (16 = normal clearing)."""
+
+    cause: int | None
+    cause_txt: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QueueEvent(ChannelEvent):
+    queue: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallerJoinedQueue(QueueEvent):
+    """QueueCallerJoin."""
+
+    position: int | None
+    count: int | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallerLeftQueue(QueueEvent):
+    """QueueCallerLeave: raised when the caller is answered as well as when it gives up."""
+
+    position: int | None
+    count: int | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallerAbandoned(QueueEvent):
+    """QueueCallerAbandon: the caller hung up while waiting in the queue."""
+
+    position: int | None
+    original_position: int | None
+    hold_seconds: int | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AgentEvent(QueueEvent):
+    """A queue member event; ``uniqueid``/``channel`` are still the caller's."""
+
+    interface: str
+    member_name: str
+    operator: str
+    """Operator extension taken from ``interface`` ('PJSIP/6001' -> '6001')."""
+    dest_uniqueid: str
+    dest_channel: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AgentRinging(AgentEvent):
+    """AgentCalled: a member's phone is being rung for the caller."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AgentAnswered(AgentEvent):
+    """AgentConnect: the member answered and is bridged to the caller."""
+
+    hold_seconds: int | None
+    ring_seconds: int | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AgentFinished(AgentEvent):
+    """AgentComplete: ``reason`` is 'caller', 'agent' or 'transfer' (who ended it)."""
+
+    hold_seconds: int | None
+    talk_seconds: int | None
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AgentNoAnswer(AgentEvent):
+    """AgentRingNoAnswer: the member was rung and did not answer."""
+
+    ring_ms: int | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FullyBooted(_Timed):
+    """FullyBooted: sent on login and after Asterisk (re)starts; a cue to resynchronise."""
+
+    status: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Malformed(_Timed):
+    """A used event that could not be turned into a call event; ``reason`` says why."""
+
+    event_name: str
+    reason: str
+
+
+CallEvent: TypeAlias = (
+    ChannelCreated
+    | ChannelStateChanged
+    | ChannelHungUp
+    | CallerJoinedQueue
+    | CallerLeftQueue
+    | CallerAbandoned
+    | AgentRinging
+    | AgentAnswered
+    | AgentFinished
+    | AgentNoAnswer
+)
+AmiEvent: TypeAlias = CallEvent | FullyBooted | Malformed
+
+_Fields = dict[str, str]
+
+
+def parse_event(msg: Mapping[str, object], *, received_at: datetime) -> AmiEvent | None:
+    """Turn one AMI message into a domain event; never raises.
+
+    ``received_at`` should be timezone-aware; a naive value is taken as UTC.
+    """
+    if received_at.tzinfo is None:
+        received_at = received_at.replace(tzinfo=UTC)
+    fields = _fields(msg)
+    name = fields.get("event", "")
+    if not name:
+        return None
+    at = _timestamp(fields.get("timestamp", "")) or received_at
+    if name.lower() == "fullybooted":
+        return FullyBooted(at=at, received_at=received_at, status=fields.get("status", ""))
+    build = _BUILDERS.get(name.lower())
+    if build is None:
+        return None
+    if not fields.get("uniqueid"):
+        return Malformed(
+            at=at, received_at=received_at, event_name=name, reason="no Uniqueid: cannot route"
+        )
+    return build(fields, at, received_at)
+
+
+def operator_from_interface(interface: str) -> str:
+    """Operator extension from a queue member interface or channel name.
+
+    'PJSIP/6001' -> '6001'; 'Local/6001@operators/n' -> '6001'; 'PJSIP/6001-0000002a' -> '6001'.
+    """
+    _tech, slash, rest = interface.strip().partition("/")
+    resource = rest if slash else interface.strip()
+    resource = _CHANNEL_SUFFIX.sub("", resource)
+    return re.split(r"[/@;]", resource, maxsplit=1)[0]
+
+
+# --- builders --------------------------------------------------------------------------------
+
+
+def _fields(msg: Mapping[str, object]) -> _Fields:
+    fields: _Fields = {}
+    for key, value in msg.items():
+        if not isinstance(key, str):
+            continue
+        if isinstance(value, list):
+            value = next((v for v in value if isinstance(v, str)), None)
+        if isinstance(value, str):
+            fields.setdefault(key.strip().lower(), value.strip())
+    return fields
+
+
+def _timestamp(raw: str) -> datetime | None:
+    try:
+        seconds = float(raw)
+    except ValueError:
+        return None
+    # Before 2001 or after 2286 is not a clock this service runs under.
+    if not math.isfinite(seconds) or not 1e9 <= seconds < 1e10:
+        return None
+    return datetime.fromtimestamp(seconds, tz=UTC)
+
+
+def _int(raw: str | None) -> int | None:
+    if raw is None or not _INT.fullmatch(raw):
+        return None
+    return int(raw)
+
+
+def _caller_id(raw: str) -> str:
+    return "" if raw == _UNKNOWN else raw
+
+
+class _ChannelKwargs(TypedDict):
+    at: datetime
+    received_at: datetime
+    uniqueid: str
+    linkedid: str
+    channel: str
+    caller_num: str
+    caller_name: str
+
+
+class _AgentKwargs(TypedDict):
+    queue: str
+    interface: str
+    member_name: str
+    operator: str
+    dest_uniqueid: str
+    dest_channel: str
+
+
+def _channel_kwargs(f: _Fields, at: datetime, received_at: datetime) -> _ChannelKwargs:
+    return {
+        "at": at,
+        "received_at": received_at,
+        "uniqueid": f.get("uniqueid", ""),
+        "linkedid": f.get("linkedid", ""),
+        "channel": f.get("channel", ""),
+        "caller_num": _caller_id(f.get("calleridnum", "")),
+        "caller_name": _caller_id(f.get("calleridname", "")),
+    }
+
+
+def _agent_kwargs(f: _Fields) -> _AgentKwargs:
+    interface = f.get("interface", "")
+    dest_channel = f.get("destchannel", "")
+    return {
+        "queue": f.get("queue", ""),
+        "interface": interface,
+        "member_name": f.get("membername", ""),
+        "operator": operator_from_interface(interface or dest_channel),
+        "dest_uniqueid": f.get("destuniqueid", ""),
+        "dest_channel": dest_channel,
+    }
+
+
+def _newchannel(f: _Fields, at: datetime, rx: datetime) -> AmiEvent:
+    return ChannelCreated(
+        **_channel_kwargs(f, at, rx),
+        context=f.get("context", ""),
+        exten=f.get("exten", ""),
+    )
+
+
+def _newstate(f: _Fields, at: datetime, rx: datetime) -> AmiEvent:
+    return ChannelStateChanged(
+        **_channel_kwargs(f, at, rx),
+        state=_int(f.get("channelstate")),
+        state_desc=f.get("channelstatedesc", ""),
+    )
+
+
+def _hangup(f: _Fields, at: datetime, rx: datetime) -> AmiEvent:
+    return ChannelHungUp(
+        **_channel_kwargs(f, at, rx),
+        cause=_int(f.get("cause")),
+        cause_txt=f.get("cause-txt", ""),
+    )
+
+
+def _join(f: _Fields, at: datetime, rx: datetime) -> AmiEvent:
+    return CallerJoinedQueue(
+        **_channel_kwargs(f, at, rx),
+        queue=f.get("queue", ""),
+        position=_int(f.get("position")),
+        count=_int(f.get("count")),
+    )
+
+
+def _leave(f: _Fields, at: datetime, rx: datetime) -> AmiEvent:
+    return CallerLeftQueue(
+        **_channel_kwargs(f, at, rx),
+        queue=f.get("queue", ""),
+        position=_int(f.get("position")),
+        count=_int(f.get("count")),
+    )
+
+
+def _abandon(f: _Fields, at: datetime, rx: datetime) -> AmiEvent:
+    return CallerAbandoned(
+        **_channel_kwargs(f, at, rx),
+        queue=f.get("queue", ""),
+        position=_int(f.get("position")),
+        original_position=_int(f.get("originalposition")),
+        hold_seconds=_int(f.get("holdtime")),
+    )
+
+
+def _called(f: _Fields, at: datetime, rx: datetime) -> AmiEvent:
+    return AgentRinging(
+        **_channel_kwargs(f, at, rx),
+        **_agent_kwargs(f),
+    )
+
+
+def _connect(f: _Fields, at: datetime, rx: datetime) -> AmiEvent:
+    return AgentAnswered(
+        **_channel_kwargs(f, at, rx),
+        **_agent_kwargs(f),
+        hold_seconds=_int(f.get("holdtime")),
+        ring_seconds=_int(f.get("ringtime")),
+    )
+
+
+def _complete(f: _Fields, at: datetime, rx: datetime) -> AmiEvent:
+    return AgentFinished(
+        **_channel_kwargs(f, at, rx),
+        **_agent_kwargs(f),
+        hold_seconds=_int(f.get("holdtime")),
+        talk_seconds=_int(f.get("talktime")),
+        reason=f.get("reason", "").lower(),
+    )
+
+
+def _ring_no_answer(f: _Fields, at: datetime, rx: datetime) -> AmiEvent:
+    return AgentNoAnswer(
+        **_channel_kwargs(f, at, rx),
+        **_agent_kwargs(f),
+        ring_ms=_int(f.get("ringtime")),
+    )
+
+
+# Events routed to a call; all need the caller channel's Uniqueid.
+_BUILDERS: dict[str, Callable[[_Fields, datetime, datetime], AmiEvent]] = {
+    "newchannel": _newchannel,
+    "newstate": _newstate,
+    "hangup": _hangup,
+    "queuecallerjoin": _join,
+    "queuecallerleave": _leave,
+    "queuecallerabandon": _abandon,
+    "agentcalled": _called,
+    "agentconnect": _connect,
+    "agentcomplete": _complete,
+    "agentringnoanswer": _ring_no_answer,
+}
+
+
+def split_transcript(text: str) -> list[dict[str, object]]:
+    """Split raw AMI text (``Key: Value`` lines, messages separated by a blank line) into messages.
+
+    For replaying captured streams. A header that repeats becomes a list, as in panoramisk; lines
+    without ``": "`` (the ``Asterisk Call Manager/x.y`` banner, comments) are skipped.
+    """
+    messages: list[dict[str, object]] = []
+    current: dict[str, object] = {}
+    for line in text.replace("\r\n", "\n").split("\n"):
+        if not line.strip():
+            if current:
+                messages.append(current)
+                current = {}
+            continue
+        key, sep, value = line.partition(": ")
+        if not sep:
+            key, sep, value = line.partition(":")
+            if not sep or line.lstrip().startswith(("#", ";")):
+                continue
+        previous = current.get(key)
+        if previous is None:
+            current[key] = value
+        elif isinstance(previous, list):
+            previous.append(value)
+        else:
+            current[key] = [previous, value]
+    if current:
+        messages.append(current)
+    return messages

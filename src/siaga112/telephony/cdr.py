@@ -1,0 +1,117 @@
+"""Asterisk's own record of every call: the cdr_custom CSV written by the dialplan.
+
+Asterisk writes it whether siaga112 is up or not; reconciliation reads it to give every call
+that siaga112 missed its row, with caller ID, network headers and timestamps. Pure parsing.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from siaga112.telephony.pbx import CDR_CSV_FIELDS
+
+
+@dataclass(frozen=True, slots=True)
+class CdrRecord:
+    uniqueid: str
+    linkedid: str
+    start: datetime | None
+    answer: datetime | None
+    end: datetime | None
+    disposition: str
+    clid: str
+    src: str
+    dst: str
+    dcontext: str
+    channel: str
+    dialled: str
+    presentation: str
+    pai: str
+    pani: str
+    geolocation: str
+    agi_status: str
+    incident: str
+    queue: str
+    queue_status: str
+    operator: str
+
+    @property
+    def is_emergency_leg(self) -> bool:
+        """The caller's leg of a call to the centre (not an operator's or a transfer leg)."""
+        return self.dcontext == "from-carrier" and bool(self.dialled)
+
+    @property
+    def caller_name(self) -> str:
+        name, _, _ = self.clid.partition("<")
+        return name.strip().strip('"')
+
+
+def _time(value: str) -> datetime | None:
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None
+    if seconds <= 0:
+        return None
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+def parse_cdr_line(line: str) -> CdrRecord | None:
+    """One CSV line to a record; None when it is not a complete line of this layout."""
+    try:
+        rows = list(csv.reader(io.StringIO(line)))
+    except csv.Error:
+        return None
+    if len(rows) != 1 or len(rows[0]) != len(CDR_CSV_FIELDS):
+        return None
+    v = dict(zip(CDR_CSV_FIELDS, rows[0], strict=True))
+    if not v["uniqueid"]:
+        return None
+    return CdrRecord(
+        uniqueid=v["uniqueid"],
+        linkedid=v["linkedid"] or v["uniqueid"],
+        start=_time(v["start"]),
+        answer=_time(v["answer"]),
+        end=_time(v["end"]),
+        disposition=v["disposition"],
+        clid=v["clid"],
+        src=v["src"],
+        dst=v["dst"],
+        dcontext=v["dcontext"],
+        channel=v["channel"],
+        dialled=v["siaga112_dialled"],
+        presentation=v["siaga112_pres"],
+        pai=v["siaga112_pai"],
+        pani=v["siaga112_pani"],
+        geolocation=v["siaga112_geolocation"],
+        agi_status=v["siaga112_agistatus"],
+        incident=v["siaga112_incident"],
+        queue=v["siaga112_queue"],
+        queue_status=v["siaga112_queuestatus"],
+        operator=v["siaga112_operator"],
+    )
+
+
+def read_new_records(data: bytes) -> tuple[list[CdrRecord], int, int]:
+    """Parses the complete lines of `data` (bytes appended since the last read).
+
+    Returns the records, how many bytes were consumed (up to the last newline; a line still
+    being written is left for next time) and how many complete lines were rejected.
+    """
+    end = data.rfind(b"\n")
+    if end < 0:
+        return [], 0, 0
+    records: list[CdrRecord] = []
+    rejected = 0
+    for raw in data[: end + 1].decode("utf-8", errors="replace").splitlines():
+        if not raw.strip():
+            continue
+        record = parse_cdr_line(raw)
+        if record is None:
+            rejected += 1
+        else:
+            records.append(record)
+    return records, end + 1, rejected

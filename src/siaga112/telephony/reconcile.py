@@ -1,0 +1,149 @@
+"""Reconciliation: every call in Asterisk's own CDR file gets its row and incident, with caller
+ID, network headers and timestamps, also the calls that arrived while siaga112 was down.
+
+Reads only what was appended since the last run; the position is stored in the database in the
+same transaction as the rows it produced, so a crash re-reads at most one chunk, and re-reading
+changes nothing (idempotent writes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import os
+from pathlib import Path
+
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from siaga112.calls.cursors import ReadCursor
+from siaga112.calls.recorder import CallProgress, apply_progress, record_incoming
+from siaga112.telephony.cdr import CdrRecord, read_new_records
+from siaga112.telephony.facts import facts_from_env
+from siaga112.telephony.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+# One read, one transaction: about 10,000 CDR lines at most.
+MAX_READ = 4 * 1024 * 1024
+
+
+def _b64(value: str) -> str:
+    return base64.b64encode(value.encode()).decode() if value else ""
+
+
+def progress_from_cdr(record: CdrRecord) -> CallProgress:
+    operator = record.operator.rpartition("/")[2] or None if record.operator else None
+    if operator:
+        state, outcome = "ended", "answered"
+    elif record.queue:
+        state, outcome = "abandoned", "abandoned"
+    else:
+        state, outcome = "ended", "ended_before_answer"
+    return CallProgress(
+        uniqueid=record.uniqueid,
+        state=state,
+        enqueued_at=None,
+        ringing_at=None,
+        answered_at=None,
+        ended_at=record.end,
+        queue=record.queue or None,
+        operator=operator,
+        hangup_cause=None,
+        outcome=outcome,
+    )
+
+
+async def apply_record(session: AsyncSession, record: CdrRecord) -> bool:
+    """Writes one caller leg; True when the call had no row before (siaga112 missed it)."""
+    facts = facts_from_env(
+        {
+            "agi_uniqueid": record.uniqueid,
+            "agi_linkedid": record.linkedid,
+            "agi_channel": record.channel,
+            "agi_callerid": record.src or "unknown",
+            "agi_calleridname": record.caller_name or "unknown",
+            "agi_arg_1": record.dialled,
+            "agi_arg_2": _b64(record.pai),
+            "agi_arg_3": _b64(record.pani),
+            "agi_arg_4": _b64(record.geolocation),
+            "agi_arg_5": record.presentation,
+        }
+    )
+    at = record.start or record.end
+    if at is None:
+        return False
+    recorded = await record_incoming(
+        session=session, facts=facts, at=at, actor="system:reconcile", source="reconciled"
+    )
+    await apply_progress(session=session, updates=[progress_from_cdr(record)])
+    return recorded.call_created
+
+
+class CdrReconciler:
+    def __init__(
+        self,
+        *,
+        path: Path,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        metrics: Metrics,
+        name: str = "asterisk-cdr",
+    ) -> None:
+        self.path = path
+        self.sessionmaker = sessionmaker
+        self.metrics = metrics
+        self.name = name
+        self._lock = asyncio.Lock()
+
+    async def run_once(self) -> int:
+        """Applies what was appended since the last run; returns calls that had no row."""
+        async with self._lock:
+            created = 0
+            while True:
+                batch_created, more = await self._one_batch()
+                created += batch_created
+                if not more:
+                    return created
+
+    async def _one_batch(self) -> tuple[int, bool]:
+        try:
+            st = await asyncio.to_thread(os.stat, self.path)
+        except FileNotFoundError:
+            return 0, False
+        file_id = f"{st.st_dev}:{st.st_ino}"
+        async with self.sessionmaker() as session:
+            cursor = await session.get(ReadCursor, self.name, with_for_update=True)
+            position = cursor.position if cursor and cursor.file_id == file_id else 0
+            if position > st.st_size:  # truncated in place
+                position = 0
+            if position == st.st_size:
+                return 0, False
+            data = await asyncio.to_thread(_read, self.path, position, MAX_READ)
+            records, consumed, rejected = read_new_records(data)
+            if rejected:
+                self.metrics.inc("cdr_lines_rejected", rejected)
+                log.warning("%d CDR line(s) in %s did not parse", rejected, self.path)
+            created = 0
+            for record in records:
+                if record.is_emergency_leg and await apply_record(session, record):
+                    created += 1
+            await session.execute(
+                insert(ReadCursor)
+                .values(name=self.name, file_id=file_id, position=position + consumed)
+                .on_conflict_do_update(
+                    index_elements=[ReadCursor.name],
+                    set_={"file_id": file_id, "position": position + consumed},
+                )
+            )
+            await session.commit()
+        if created:
+            self.metrics.inc("calls_reconciled", created)
+            log.warning("reconciled %d call(s) that siaga112 had not recorded", created)
+        return created, consumed > 0 and position + consumed < st.st_size
+
+
+def _read(path: Path, position: int, size: int) -> bytes:
+    with path.open("rb") as fh:
+        fh.seek(position)
+        return fh.read(size)

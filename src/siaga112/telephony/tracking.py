@@ -1,0 +1,161 @@
+"""Live call tracking: AMI events folded into call states (pure reducer in `tracker`), changed
+states written to the calls table in small batches off the event path."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime, timedelta
+
+from siaga112.calls.recorder import CallFacts, CallProgress
+from siaga112.telephony.ami_events import AmiEvent, ChannelCreated, parse_event
+from siaga112.telephony.facts import facts_from_env
+from siaga112.telephony.metrics import Metrics
+from siaga112.telephony.tracker import CallState, CallStatus, apply_event, call_key
+
+log = logging.getLogger(__name__)
+
+# Writes progress; returns the uniqueids that had no call row.
+WriteProgress = Callable[[list[CallProgress]], Awaitable[set[str]]]
+# Creates the row (and incident) for a call the AGI step never reported.
+CreateCall = Callable[[CallFacts, datetime], Awaitable[None]]
+
+
+def progress_of(state: CallState) -> CallProgress:
+    outcome: str | None = None
+    if state.state is CallStatus.ABANDONED:
+        outcome = "abandoned"
+    elif state.operator is not None and state.answered_at is not None:
+        outcome = "answered"
+    elif state.state is CallStatus.ENDED:
+        outcome = "ended_before_answer"
+    return CallProgress(
+        uniqueid=state.uniqueid,
+        state=state.state.value,
+        enqueued_at=state.enqueued_at,
+        ringing_at=state.ringing_at,
+        answered_at=state.answered_at,
+        ended_at=state.ended_at,
+        queue=state.queue,
+        operator=state.operator,
+        hangup_cause=state.hangup_cause_txt,
+        outcome=outcome,
+    )
+
+
+class CallTracker:
+    def __init__(
+        self,
+        *,
+        write_progress: WriteProgress,
+        create_call: CreateCall,
+        metrics: Metrics,
+        flush_interval_s: float = 0.05,
+        keep_terminal_s: float = 120.0,
+    ) -> None:
+        self._write = write_progress
+        self._create = create_call
+        self.metrics = metrics
+        self.flush_interval_s = flush_interval_s
+        self.keep_terminal_s = keep_terminal_s
+        self.states: dict[str, CallState] = {}
+        self._callers: dict[str, tuple[str, str]] = {}
+        self._dirty: dict[str, CallState] = {}
+        self._terminal_since: dict[str, float] = {}
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    # -- event path (synchronous, cheap) ---------------------------------------------------
+    def feed(self, event: AmiEvent) -> None:
+        key = call_key(event)
+        if key is None:
+            return
+        if isinstance(event, ChannelCreated) and key == getattr(event, "linkedid", None):
+            self._callers[key] = (event.caller_num, event.caller_name)
+        new, changed = apply_event(self.states.get(key), event)
+        if not changed or new is None:
+            return
+        self.states[key] = new
+        # Only calls that reached the emergency queue are the centre's calls; other
+        # originating legs (operator-to-operator, callbacks) are not written as 112 calls.
+        if new.queue is not None or key in self._dirty:
+            self._dirty[key] = new
+            self._wake.set()
+        if new.state.is_terminal:
+            self._terminal_since.setdefault(key, time.monotonic())
+
+    def feed_raw(self, message: Mapping[str, str]) -> None:
+        event = parse_event(message, received_at=datetime.now(UTC))
+        if event is not None:
+            self.feed(event)
+
+    # -- writer ----------------------------------------------------------------------------
+    async def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self.flush()
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            await asyncio.sleep(self.flush_interval_s)  # let a burst of events coalesce
+            await self.flush()
+            self._evict()
+
+    async def flush(self) -> None:
+        if not self._dirty:
+            return
+        batch, self._dirty = self._dirty, {}
+        try:
+            missing = await self._write([progress_of(s) for s in batch.values()])
+            for uniqueid in missing:
+                state = batch[uniqueid]
+                number, name = self._callers.get(uniqueid, ("", ""))
+                await self._create(_facts_from_ami(state, number, name), state.offered_at)
+                self.metrics.inc("calls_created_from_ami")
+            if missing:
+                await self._write([progress_of(batch[u]) for u in missing])
+            self.metrics.inc("call_progress_writes", len(batch))
+        except Exception:
+            self.metrics.inc("call_progress_write_failures")
+            log.exception("writing call progress failed; will retry")
+            for key, state in batch.items():
+                self._dirty.setdefault(key, state)
+            await asyncio.sleep(0.5)
+            self._wake.set()
+
+    def _evict(self) -> None:
+        now = time.monotonic()
+        for key, since in list(self._terminal_since.items()):
+            if now - since > self.keep_terminal_s and key not in self._dirty:
+                self.states.pop(key, None)
+                self._callers.pop(key, None)
+                del self._terminal_since[key]
+        # Originating legs that never reached the queue: forget them after a while too.
+        horizon = datetime.now(UTC) - timedelta(hours=2)
+        for key, state in list(self.states.items()):
+            if state.queue is None and state.offered_at < horizon:
+                self.states.pop(key, None)
+                self._callers.pop(key, None)
+
+
+def _facts_from_ami(state: CallState, number: str, name: str) -> CallFacts:
+    """What the AMI knows of a call the AGI step missed; reconciliation adds headers later."""
+    return facts_from_env(
+        {
+            "agi_uniqueid": state.uniqueid,
+            "agi_linkedid": state.linkedid,
+            "agi_channel": state.channel,
+            "agi_callerid": number or "unknown",
+            "agi_calleridname": name or "unknown",
+        }
+    )

@@ -1,0 +1,173 @@
+"""The FastAGI server over a real socket, with the real database behind it: it answers within
+its budget whatever happens, and rejects what is not an AGI request without falling over."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import uuid
+from collections.abc import AsyncIterator
+from datetime import datetime
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import async_sessionmaker
+
+from siaga112.calls.models import Call
+from siaga112.calls.recorder import CallFacts, RecordedCall, record_incoming
+from siaga112.telephony.agi_server import AgiServer
+from siaga112.telephony.metrics import Metrics
+
+
+def b64(value: str) -> str:
+    return base64.b64encode(value.encode()).decode()
+
+
+def agi_request(uniqueid: str, *, callerid: str = "081234567890") -> bytes:
+    lines = {
+        "agi_network": "yes",
+        "agi_network_script": "incoming",
+        "agi_request": "agi://127.0.0.1:4573/incoming",
+        "agi_channel": "PJSIP/carrier-00000001",
+        "agi_language": "en",
+        "agi_type": "PJSIP",
+        "agi_uniqueid": uniqueid,
+        "agi_version": "22.10.1",
+        "agi_callerid": callerid,
+        "agi_calleridname": "unknown",
+        "agi_callingpres": "0",
+        "agi_dnid": "112",
+        "agi_context": "from-carrier",
+        "agi_extension": "112",
+        "agi_priority": "30",
+        "agi_threadid": "140000000000000",
+        "agi_linkedid": uniqueid,
+        "agi_arg_1": "112",
+        "agi_arg_2": b64("<sip:+6281234567890@carrier.example>"),
+        "agi_arg_3": b64("3GPP-E-UTRAN-FDD; utran-cell-id-3gpp=5101000A1B2C3D4E"),
+        "agi_arg_4": "",
+        "agi_arg_5": "allowed_not_screened",
+    }
+    return ("".join(f"{k}: {v}\n" for k, v in lines.items()) + "\n").encode()
+
+
+async def _serve(server: AgiServer) -> int:
+    await server.start()
+    assert server._server is not None
+    port: int = server._server.sockets[0].getsockname()[1]
+    return port
+
+
+async def _talk(port: int, payload: bytes) -> list[str]:
+    """Plays Asterisk: sends the request, answers every command with 200, collects them."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(payload)
+    await writer.drain()
+    commands = []
+    while line := await asyncio.wait_for(reader.readline(), 5):
+        commands.append(line.decode().strip())
+        writer.write(b"200 result=1\n")
+        await writer.drain()
+    writer.close()
+    return commands
+
+
+@pytest.fixture
+async def recording_server(
+    sessionmaker: async_sessionmaker,  # type: ignore[type-arg]
+) -> AsyncIterator[tuple[AgiServer, Metrics]]:
+    metrics = Metrics()
+
+    async def record(facts: CallFacts, at: datetime) -> RecordedCall:
+        async with sessionmaker() as session:
+            rec = await record_incoming(session=session, facts=facts, at=at)
+            await session.commit()
+            return rec
+
+    server = AgiServer(host="127.0.0.1", port=0, budget_s=1.0, record_call=record, metrics=metrics)
+    yield server, metrics
+    await server.stop()
+
+
+async def test_incoming_records_call_and_sets_incident_id(
+    recording_server: tuple[AgiServer, Metrics],
+    sessionmaker: async_sessionmaker,  # type: ignore[type-arg]
+) -> None:
+    server, metrics = recording_server
+    port = await _serve(server)
+    uid = f"1763884800.{uuid.uuid4().int % 10**6}"
+    commands = await _talk(port, agi_request(uid))
+    async with sessionmaker() as session:
+        call = (await session.scalars(select(Call).where(Call.uniqueid == uid))).one()
+    assert commands == [f"SET VARIABLE SIAGA112_INCIDENT_ID {call.incident_id}"]
+    assert call.pani_raw == "3GPP-E-UTRAN-FDD; utran-cell-id-3gpp=5101000A1B2C3D4E"
+    assert call.asserted_number is not None
+    assert "+6281234567890" in call.asserted_number
+    assert metrics.counters["agi_requests"] == 1
+    # The same request again (Asterisk retried): same incident, no second row.
+    assert await _talk(port, agi_request(uid)) == commands
+
+
+async def test_slow_database_does_not_hold_the_call() -> None:
+    metrics = Metrics()
+    finished = asyncio.Event()
+
+    async def slow(facts: CallFacts, at: datetime) -> RecordedCall:
+        await asyncio.sleep(0.5)
+        finished.set()
+        return RecordedCall(call_id=uuid.uuid4(), incident_id=1, call_created=True)
+
+    server = AgiServer(host="127.0.0.1", port=0, budget_s=0.1, record_call=slow, metrics=metrics)
+    port = await _serve(server)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    commands = await _talk(port, agi_request("1.1"))
+    elapsed = loop.time() - started
+    assert commands == []  # no incident id in time: the dialplan goes on without it
+    assert elapsed < 0.4
+    assert metrics.counters["agi_over_budget"] == 1
+    await server.stop()  # waits for the write that outlived the budget
+    assert finished.is_set()
+
+
+async def test_failing_database_is_counted_and_call_goes_on() -> None:
+    metrics = Metrics()
+
+    async def broken(facts: CallFacts, at: datetime) -> RecordedCall:
+        raise ConnectionError("database down")
+
+    server = AgiServer(host="127.0.0.1", port=0, budget_s=1.0, record_call=broken, metrics=metrics)
+    port = await _serve(server)
+    assert await _talk(port, agi_request("2.2")) == []
+    await asyncio.sleep(0)
+    assert metrics.counters["agi_write_failed"] == 1
+    await server.stop()
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"",
+        b"agi_network: yes\n",
+        b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"x" * 40_000,
+        b"agi_network_script: other\n\n",
+    ],
+    ids=["empty", "truncated", "http", "oversized", "unknown-script"],
+)
+async def test_garbage_is_rejected_and_server_keeps_serving(
+    recording_server: tuple[AgiServer, Metrics], payload: bytes
+) -> None:
+    server, metrics = recording_server
+    port = await _serve(server)
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(payload)
+    await writer.drain()
+    writer.write_eof()
+    assert await asyncio.wait_for(reader.read(), 5) == b""
+    writer.close()
+    assert metrics.counters["agi_rejected"] == 1
+    assert metrics.counters["agi_requests"] == 0
+    # still answering real requests
+    commands = await _talk(port, agi_request(f"3.{uuid.uuid4().int % 10**6}"))
+    assert commands[0].startswith("SET VARIABLE SIAGA112_INCIDENT_ID ")

@@ -1,0 +1,116 @@
+"""Reconciliation from Asterisk's CDR file: calls siaga112 missed get their row and incident
+with caller ID and headers; re-reading changes nothing; half-written lines wait."""
+
+from __future__ import annotations
+
+import csv
+import io
+import uuid
+from pathlib import Path
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import async_sessionmaker
+
+from siaga112.calls.models import Call
+from siaga112.incidents.models import Incident
+from siaga112.telephony.metrics import Metrics
+from siaga112.telephony.pbx import CDR_CSV_FIELDS
+from siaga112.telephony.reconcile import CdrReconciler
+
+
+def cdr_line(uniqueid: str, **values: str) -> str:
+    row = {f: "" for f in CDR_CSV_FIELDS}
+    row.update(
+        uniqueid=uniqueid,
+        linkedid=uniqueid,
+        start="1795420800.120000",
+        answer="1795420800.130000",
+        end="1795420830.500000",
+        disposition="ANSWERED",
+        clid='"" <081234567890>',
+        src="081234567890",
+        dst="112",
+        dcontext="from-carrier",
+        channel="PJSIP/carrier-00000007",
+        siaga112_dialled="112",
+        siaga112_pres="allowed_not_screened",
+        siaga112_pai="<sip:+6281234567890@carrier>",
+        siaga112_pani="3GPP-E-UTRAN-FDD; utran-cell-id-3gpp=5101000A1B2C3D4E",
+        siaga112_queue="emergency",
+        siaga112_operator="PJSIP/6001",
+    )
+    row.update(values)
+    out = io.StringIO()
+    csv.writer(out, quoting=csv.QUOTE_ALL, lineterminator="\n").writerow(
+        [row[f] for f in CDR_CSV_FIELDS]
+    )
+    return out.getvalue()
+
+
+async def test_missed_calls_get_rows_once(
+    tmp_path: Path,
+    sessionmaker: async_sessionmaker,  # type: ignore[type-arg]
+) -> None:
+    answered, abandoned, operator_leg = (f"{i}.{uuid.uuid4().int % 10**6}" for i in range(3))
+    path = tmp_path / "cdr.csv"
+    path.write_text(
+        cdr_line(answered)
+        + cdr_line(
+            abandoned,
+            src="",
+            clid='"Anonymous" <anonymous>',
+            siaga112_pres="prohib",
+            siaga112_pai="",
+            siaga112_operator="",
+        )
+        + cdr_line(operator_leg, dcontext="operators", siaga112_dialled="")
+        + "not,a,cdr,line\n"
+        + cdr_line("half-written")[:30]
+    )
+    reconciler = CdrReconciler(
+        path=path, sessionmaker=sessionmaker, metrics=Metrics(), name=f"test-{uuid.uuid4()}"
+    )
+    assert await reconciler.run_once() == 2
+    assert reconciler.metrics.counters["cdr_lines_rejected"] == 1
+    async with sessionmaker() as session:
+        rows = {
+            c.uniqueid: c
+            for c in (
+                await session.scalars(
+                    select(Call).where(Call.uniqueid.in_([answered, abandoned, operator_leg]))
+                )
+            ).all()
+        }
+    assert set(rows) == {answered, abandoned}
+    a, b = rows[answered], rows[abandoned]
+    assert (a.source, a.state, a.operator, a.outcome) == ("reconciled", "ended", "6001", "answered")
+    assert a.pani_raw is not None
+    assert a.pani_raw.endswith("5101000A1B2C3D4E")
+    assert a.caller_number == "081234567890"
+    assert a.ended_at is not None
+    assert a.offered_at < a.ended_at
+    assert (b.state, b.outcome, b.caller_id_available) == ("abandoned", "abandoned", False)
+    assert a.incident_id is not None
+    assert b.incident_id is not None
+    # Nothing new: nothing changes. The half-written line is completed later and applied.
+    assert await reconciler.run_once() == 0
+    with path.open("a") as fh:
+        fh.write(cdr_line("half-written")[30:])
+    assert await reconciler.run_once() == 1
+    async with sessionmaker() as session:
+        count = await session.scalar(
+            select(func.count())
+            .select_from(Incident)
+            .where(Incident.origin_linkedid.in_([answered, abandoned, "half-written"]))
+        )
+    assert count == 3
+
+
+async def test_missing_file_is_not_an_error(
+    tmp_path: Path,
+    sessionmaker: async_sessionmaker,  # type: ignore[type-arg]
+) -> None:
+    reconciler = CdrReconciler(
+        path=tmp_path / "none.csv", sessionmaker=sessionmaker, metrics=Metrics()
+    )
+    assert await reconciler.run_once() == 0

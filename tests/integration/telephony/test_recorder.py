@@ -1,0 +1,196 @@
+"""Calls and their incidents from the telephony side, against the real database: one incident
+per call however often a request is replayed, progress that only moves forward."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import async_sessionmaker
+
+from siaga112.audit.models import AuditEvent
+from siaga112.calls.models import Call
+from siaga112.calls.recorder import CallFacts, CallProgress, apply_progress, record_incoming
+from siaga112.incidents.models import Incident, IncidentEvent
+
+T0 = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
+
+
+def facts(uniqueid: str | None = None, **changes: object) -> CallFacts:
+    uid = uniqueid or f"1763884800.{uuid.uuid4().int % 100000}"
+    base = CallFacts(
+        uniqueid=uid,
+        linkedid=uid,
+        channel="PJSIP/carrier-00000001",
+        caller_number="081234567890",
+        caller_name="",
+        caller_e164="+6281234567890",
+        asserted_number="+6281234567890",
+        presentation="allowed_not_screened",
+        caller_id_available=True,
+        callback_number="+6281234567890",
+        dialled_number="112",
+        pai="<sip:+6281234567890@carrier>",
+        pani="3GPP-E-UTRAN-FDD; utran-cell-id-3gpp=5101000A1B2C3D4E",
+        geolocation=None,
+    )
+    return replace(base, **changes)  # type: ignore[arg-type]
+
+
+def progress(uniqueid: str, **changes: object) -> CallProgress:
+    base = CallProgress(
+        uniqueid=uniqueid,
+        state="queued",
+        enqueued_at=None,
+        ringing_at=None,
+        answered_at=None,
+        ended_at=None,
+        queue=None,
+        operator=None,
+        hangup_cause=None,
+        outcome=None,
+    )
+    return replace(base, **changes)  # type: ignore[arg-type]
+
+
+async def test_call_opens_one_incident_with_timeline_and_audit(
+    sessionmaker: async_sessionmaker,  # type: ignore[type-arg]
+) -> None:
+    f = facts()
+    async with sessionmaker() as session:
+        rec = await record_incoming(session=session, facts=f, at=T0)
+        await session.commit()
+        assert rec.call_created
+        call = (await session.scalars(select(Call).where(Call.uniqueid == f.uniqueid))).one()
+        incident = await session.get(Incident, rec.incident_id)
+        assert incident is not None
+        assert incident.channel == "call"
+        assert incident.caller_number == "+6281234567890"
+        assert incident.origin_linkedid == f.linkedid
+        assert call.incident_id == rec.incident_id
+        assert call.pani_raw == f.pani
+        assert call.source == "agi"
+        kinds = (
+            await session.scalars(
+                select(IncidentEvent.kind).where(IncidentEvent.incident_id == rec.incident_id)
+            )
+        ).all()
+        assert kinds == ["created"]
+        audit = (
+            await session.scalars(
+                select(AuditEvent).where(
+                    AuditEvent.entity_id == str(rec.incident_id),
+                    AuditEvent.action == "incident.create",
+                )
+            )
+        ).one()
+        assert audit.actor == "system:agi"
+
+
+async def test_replayed_request_makes_no_second_row(
+    sessionmaker: async_sessionmaker,  # type: ignore[type-arg]
+) -> None:
+    f = facts()
+    async with sessionmaker() as session:
+        first = await record_incoming(session=session, facts=f, at=T0)
+        again = await record_incoming(session=session, facts=f, at=T0 + timedelta(seconds=1))
+        await session.commit()
+        assert (again.call_id, again.incident_id) == (first.call_id, first.incident_id)
+        assert not again.call_created
+        calls = await session.scalar(
+            select(func.count()).select_from(Call).where(Call.uniqueid == f.uniqueid)
+        )
+        incidents = await session.scalar(
+            select(func.count()).select_from(Incident).where(Incident.origin_linkedid == f.linkedid)
+        )
+        events = await session.scalar(
+            select(func.count())
+            .select_from(IncidentEvent)
+            .where(IncidentEvent.incident_id == first.incident_id)
+        )
+        assert (calls, incidents, events) == (1, 1, 1)
+
+
+async def test_anonymous_caller_still_gets_call_and_incident(
+    sessionmaker: async_sessionmaker,  # type: ignore[type-arg]
+) -> None:
+    f = facts(
+        caller_number=None,
+        caller_e164=None,
+        asserted_number=None,
+        callback_number=None,
+        caller_id_available=False,
+        presentation="prohib",
+        pai=None,
+    )
+    async with sessionmaker() as session:
+        rec = await record_incoming(session=session, facts=f, at=T0)
+        await session.commit()
+        call = await session.get(Call, rec.call_id)
+        assert call is not None
+        assert call.caller_id_available is False
+        assert call.caller_number is None
+        assert (await session.get(Incident, rec.incident_id)) is not None
+
+
+async def test_progress_moves_forward_only(
+    sessionmaker: async_sessionmaker,  # type: ignore[type-arg]
+) -> None:
+    f = facts()
+    async with sessionmaker() as session:
+        await record_incoming(session=session, facts=f, at=T0)
+        answered = T0 + timedelta(seconds=8)
+        await apply_progress(
+            session=session,
+            updates=[
+                progress(
+                    f.uniqueid,
+                    state="answered",
+                    enqueued_at=T0 + timedelta(seconds=1),
+                    answered_at=answered,
+                    operator="6001",
+                    queue="emergency",
+                    outcome="answered",
+                )
+            ],
+        )
+        # A late, stale "queued" and a second answer by someone else change nothing.
+        await apply_progress(
+            session=session,
+            updates=[
+                progress(f.uniqueid, state="queued", enqueued_at=T0 + timedelta(seconds=3)),
+                progress(
+                    f.uniqueid,
+                    state="answered",
+                    answered_at=answered + timedelta(seconds=5),
+                    operator="6002",
+                ),
+            ],
+        )
+        ended = T0 + timedelta(seconds=60)
+        await apply_progress(
+            session=session,
+            updates=[
+                progress(f.uniqueid, state="ended", ended_at=ended, hangup_cause="Normal Clearing")
+            ],
+        )
+        await apply_progress(session=session, updates=[progress(f.uniqueid, state="ringing")])
+        await session.commit()
+        call = (await session.scalars(select(Call).where(Call.uniqueid == f.uniqueid))).one()
+        await session.refresh(call)
+        assert call.state == "ended"
+        assert call.operator == "6001"
+        assert call.answered_at == answered
+        assert call.enqueued_at == T0 + timedelta(seconds=1)
+        assert call.ended_at == ended
+        assert call.outcome == "answered"
+
+
+async def test_progress_for_unknown_call_is_reported_missing(
+    sessionmaker: async_sessionmaker,  # type: ignore[type-arg]
+) -> None:
+    async with sessionmaker() as session:
+        missing = await apply_progress(session=session, updates=[progress("no-such.1")])
+    assert missing == {"no-such.1"}
