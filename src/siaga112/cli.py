@@ -1,4 +1,4 @@
-"""The `siaga112` command: serve, database, API keys."""
+"""The `siaga112` command: serve, database, API keys, the Asterisk sandbox, demo calls."""
 
 from __future__ import annotations
 
@@ -96,6 +96,40 @@ def _cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     return run_service(settings, with_telephony=not args.api_only)
 
 
+def _cmd_pbx(settings: Settings, args: argparse.Namespace) -> int:
+    from siaga112.telephony import pbx
+
+    try:
+        if args.pbx_cmd == "up":
+            pbx.up(settings)
+            print(pbx.status(settings).describe())
+        elif args.pbx_cmd == "down":
+            pbx.down(settings)
+            print("asterisk stopped")
+        elif args.pbx_cmd == "status":
+            st = pbx.status(settings)
+            print(st.describe())
+            return 0 if st.running else 3
+        elif args.pbx_cmd == "cli":
+            print(pbx.cli(settings, " ".join(args.command)), end="")
+    except pbx.PbxError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _cmd_stack(settings: Settings, args: argparse.Namespace) -> int:
+    from siaga112.stack import run_stack
+
+    return run_stack(settings)
+
+
+def _cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
+    from siaga112.demo import demo_call
+
+    return demo_call(settings, anonymous=args.anonymous, hold_s=args.hold)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="siaga112", description=__doc__)
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -120,6 +154,28 @@ def build_parser() -> argparse.ArgumentParser:
     revoke.add_argument("key_id")
     key.set_defaults(func=_cmd_apikey)
 
+    pbx = sub.add_parser("pbx", help="the local Asterisk sandbox")
+    pbx_sub = pbx.add_subparsers(dest="pbx_cmd", required=True)
+    pbx_sub.add_parser("up", help="build (once) and start Asterisk with the rendered config")
+    pbx_sub.add_parser("down", help="stop Asterisk")
+    pbx_sub.add_parser("status", help="is it running")
+    cli = pbx_sub.add_parser("cli", help='run an Asterisk CLI command, e.g. "pjsip show endpoints"')
+    cli.add_argument("command", nargs="+")
+    pbx.set_defaults(func=_cmd_pbx)
+
+    stack = sub.add_parser(
+        "stack", help="the local stack: Asterisk sandbox and siaga112 serve (Ctrl-C stops both)"
+    )
+    stack.set_defaults(func=_cmd_stack)
+
+    demo = sub.add_parser("demo", help="demonstrations against the local stack")
+    demo_sub = demo.add_subparsers(dest="demo_cmd", required=True)
+    call = demo_sub.add_parser(
+        "call", help="dial 112 through Asterisk with SIPp; show the incident"
+    )
+    call.add_argument("--anonymous", action="store_true", help="caller without caller ID")
+    call.add_argument("--hold", type=float, default=4.0, help="seconds the caller stays on")
+    demo.set_defaults(func=_cmd_demo)
     return parser
 
 

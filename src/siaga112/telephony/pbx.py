@@ -188,6 +188,18 @@ class PbxStatus:
     sip_contacts: int | None
     active_channels: int | None
 
+    def describe(self) -> str:
+        if not self.root_present:
+            return f"Asterisk root not built yet ({self.root}); `siaga112 pbx up` builds it"
+        if not self.running:
+            return f"Asterisk stopped (root {self.root})"
+        return (
+            f"Asterisk {self.version or '?'} running, pid {self.pid}; "
+            f"{self.sip_endpoints if self.sip_endpoints is not None else '?'} SIP endpoints, "
+            f"{self.sip_contacts if self.sip_contacts is not None else '?'} registered phones, "
+            f"{self.active_channels if self.active_channels is not None else '?'} active channels"
+        )
+
 
 class _Template(string.Template):
     # ``${...}`` belongs to Asterisk; our placeholders are ``@@{name}``.

@@ -1,0 +1,41 @@
+"""`siaga112 stack` (what `make run` runs): the Asterisk sandbox with the rendered 112-centre
+configuration, and `siaga112 serve` with telephony, until Ctrl-C stops both."""
+
+from __future__ import annotations
+
+import sys
+
+from siaga112.config import Settings
+from siaga112.db.manage import upgrade
+from siaga112.service import run_service
+from siaga112.telephony import pbx
+
+
+def run_stack(settings: Settings) -> int:
+    upgrade(settings.database_url_str)
+    try:
+        status = pbx.up(settings)
+    except pbx.PbxError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    creds = pbx.operator_credentials(settings)
+    api = f"http://{settings.api.host}:{settings.api.port}"
+    lines = [
+        status.describe(),
+        "",
+        f"112 centre running. SIP: {settings.pbx.sip_bind}:{settings.pbx.sip_port} (UDP); "
+        f"carrier trunk from {', '.join(settings.pbx.carrier_addresses)}.",
+        "Demo operator phones (register a softphone, see sip-conf/README.md):",
+        *(f"  extension {ext}  password {pw}" for ext, pw in sorted(creds.items())),
+        "",
+        "Place a test call (in another terminal):  .venv/bin/siaga112 demo call",
+        "  anonymous caller / locked handset:      .venv/bin/siaga112 demo call --anonymous",
+        f"API: {api}/docs   key: .venv/bin/siaga112 apikey create --role supervisor --name you",
+        "Ctrl-C stops siaga112 and Asterisk.",
+    ]
+    print("\n".join(lines), flush=True)
+    try:
+        return run_service(settings, with_telephony=True)
+    finally:
+        pbx.down(settings)
+        print("stopped Asterisk", file=sys.stderr)
