@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from siaga112.telephony.pbx import CDR_CSV_FIELDS
@@ -42,6 +42,36 @@ class CdrRecord:
     def is_emergency_leg(self) -> bool:
         """The caller's leg of a call to the centre (not an operator's or a transfer leg)."""
         return self.dcontext == "from-carrier" and bool(self.dialled)
+
+    dstchannel: str = ""
+
+    @property
+    def answered_by(self) -> str | None:
+        """The operator extension that took the call: the queue member the hangup handler saw,
+        or the other end of a bridged segment (``PJSIP/6001-0000000a``)."""
+        for value in (self.operator, self.dstchannel):
+            if value:
+                interface = value.rsplit("-", 1)[0] if value.count("-") else value
+                ext = interface.rpartition("/")[2]
+                if ext:
+                    return ext
+        return None
+
+    def merged(self, later: CdrRecord) -> CdrRecord:
+        """One call's records (Asterisk writes one per bridged segment) folded into one."""
+        starts = [t for t in (self.start, later.start) if t is not None]
+        ends = [t for t in (self.end, later.end) if t is not None]
+        return replace(
+            self,
+            start=min(starts) if starts else None,
+            end=max(ends) if ends else None,
+            operator=self.operator or later.operator,
+            dstchannel=self.dstchannel or later.dstchannel,
+            queue=self.queue or later.queue,
+            queue_status=later.queue_status or self.queue_status,
+            agi_status=self.agi_status or later.agi_status,
+            incident=self.incident or later.incident,
+        )
 
     @property
     def caller_name(self) -> str:
@@ -92,6 +122,7 @@ def parse_cdr_line(line: str) -> CdrRecord | None:
         queue=v["siaga112_queue"],
         queue_status=v["siaga112_queuestatus"],
         operator=v["siaga112_operator"],
+        dstchannel=v["dstchannel"],
     )
 
 
@@ -114,4 +145,12 @@ def read_new_records(data: bytes) -> tuple[list[CdrRecord], int, int]:
             rejected += 1
         else:
             records.append(record)
-    return records, end + 1, rejected
+    return merge_by_call(records), end + 1, rejected
+
+
+def merge_by_call(records: list[CdrRecord]) -> list[CdrRecord]:
+    merged: dict[str, CdrRecord] = {}
+    for record in records:
+        seen = merged.get(record.uniqueid)
+        merged[record.uniqueid] = record if seen is None else seen.merged(record)
+    return list(merged.values())

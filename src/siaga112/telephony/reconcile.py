@@ -34,7 +34,7 @@ def _b64(value: str) -> str:
 
 
 def progress_from_cdr(record: CdrRecord) -> CallProgress:
-    operator = record.operator.rpartition("/")[2] or None if record.operator else None
+    operator = record.answered_by
     if operator:
         state, outcome = "ended", "answered"
     elif record.queue:
@@ -106,6 +106,25 @@ class CdrReconciler:
                 if not more:
                     return created
 
+    async def skip_to_end(self) -> None:
+        """Starts reading at the current end of the file (a new database on an old PBX)."""
+        try:
+            st = await asyncio.to_thread(os.stat, self.path)
+        except FileNotFoundError:
+            return
+        async with self.sessionmaker() as session:
+            await self._save_position(session, f"{st.st_dev}:{st.st_ino}", st.st_size)
+            await session.commit()
+
+    async def _save_position(self, session: AsyncSession, file_id: str, position: int) -> None:
+        await session.execute(
+            insert(ReadCursor)
+            .values(name=self.name, file_id=file_id, position=position)
+            .on_conflict_do_update(
+                index_elements=[ReadCursor.name], set_={"file_id": file_id, "position": position}
+            )
+        )
+
     async def _one_batch(self) -> tuple[int, bool]:
         try:
             st = await asyncio.to_thread(os.stat, self.path)
@@ -128,14 +147,7 @@ class CdrReconciler:
             for record in records:
                 if record.is_emergency_leg and await apply_record(session, record):
                     created += 1
-            await session.execute(
-                insert(ReadCursor)
-                .values(name=self.name, file_id=file_id, position=position + consumed)
-                .on_conflict_do_update(
-                    index_elements=[ReadCursor.name],
-                    set_={"file_id": file_id, "position": position + consumed},
-                )
-            )
+            await self._save_position(session, file_id, position + consumed)
             await session.commit()
         if created:
             self.metrics.inc("calls_reconciled", created)

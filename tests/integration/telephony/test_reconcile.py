@@ -54,7 +54,10 @@ async def test_missed_calls_get_rows_once(
     answered, abandoned, operator_leg = (f"{i}.{uuid.uuid4().int % 10**6}" for i in range(3))
     path = tmp_path / "cdr.csv"
     path.write_text(
-        cdr_line(answered)
+        # Asterisk writes one record per bridged segment: the operator's leg first, then the
+        # hangup handler's record that names the queue member (as captured from Asterisk 22).
+        cdr_line(answered, siaga112_operator="", dstchannel="PJSIP/6001-00000006")
+        + cdr_line(answered, start="1795420830.400000", end="1795420830.600000")
         + cdr_line(
             abandoned,
             src="",
@@ -89,6 +92,7 @@ async def test_missed_calls_get_rows_once(
     assert a.caller_number == "081234567890"
     assert a.ended_at is not None
     assert a.offered_at < a.ended_at
+    assert a.ended_at.timestamp() == 1795420830.6
     assert (b.state, b.outcome, b.caller_id_available) == ("abandoned", "abandoned", False)
     assert a.incident_id is not None
     assert b.incident_id is not None

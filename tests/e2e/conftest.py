@@ -1,0 +1,79 @@
+"""The real stack for end-to-end tests: the Asterisk sandbox with the rendered configuration,
+siaga112's telephony side (FastAGI server, AMI link, tracker, reconciliation) in this event loop,
+and the test database. SIPp places and answers the calls.
+
+These tests need root (the Asterisk chroot), mmdebstrap and SIPp, which `make test` installs.
+They fail rather than skip when those are missing, so that a green run always includes them;
+set SIAGA112_SKIP_PBX_TESTS=1 to leave them out deliberately on a machine without root.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from siaga112.config import Settings
+from siaga112.telephony import pbx
+from siaga112.telephony.metrics import Metrics
+from siaga112.telephony.runtime import Telephony
+from siaga112.telephony.sipp import pbx_unavailable_reason
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "/e2e/" in str(item.fspath):
+            item.add_marker(pytest.mark.pbx)
+
+
+@pytest.fixture(scope="session")
+def pbx_settings(settings: Settings) -> Iterator[Settings]:
+    if os.environ.get("SIAGA112_SKIP_PBX_TESTS") == "1":
+        pytest.skip("SIAGA112_SKIP_PBX_TESTS=1")
+    reason = pbx_unavailable_reason()
+    if reason is not None:
+        pytest.fail(f"real-Asterisk tests cannot run: {reason}")
+    pbx.up(settings)
+    yield settings
+    pbx.down(settings)
+
+
+@dataclass
+class Stack:
+    settings: Settings
+    sessionmaker: async_sessionmaker[AsyncSession]
+    telephony: Telephony | None = None
+
+    async def start(self, *, skip_history: bool = False) -> Telephony:
+        telephony = Telephony(
+            settings=self.settings, sessionmaker=self.sessionmaker, metrics=Metrics()
+        )
+        if skip_history:
+            # The PBX's CDR file holds calls from earlier runs: not this database's business.
+            await telephony.reconciler.skip_to_end()
+        await telephony.start()
+        for _ in range(100):
+            if telephony.ami.ready and telephony.agi.serving:
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise RuntimeError("siaga112 telephony did not become ready")
+        self.telephony = telephony
+        return telephony
+
+    async def stop(self) -> None:
+        if self.telephony is not None:
+            await self.telephony.stop()
+            self.telephony = None
+
+
+@pytest.fixture(scope="session")
+async def stack(pbx_settings: Settings, engine: AsyncEngine) -> AsyncIterator[Stack]:
+    s = Stack(pbx_settings, async_sessionmaker(engine, expire_on_commit=False))
+    await s.start(skip_history=True)
+    yield s
+    await s.stop()
