@@ -141,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     db = sub.add_parser("db", help="database")
     db_sub = db.add_subparsers(dest="db_cmd", required=True)
     up = db_sub.add_parser("upgrade", help="create the database if missing and migrate it")
-    up.add_argument("revision", nargs="?", default="head")
+    up.add_argument("revision", nargs="?", default="heads")
     up.set_defaults(func=_cmd_db_upgrade)
 
     key = sub.add_parser("apikey", help="API keys")

@@ -68,7 +68,7 @@ async def drop_database(database_url: str) -> None:
         await conn.close()
 
 
-def upgrade(database_url: str, revision: str = "head") -> None:
+def upgrade(database_url: str, revision: str = "heads") -> None:
     """Synchronous on purpose: Alembic's async env runs its own event loop."""
     asyncio.run(ensure_database(database_url))
     command.upgrade(alembic_config(database_url), revision)
