@@ -141,7 +141,7 @@ async def get_timeline(*, session: AsyncSession, incident_id: int) -> list[Incid
     return list(rows.all())
 
 
-def _add_event(
+def add_timeline_event(
     session: AsyncSession, *, incident_id: int, actor: Actor, kind: str, data: dict[str, Any]
 ) -> None:
     session.add(IncidentEvent(incident_id=incident_id, actor=actor.label, kind=kind, data=data))
@@ -170,7 +170,7 @@ async def create_incident(
     session.add(incident)
     await session.flush()
     after = snapshot(incident) | {"channel": incident.channel}
-    _add_event(session, incident_id=incident.id, actor=actor, kind="created", data=after)
+    add_timeline_event(session, incident_id=incident.id, actor=actor, kind="created", data=after)
     await record_audit(
         session=session,
         actor=actor,
@@ -230,7 +230,7 @@ async def update_incident(
     if diff:
         await session.flush()
         kind = "status_changed" if set(diff) == {"status"} else "updated"
-        _add_event(session, incident_id=incident.id, actor=actor, kind=kind, data=diff)
+        add_timeline_event(session, incident_id=incident.id, actor=actor, kind=kind, data=diff)
         await record_audit(
             session=session,
             actor=actor,
@@ -326,14 +326,14 @@ async def link_duplicate(
         child.duplicate_of_id = root.id
     after = snapshot(incident)
     await session.flush()
-    _add_event(
+    add_timeline_event(
         session,
         incident_id=incident.id,
         actor=actor,
         kind="duplicate_linked",
         data={"duplicate_of": root.id},
     )
-    _add_event(
+    add_timeline_event(
         session,
         incident_id=root.id,
         actor=actor,
@@ -395,7 +395,7 @@ async def open_for_call(
         "linkedid": linkedid,
         "caller_number": caller_number,
     }
-    _add_event(session, incident_id=new_id, actor=actor, kind="created", data=data)
+    add_timeline_event(session, incident_id=new_id, actor=actor, kind="created", data=data)
     await record_audit(
         session=session,
         actor=actor,
