@@ -10,13 +10,13 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import insert, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from siaga112.incidents.models import Incident
+from siaga112.incidents.models import Incident, IncidentEvent
 
 SYSTEM_AGI = "system:agi"
 
@@ -183,8 +183,10 @@ UPDATE calls SET
                    WHEN calls.outcome = 'abandoned' THEN calls.outcome
                    ELSE CAST(:outcome AS text) END,
     updated_at = now()
-WHERE uniqueid = :uniqueid
-RETURNING uniqueid
+FROM (SELECT id, state AS old_state FROM calls WHERE uniqueid = :uniqueid FOR UPDATE) AS prev
+WHERE calls.id = prev.id
+RETURNING calls.uniqueid, prev.old_state, calls.state, calls.incident_id, calls.operator,
+          calls.answered_at, calls.ended_at
 """
 )
 
@@ -203,9 +205,18 @@ class CallProgress:
     outcome: str | None
 
 
-async def apply_progress(*, session: AsyncSession, updates: list[CallProgress]) -> set[str]:
-    """Applies progress to existing calls; returns the uniqueids that had no row."""
+# Call milestones worth a line in the incident's timeline.
+_MILESTONES = {"answered": "call_answered", "ended": "call_ended", "abandoned": "call_abandoned"}
+
+
+async def apply_progress(
+    *, session: AsyncSession, updates: list[CallProgress], actor: str = "system:ami"
+) -> set[str]:
+    """Applies progress to existing calls; returns the uniqueids that had no row.
+
+    A call reaching answered, ended or abandoned adds a line to its incident's timeline."""
     missing: set[str] = set()
+    events: list[dict[str, Any]] = []
     for update in updates:
         params = {
             "uniqueid": update.uniqueid,
@@ -219,6 +230,23 @@ async def apply_progress(*, session: AsyncSession, updates: list[CallProgress]) 
             "hangup_cause": _clip(update.hangup_cause, 80),
             "outcome": update.outcome,
         }
-        if (await session.execute(_PROGRESS_SQL, params)).first() is None:
+        row = (await session.execute(_PROGRESS_SQL, params)).first()
+        if row is None:
             missing.add(update.uniqueid)
+            continue
+        kind = _MILESTONES.get(row.state)
+        if kind is not None and row.old_state != row.state and row.incident_id is not None:
+            at = row.ended_at if row.state != "answered" else row.answered_at
+            data = {"uniqueid": row.uniqueid, "operator": row.operator}
+            events.append(
+                {
+                    "incident_id": row.incident_id,
+                    "actor": actor,
+                    "kind": kind,
+                    "data": data,
+                    "at": at or datetime.now(UTC),
+                }
+            )
+    if events:
+        await session.execute(insert(IncidentEvent), events)
     return missing

@@ -186,6 +186,15 @@ async def test_progress_moves_forward_only(
         assert call.enqueued_at == T0 + timedelta(seconds=1)
         assert call.ended_at == ended
         assert call.outcome == "answered"
+        kinds = (
+            await session.scalars(
+                select(IncidentEvent.kind)
+                .where(IncidentEvent.incident_id == call.incident_id)
+                .order_by(IncidentEvent.id)
+            )
+        ).all()
+        # Each milestone once, however often progress was replayed.
+        assert kinds == ["created", "call_answered", "call_ended"]
 
 
 async def test_progress_for_unknown_call_is_reported_missing(
