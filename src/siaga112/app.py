@@ -21,6 +21,7 @@ from siaga112.config import Settings
 from siaga112.db.session import make_engine, make_sessionmaker
 from siaga112.errors import install_error_handlers
 from siaga112.incidents.router import router as incidents_router
+from siaga112.stats.router import router as stats_router
 from siaga112.telephony.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,7 @@ def create_app(
             {"name": "incidents", "description": "Incidents, their timeline, notes, duplicates"},
             {"name": "calls", "description": "Calls that reached the centre"},
             {"name": "agencies", "description": "Agencies that receive incidents"},
+            {"name": "stats", "description": "Service levels (NENA / EU 112 figures)"},
             {"name": "health", "description": "Probes for load balancers and supervisors"},
         ],
     )
@@ -82,6 +84,7 @@ def create_app(
     v1.include_router(incidents_router)
     v1.include_router(calls_router)
     v1.include_router(agencies_router)
+    v1.include_router(stats_router)
     app.include_router(v1)
 
     @app.get("/healthz", tags=["health"], summary="The process is alive")

@@ -77,7 +77,9 @@ async def apply_record(session: AsyncSession, record: CdrRecord) -> bool:
     recorded = await record_incoming(
         session=session, facts=facts, at=at, actor="system:reconcile", source="reconciled"
     )
-    await apply_progress(session=session, updates=[progress_from_cdr(record)])
+    await apply_progress(
+        session=session, updates=[progress_from_cdr(record)], actor="system:reconcile"
+    )
     return recorded.call_created
 
 
