@@ -20,6 +20,8 @@ from siaga112.calls.router import router as calls_router
 from siaga112.config import Settings
 from siaga112.db.session import make_engine, make_sessionmaker
 from siaga112.errors import install_error_handlers
+from siaga112.events.hub import EventHub
+from siaga112.events.router import router as events_router
 from siaga112.incidents.router import router as incidents_router
 from siaga112.stats.router import router as stats_router
 from siaga112.telephony.metrics import Metrics
@@ -46,6 +48,7 @@ def create_app(
     sessionmaker: async_sessionmaker[AsyncSession] | None = None,
     readiness: Mapping[str, ReadinessCheck] | None = None,
     metrics: Metrics | None = None,
+    event_hub: EventHub | None = None,
 ) -> FastAPI:
     owns_engine = engine is None
     engine = engine or make_engine(settings)
@@ -70,12 +73,14 @@ def create_app(
             {"name": "calls", "description": "Calls that reached the centre"},
             {"name": "agencies", "description": "Agencies that receive incidents"},
             {"name": "stats", "description": "Service levels (NENA / EU 112 figures)"},
+            {"name": "events", "description": "Live event stream (SSE)"},
             {"name": "health", "description": "Probes for load balancers and supervisors"},
         ],
     )
     app.state.settings = settings
     app.state.engine = engine
     app.state.sessionmaker = sessionmaker
+    app.state.event_hub = event_hub
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.api.max_body_bytes)
     app.add_middleware(RequestIdMiddleware)
@@ -85,6 +90,7 @@ def create_app(
     v1.include_router(calls_router)
     v1.include_router(agencies_router)
     v1.include_router(stats_router)
+    v1.include_router(events_router)
     app.include_router(v1)
 
     @app.get("/healthz", tags=["health"], summary="The process is alive")

@@ -12,7 +12,8 @@ import uvicorn
 
 from siaga112.app import ReadinessCheck, create_app
 from siaga112.config import Settings
-from siaga112.db.session import make_engine, make_sessionmaker
+from siaga112.db.session import asyncpg_dsn, make_engine, make_sessionmaker
+from siaga112.events.hub import EventHub
 from siaga112.telephony.metrics import Metrics
 from siaga112.telephony.runtime import Telephony
 
@@ -28,8 +29,16 @@ async def serve(settings: Settings, *, with_telephony: bool) -> None:
     if with_telephony:
         telephony = Telephony(settings=settings, sessionmaker=sessionmaker, metrics=metrics)
         readiness = {"ami": telephony.readiness_ami, "agi": telephony.readiness_agi}
+    hub = EventHub(
+        dsn=asyncpg_dsn(settings.database_url_str), sessionmaker=sessionmaker, metrics=metrics
+    )
     app = create_app(
-        settings, engine=engine, sessionmaker=sessionmaker, readiness=readiness, metrics=metrics
+        settings,
+        engine=engine,
+        sessionmaker=sessionmaker,
+        readiness=readiness,
+        metrics=metrics,
+        event_hub=hub,
     )
     config = uvicorn.Config(
         app,
@@ -48,12 +57,14 @@ async def serve(settings: Settings, *, with_telephony: bool) -> None:
         "on" if with_telephony else "off",
     )
     try:
+        await hub.start()
         if telephony is not None:
             await telephony.start()
         await server.serve()
     finally:
         if telephony is not None:
             await telephony.stop()
+        await hub.stop()
         await engine.dispose()
 
 
