@@ -12,6 +12,7 @@ import uvicorn
 
 from siaga112.app import ReadinessCheck, create_app
 from siaga112.config import Settings
+from siaga112.db.manage import pending_migrations
 from siaga112.db.session import asyncpg_dsn, make_engine, make_sessionmaker
 from siaga112.events.hub import EventHub
 from siaga112.telephony.metrics import Metrics
@@ -20,8 +21,18 @@ from siaga112.telephony.runtime import Telephony
 log = logging.getLogger(__name__)
 
 
+class SchemaNotCurrent(Exception):
+    pass
+
+
 async def serve(settings: Settings, *, with_telephony: bool) -> None:
     engine = make_engine(settings)
+    pending = await pending_migrations(engine)
+    if pending:
+        await engine.dispose()
+        raise SchemaNotCurrent(
+            f"the database lacks migrations {sorted(pending)}: run `siaga112 db upgrade`"
+        )
     sessionmaker = make_sessionmaker(engine)
     metrics = Metrics()
     telephony: Telephony | None = None
@@ -78,9 +89,13 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 
 
 def run_service(settings: Settings, *, with_telephony: bool) -> int:
-    with (
-        contextlib.suppress(KeyboardInterrupt),
-        asyncio.Runner(loop_factory=_loop_factory()) as runner,
-    ):
-        runner.run(serve(settings, with_telephony=with_telephony))
+    try:
+        with (
+            contextlib.suppress(KeyboardInterrupt),
+            asyncio.Runner(loop_factory=_loop_factory()) as runner,
+        ):
+            runner.run(serve(settings, with_telephony=with_telephony))
+    except SchemaNotCurrent as exc:
+        log.error("%s", exc)
+        return 1
     return 0

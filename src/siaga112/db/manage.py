@@ -10,7 +10,10 @@ from pathlib import Path
 import asyncpg
 from alembic import command
 from alembic.config import Config
+from sqlalchemy import text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ProgrammingError
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 log = logging.getLogger(__name__)
 
@@ -72,3 +75,24 @@ def upgrade(database_url: str, revision: str = "heads") -> None:
     """Synchronous on purpose: Alembic's async env runs its own event loop."""
     asyncio.run(ensure_database(database_url))
     command.upgrade(alembic_config(database_url), revision)
+
+
+async def pending_migrations(engine: AsyncEngine) -> set[str]:
+    """Heads of the migration scripts that the database has not reached ({} when current)."""
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(alembic_config("postgresql://unused"))
+    heads = set(script.get_heads())
+    async with engine.connect() as conn:
+        try:
+            rows = (await conn.execute(text("SELECT version_num FROM alembic_version"))).all()
+        except ProgrammingError:
+            return heads
+    applied = {r.version_num for r in rows}
+    # A head counts as reached when it, or a revision descending from it, is applied.
+    reached = set()
+    for head in heads:
+        for rev in applied:
+            if rev == head or head in {r.revision for r in script.iterate_revisions(rev, "base")}:
+                reached.add(head)
+    return heads - reached
