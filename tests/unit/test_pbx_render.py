@@ -16,7 +16,7 @@ def _settings(tmp_path: Path, **pbx: object) -> Settings:
         state_dir=tmp_path,
         ami=AmiSettings(secret=SecretStr("s3cret-for-test")),
         agi=AgiSettings(budget_ms=1200, port=4599),
-        pbx=PbxSettings(**pbx),  # type: ignore[arg-type]
+        pbx=PbxSettings(**pbx),
     )
 
 
