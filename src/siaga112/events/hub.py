@@ -103,7 +103,13 @@ class EventHub:
             with contextlib.suppress(asyncio.QueueFull):
                 sub.queue.put_nowait(None)
 
-    def subscribe(self) -> Subscription:
+    async def subscribe(self) -> Subscription:
+        if not self._subscribers:
+            # Nobody listened, so nothing was read: start from what is there now.
+            async with self.sessionmaker() as session:
+                newest = await session.scalar(select(func.max(IncidentEvent.id)))
+            self.last_id = max(self.last_id, newest or 0)
+            self._gap_since = None
         sub = Subscription(self, self.queue_size)
         self._subscribers.add(sub)
         return sub
@@ -153,6 +159,8 @@ class EventHub:
                 await asyncio.sleep(self.poll_s)
 
     async def _deliver_new(self) -> None:
+        if not self._subscribers:
+            return  # reading events nobody receives costs the AGI path CPU (bench/surge)
         while True:
             events = await self.replay(after_id=self.last_id, limit=500)
             if not events:

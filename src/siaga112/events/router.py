@@ -63,7 +63,7 @@ async def stream(
         )
 
     async def frames() -> AsyncIterator[bytes]:
-        sub = hub.subscribe()  # before the replay, so nothing falls between the two
+        sub = await hub.subscribe()  # before the replay, so nothing falls between the two
         try:
             sent = resume_from if resume_from is not None else hub.last_id
             while resume_from is not None:

@@ -14,10 +14,12 @@ import logging
 import os
 from pathlib import Path
 
+from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from siaga112.calls.cursors import ReadCursor
+from siaga112.calls.models import Call
 from siaga112.calls.recorder import CallProgress, apply_progress, record_incoming
 from siaga112.telephony.cdr import CdrRecord, read_new_records
 from siaga112.telephony.facts import facts_from_env
@@ -146,8 +148,10 @@ class CdrReconciler:
                 self.metrics.inc("cdr_lines_rejected", rejected)
                 log.warning("%d CDR line(s) in %s did not parse", rejected, self.path)
             created = 0
-            for record in records:
-                if record.is_emergency_leg and await apply_record(session, record):
+            legs = [r for r in records if r.is_emergency_leg]
+            complete = await _complete_calls(session, [r.uniqueid for r in legs])
+            for record in legs:
+                if record.uniqueid not in complete and await apply_record(session, record):
                     created += 1
             await self._save_position(session, file_id, position + consumed)
             await session.commit()
@@ -155,6 +159,22 @@ class CdrReconciler:
             self.metrics.inc("calls_reconciled", created)
             log.warning("reconciled %d call(s) that siaga112 had not recorded", created)
         return created, consumed > 0 and position + consumed < st.st_size
+
+
+async def _complete_calls(session: AsyncSession, uniqueids: list[str]) -> set[str]:
+    """Calls the AGI step recorded and the tracker saw to their end: nothing to add to them.
+    Skipping them keeps a busy CDR file from costing two statements per call every run."""
+    if not uniqueids:
+        return set()
+    rows = await session.scalars(
+        select(Call.uniqueid).where(
+            Call.uniqueid.in_(uniqueids),
+            Call.source == "agi",
+            Call.state.in_(("ended", "abandoned")),
+            Call.incident_id.is_not(None),
+        )
+    )
+    return set(rows)
 
 
 def _read(path: Path, position: int, size: int) -> bytes:
