@@ -16,14 +16,23 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from siaga112 import __version__
 from siaga112.agencies.router import router as agencies_router
 from siaga112.api.middleware import BodyLimitMiddleware, RequestIdMiddleware
+from siaga112.callcontrol.router import router as callcontrol_router
 from siaga112.calls.router import router as calls_router
 from siaga112.config import Settings
 from siaga112.db.session import make_engine, make_sessionmaker
+from siaga112.dispatch.router import router as dispatch_router
+from siaga112.dispatch.router import webhook_docs as dispatch_webhook_docs
 from siaga112.errors import install_error_handlers
 from siaga112.events.hub import EventHub
 from siaga112.events.router import router as events_router
 from siaga112.incidents.router import router as incidents_router
+from siaga112.locations.aml_router import router as aml_router
+from siaga112.locations.aml_router import unmatched_router as aml_unmatched_router
+from siaga112.locations.router import router as locations_router
+from siaga112.operators.router import router as operators_router
+from siaga112.queue.router import router as queue_router
 from siaga112.stats.router import router as stats_router
+from siaga112.telephony.call_control import CallControl
 from siaga112.telephony.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -35,7 +44,8 @@ DESCRIPTION = """
 siaga112 answers 112 emergency calls through Asterisk, opens one incident per call and hands
 it to the agencies. Every `/v1` route needs `Authorization: Bearer <API key>`; keys come from
 `siaga112 apikey create --role ROLE --name NAME`. Roles: `operator` (read, write incidents),
-`supervisor` (also agencies, reopen closed incidents), `integrator` (read only), `admin`.
+`supervisor` (also agencies, reopen closed incidents), `integrator` (read only), `admin`,
+`agency` (bound to one agency with `--agency CODE`: only `/v1/dispatches` sent to it).
 
 Errors are JSON: `{"code": "...", "message": "...", "details": [...]}` with a stable `code`.
 """
@@ -49,6 +59,7 @@ def create_app(
     readiness: Mapping[str, ReadinessCheck] | None = None,
     metrics: Metrics | None = None,
     event_hub: EventHub | None = None,
+    call_control: CallControl | None = None,
 ) -> FastAPI:
     owns_engine = engine is None
     engine = engine or make_engine(settings)
@@ -71,9 +82,22 @@ def create_app(
         openapi_tags=[
             {"name": "incidents", "description": "Incidents, their timeline, notes, duplicates"},
             {"name": "calls", "description": "Calls that reached the centre"},
+            {"name": "locations", "description": "Caller locations: history, best, GeoJSON"},
             {"name": "agencies", "description": "Agencies that receive incidents"},
+            {
+                "name": "dispatch",
+                "description": "Incidents handed to agencies; agency keys see only their own",
+            },
+            {"name": "webhooks", "description": "Signed delivery to agency systems (outbox)"},
+            {"name": "operators", "description": "Operators: SIP accounts, queue sessions"},
+            {"name": "queue", "description": "The live queue: waiting callers, operators"},
             {"name": "stats", "description": "Service levels (NENA / EU 112 figures)"},
             {"name": "events", "description": "Live event stream (SSE)"},
+            {
+                "name": "aml",
+                "description": "Advanced Mobile Location: signed receivers (HMAC, outside /v1) "
+                "and unmatched messages",
+            },
             {"name": "health", "description": "Probes for load balancers and supervisors"},
         ],
     )
@@ -81,17 +105,29 @@ def create_app(
     app.state.engine = engine
     app.state.sessionmaker = sessionmaker
     app.state.event_hub = event_hub
+    app.state.metrics = metrics
+    # None without telephony (`serve --api-only`): session actions answer 503.
+    app.state.call_control = call_control
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.api.max_body_bytes)
     app.add_middleware(RequestIdMiddleware)
 
     v1 = APIRouter(prefix="/v1")
     v1.include_router(incidents_router)
+    v1.include_router(locations_router)
     v1.include_router(calls_router)
+    v1.include_router(callcontrol_router)
     v1.include_router(agencies_router)
+    v1.include_router(operators_router)
+    v1.include_router(queue_router)
     v1.include_router(stats_router)
     v1.include_router(events_router)
+    v1.include_router(dispatch_router)
+    v1.include_router(aml_unmatched_router)
     app.include_router(v1)
+    # AML senders authenticate by HMAC per message, not by API key.
+    app.include_router(aml_router)
+    app.webhooks.include_router(dispatch_webhook_docs)
 
     @app.get("/healthz", tags=["health"], summary="The process is alive")
     async def healthz() -> dict[str, str]:

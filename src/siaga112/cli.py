@@ -21,7 +21,7 @@ def _cmd_db_upgrade(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-async def _apikey_create(settings: Settings, role: Role, name: str) -> str:
+async def _apikey_create(settings: Settings, role: Role, name: str, agency: str | None) -> str:
     from siaga112.auth.service import create_key, system_actor
     from siaga112.db.session import make_engine, make_sessionmaker
 
@@ -29,15 +29,23 @@ async def _apikey_create(settings: Settings, role: Role, name: str) -> str:
     try:
         async with make_sessionmaker(engine)() as session:
             created = await create_key(
-                session=session, name=name, role=role, actor=system_actor("cli")
+                session=session,
+                name=name,
+                role=role,
+                actor=system_actor("cli"),
+                agency_code=agency,
             )
             await session.commit()
-            return f"{created.id} {created.role.value} {created.name}\n{created.raw}"
+            scope = f" agency={created.agency_code}" if created.agency_code else ""
+            return f"{created.id} {created.role.value}{scope} {created.name}\n{created.raw}"
     finally:
         await engine.dispose()
 
 
 async def _apikey_list(settings: Settings) -> list[str]:
+    from sqlalchemy import select
+
+    from siaga112.agencies.models import Agency
     from siaga112.auth.service import list_keys
     from siaga112.db.session import make_engine, make_sessionmaker
 
@@ -45,9 +53,10 @@ async def _apikey_list(settings: Settings) -> list[str]:
     try:
         async with make_sessionmaker(engine)() as session:
             keys = await list_keys(session=session)
+            codes = {i: c for i, c in (await session.execute(select(Agency.id, Agency.code)))}
             return [
                 f"{k.id}  {k.role:<10} {k.prefix}…  {'revoked' if k.revoked_at else 'active':8} "
-                f"{k.name}"
+                f"{k.name}" + (f"  (agency {codes.get(k.agency_id)})" if k.agency_id else "")
                 for k in keys
             ]
     finally:
@@ -68,10 +77,14 @@ async def _apikey_revoke(settings: Settings, key_id: uuid.UUID) -> None:
 
 
 def _cmd_apikey(settings: Settings, args: argparse.Namespace) -> int:
-    from siaga112.errors import NotFound
+    from siaga112.errors import DomainError, NotFound
 
     if args.apikey_cmd == "create":
-        out = asyncio.run(_apikey_create(settings, Role(args.role), args.name))
+        try:
+            out = asyncio.run(_apikey_create(settings, Role(args.role), args.name, args.agency))
+        except DomainError as exc:
+            print(f"error: {exc.message}", file=sys.stderr)
+            return 1
         info, raw = out.split("\n")
         print(f"created API key {info}", file=sys.stderr)
         print("store it now: it is shown only once", file=sys.stderr)
@@ -88,6 +101,47 @@ def _cmd_apikey(settings: Settings, args: argparse.Namespace) -> int:
         return 1
     print(f"revoked {args.key_id}")
     return 0
+
+
+async def _cells_import(settings: Settings, path: str, batch_rows: int) -> int:
+    from pathlib import Path
+
+    import asyncpg
+    from sqlalchemy.engine import make_url
+
+    from siaga112.locations.cells import ImportProgress, import_cells
+
+    def show(progress: ImportProgress) -> None:
+        print(progress.describe(), file=sys.stderr, flush=True)
+
+    url = make_url(settings.database_url_str)
+    conn = await asyncpg.connect(
+        host=url.host or "127.0.0.1",
+        port=url.port or 5432,
+        user=url.username or "postgres",
+        password=url.password,
+        database=url.database,
+    )
+    try:
+        report = await import_cells(conn, Path(path), batch_rows=batch_rows, on_progress=show)
+    finally:
+        await conn.close()
+    for example in report.bad_examples:
+        print(f"bad row: {example}", file=sys.stderr)
+    print(
+        f"imported {report.rows_read:,} rows in {report.elapsed_s:.1f} s "
+        f"({report.rows_per_s:,.0f} rows/s): {report.inserted:,} new, {report.updated:,} "
+        f"updated, {report.unchanged:,} unchanged, {report.bad_rows:,} bad"
+    )
+    return 0
+
+
+def _cmd_cells(settings: Settings, args: argparse.Namespace) -> int:
+    try:
+        return asyncio.run(_cells_import(settings, args.file, args.batch_rows))
+    except OSError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
 
 
 def _cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
@@ -149,10 +203,23 @@ def build_parser() -> argparse.ArgumentParser:
     create = key_sub.add_parser("create", help="create a key; prints it once, on the last line")
     create.add_argument("--role", required=True, choices=[r.value for r in Role])
     create.add_argument("--name", required=True)
+    create.add_argument(
+        "--agency", help="agency code (e.g. damkar); required for --role agency, else not allowed"
+    )
     key_sub.add_parser("list", help="list keys (never the keys themselves)")
     revoke = key_sub.add_parser("revoke", help="revoke a key by id")
     revoke.add_argument("key_id")
     key.set_defaults(func=_cmd_apikey)
+
+    cells = sub.add_parser("cells", help="cell-tower table that places network-cell locations")
+    cells_sub = cells.add_subparsers(dest="cells_cmd", required=True)
+    cells_import = cells_sub.add_parser(
+        "import",
+        help="import or update from an OpenCelliD CSV (plain or .gz); bad rows are counted",
+    )
+    cells_import.add_argument("file")
+    cells_import.add_argument("--batch-rows", type=int, default=100_000, help=argparse.SUPPRESS)
+    cells.set_defaults(func=_cmd_cells)
 
     pbx = sub.add_parser("pbx", help="the local Asterisk sandbox")
     pbx_sub = pbx.add_subparsers(dest="pbx_cmd", required=True)

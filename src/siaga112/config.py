@@ -11,8 +11,9 @@ import os
 import secrets
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
-from pydantic import BaseModel, Field, PostgresDsn, SecretStr
+from pydantic import BaseModel, Field, PostgresDsn, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -61,6 +62,10 @@ class PbxSettings(BaseModel):
     # Source addresses of the carrier trunk / SBC. The local simulated carrier sends from
     # 127.0.0.2 so that operator phones on 127.0.0.1 are not taken for it (DESIGN.md §3).
     carrier_addresses: list[str] = Field(default_factory=lambda: ["127.0.0.2"])
+    # host:port of the carrier trunk / SBC for calls out of the centre (transfers to agency
+    # numbers). Locally a SIPp phone on the simulated carrier's address; not port 5060, which
+    # SIPp callers started with `-p 0` take first.
+    outbound_trunk: str = "127.0.0.2:5090"
     emergency_numbers: list[str] = Field(default_factory=lambda: ["112"])
     # Other short codes that the carrier may route to the centre (110, 113, 118, 119 ...).
     alias_numbers: list[str] = Field(default_factory=list)
@@ -73,6 +78,78 @@ class PbxSettings(BaseModel):
     # Asterisk's CDR CSV that reconciliation reads; default: the one inside the local root.
     # Where Asterisk runs on another host, point this at a copy or a shared mount.
     cdr_path: Path | None = None
+    # Benchmark only (bench/surge.py), never in a deployment: renders two extra numbers in
+    # [from-carrier] that run the emergency path into a queue whose one member (the first demo
+    # operator) is rung even while in use -- one with the AGI step, one without it.
+    bench_numbers: bool = False
+
+
+class DispatchSettings(BaseModel):
+    """Dispatch to agencies: acknowledgement alert and webhook delivery (the outbox worker)."""
+
+    # A dispatch still `sent` after this long raises `dispatch_unacknowledged` (once).
+    ack_timeout_s: float = Field(default=120.0, gt=0)
+    # One webhook POST, connect to last byte; a receiver slower than this counts as failed.
+    webhook_timeout_s: float = Field(default=10.0, gt=0, le=120)
+    # How long a claimed outbox row stays invisible to other workers; must exceed the timeout
+    # so that a worker that died mid-delivery is retried by another after this.
+    claim_lease_s: float = Field(default=60.0, gt=0)
+    # Backoff between attempts: exponential from base, capped, with jitter.
+    retry_base_s: float = Field(default=2.0, gt=0)
+    retry_max_s: float = Field(default=300.0, gt=0)
+    poll_s: float = Field(default=1.0, gt=0)
+    batch_size: int = Field(default=20, ge=1, le=500)
+
+    @model_validator(mode="after")
+    def _lease_covers_timeout(self) -> DispatchSettings:
+        if self.claim_lease_s <= self.webhook_timeout_s:
+            raise ValueError("claim_lease_s must be longer than webhook_timeout_s")
+        return self
+
+
+_BOTH_CHANNELS: list[Literal["https", "sms"]] = ["https", "sms"]
+
+
+class AmlSenderSettings(BaseModel):
+    """One system allowed to post AML messages (an AML relay or the centre's SMS gateway)."""
+
+    secrets: list[SecretStr] = Field(min_length=1)
+    channels: list[Literal["https", "sms"]] = Field(default_factory=lambda: _BOTH_CHANNELS.copy())
+
+
+class LocationSettings(BaseModel):
+    """Caller location: best-location rule, cell identity split, cell-tower radius."""
+
+    # Locations observed within this many seconds of the newest fix compete on precision for
+    # "best"; older ones are history. Operator-confirmed locations win regardless.
+    recent_window_s: float = Field(default=300.0, gt=0)
+    # Leftmost bits of a 36-bit NR cell identity that are the gNB ID (TS 38.413: 22..32);
+    # operator-configured, so per deployment. Only the displayed split depends on it.
+    gnb_id_bits: int = Field(default=24, ge=22, le=32)
+    # Smallest radius given to a cell-tower location: OpenCelliD's `range` is an estimate from
+    # crowd samples and is 0 or tiny for cells seen a few times; a tower is not the caller.
+    cell_min_radius_m: float = Field(default=250.0, ge=0)
+    # A by-reference SIP Geolocation (an http(s) URI instead of a PIDF-LO body) is kept raw;
+    # siaga112 dereferences it only when this is on, and then only on the hosts listed (empty:
+    # any host). The URI comes from the network, so fetching it is an outbound request the
+    # carrier decides; keep it off unless the carrier's LIS is known.
+    fetch_geolocation_by_reference: bool = False
+    geolocation_reference_hosts: list[str] = Field(default_factory=list)
+    geolocation_fetch_timeout_s: float = Field(default=2.0, gt=0, le=30)
+    # AML senders (relays, SMS gateways) by name, each with its HMAC-SHA256 secrets (several
+    # during a rotation) and the channels it may use. From the environment only, e.g.
+    # SIAGA112_LOCATIONS__AML_SENDERS='{"telkomsel-smsc": {"secrets": ["..."],
+    # "channels": ["sms"]}}'. Kept out of the database so that dumps and replicas never
+    # carry them; HMAC needs the secret itself, so it cannot be stored hashed.
+    aml_senders: dict[str, AmlSenderSettings] = Field(default_factory=dict)
+    # A signed AML message whose timestamp is further than this from now is refused as a
+    # replay; an identical message (same signed bytes) is refused whenever it comes again.
+    aml_replay_window_s: float = Field(default=600.0, gt=0)
+    # An AML message belongs to a call of the same number offered at most this long after the
+    # message's time (it may come first) ...
+    aml_match_before_s: float = Field(default=60.0, ge=0)
+    # ... or at most this long after the call ended (or while it lasts).
+    aml_match_after_end_s: float = Field(default=1800.0, ge=0)
 
 
 class Settings(BaseSettings):
@@ -91,6 +168,8 @@ class Settings(BaseSettings):
     agi: AgiSettings = Field(default_factory=AgiSettings)
     ami: AmiSettings = Field(default_factory=AmiSettings)
     pbx: PbxSettings = Field(default_factory=PbxSettings)
+    dispatch: DispatchSettings = Field(default_factory=DispatchSettings)
+    locations: LocationSettings = Field(default_factory=LocationSettings)
 
     @property
     def database_url_str(self) -> str:

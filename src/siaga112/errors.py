@@ -53,6 +53,34 @@ class InvalidRequest(DomainError):
     code = "validation_error"
 
 
+class TelephonyUnavailable(DomainError):
+    """Asterisk (AMI) is not reachable from this process, or refused the action."""
+
+    status_code = 503
+    code = "telephony_unavailable"
+
+
+class InvalidSignature(DomainError):
+    """An AML message whose HMAC does not verify with any secret of an allowed sender."""
+
+    status_code = 401
+    code = "invalid_signature"
+
+
+class Replayed(DomainError):
+    """An AML message seen before, or signed outside the replay window."""
+
+    status_code = 409
+    code = "replayed"
+
+
+class MalformedAml(DomainError):
+    """An AML message that is signed correctly but does not parse or fails validation."""
+
+    status_code = 422
+    code = "malformed_aml"
+
+
 def error_body(
     code: str, message: str, details: list[dict[str, Any]] | None = None
 ) -> dict[str, Any]:
@@ -82,7 +110,7 @@ def _field_path(loc: tuple[Any, ...] | list[Any]) -> str:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(DomainError)
     async def _domain(_: Request, exc: DomainError) -> JSONResponse:
-        headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
+        headers = {"WWW-Authenticate": "Bearer"} if exc.code == "unauthorized" else None
         return JSONResponse(
             error_body(exc.code, exc.message, exc.details),
             status_code=exc.status_code,

@@ -14,6 +14,7 @@ from siaga112.app import ReadinessCheck, create_app
 from siaga112.config import Settings
 from siaga112.db.manage import pending_migrations
 from siaga112.db.session import asyncpg_dsn, make_engine, make_sessionmaker
+from siaga112.dispatch.worker import DeliveryWorker
 from siaga112.events.hub import EventHub
 from siaga112.telephony.metrics import Metrics
 from siaga112.telephony.runtime import Telephony
@@ -50,7 +51,11 @@ async def serve(settings: Settings, *, with_telephony: bool) -> None:
         readiness=readiness,
         metrics=metrics,
         event_hub=hub,
+        call_control=telephony.control if telephony is not None else None,
     )
+    # Webhook delivery to agencies runs with or without telephony (also --api-only).
+    worker = DeliveryWorker(sessionmaker=sessionmaker, settings=settings.dispatch, metrics=metrics)
+    app.state.dispatch_worker = worker
     config = uvicorn.Config(
         app,
         host=settings.api.host,
@@ -71,8 +76,10 @@ async def serve(settings: Settings, *, with_telephony: bool) -> None:
         await hub.start()
         if telephony is not None:
             await telephony.start()
+        await worker.start()
         await server.serve()
     finally:
+        await worker.stop()
         if telephony is not None:
             await telephony.stop()
         await hub.stop()

@@ -3,7 +3,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import String, func
+from sqlalchemy import CheckConstraint, ForeignKey, String, func
 from sqlalchemy.orm import Mapped, mapped_column
 
 from siaga112.db.base import Base
@@ -11,6 +11,10 @@ from siaga112.db.base import Base
 
 class ApiKey(Base):
     __tablename__ = "api_keys"
+    __table_args__ = (
+        # An agency key is bound to exactly one agency; no other key is.
+        CheckConstraint("(role = 'agency') = (agency_id IS NOT NULL)", name="agency_scope"),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     name: Mapped[str] = mapped_column(String(120))
@@ -19,3 +23,6 @@ class ApiKey(Base):
     prefix: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     revoked_at: Mapped[datetime | None]
+    agency_id: Mapped[int | None] = mapped_column(
+        ForeignKey("agencies.id", ondelete="RESTRICT"), index=True
+    )

@@ -10,6 +10,8 @@ class Role(StrEnum):
     SUPERVISOR = "supervisor"
     INTEGRATOR = "integrator"  # read-only
     ADMIN = "admin"
+    # Bound to one agency (api_keys.agency_id): sees and updates only what was sent to it.
+    AGENCY = "agency"
 
 
 class Permission(StrEnum):
@@ -17,6 +19,10 @@ class Permission(StrEnum):
     WRITE_INCIDENTS = "write_incidents"
     REOPEN_INCIDENTS = "reopen_incidents"
     MANAGE_AGENCIES = "manage_agencies"
+    # Create, disable and delete operators' SIP accounts.
+    MANAGE_OPERATORS = "manage_operators"
+    # Read and update the dispatches sent to the key's own agency (scoped by agency_id).
+    AGENCY_DISPATCHES = "agency_dispatches"
 
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
@@ -28,7 +34,10 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.WRITE_INCIDENTS,
             Permission.REOPEN_INCIDENTS,
             Permission.MANAGE_AGENCIES,
+            Permission.MANAGE_OPERATORS,
         }
     ),
     Role.ADMIN: frozenset(Permission),
+    # No READ: an agency key never lists incidents, calls or other agencies' dispatches.
+    Role.AGENCY: frozenset({Permission.AGENCY_DISPATCHES}),
 }

@@ -10,10 +10,11 @@ from dataclasses import dataclass
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from siaga112.agencies.models import Agency
 from siaga112.audit.service import record_audit
 from siaga112.auth.models import ApiKey
 from siaga112.auth.roles import ROLE_PERMISSIONS, Permission, Role
-from siaga112.errors import NotFound
+from siaga112.errors import InvalidRequest, NotFound
 
 KEY_PREFIX = "s112_"
 
@@ -25,6 +26,8 @@ class Actor:
     name: str
     role: Role
     key_id: str | None = None
+    # Set only for Role.AGENCY keys: the one agency whose dispatches the key may see.
+    agency_id: int | None = None
 
     @property
     def label(self) -> str:
@@ -52,13 +55,39 @@ class CreatedKey:
     name: str
     role: Role
     raw: str
+    agency_code: str | None = None
 
 
-async def create_key(*, session: AsyncSession, name: str, role: Role, actor: Actor) -> CreatedKey:
+async def create_key(
+    *,
+    session: AsyncSession,
+    name: str,
+    role: Role,
+    actor: Actor,
+    agency_code: str | None = None,
+) -> CreatedKey:
+    """A new key; `agency_code` is required for (and only for) the agency role."""
+    agency_id: int | None = None
+    if role is Role.AGENCY:
+        if not agency_code:
+            raise InvalidRequest("an agency key needs its agency", details=[{"field": "agency"}])
+        agency_id = await session.scalar(select(Agency.id).where(Agency.code == agency_code))
+        if agency_id is None:
+            raise NotFound(f"agency {agency_code!r} not found", details=[{"field": "agency"}])
+    elif agency_code is not None:
+        raise InvalidRequest(
+            f"only agency keys are bound to an agency, not {role.value} keys",
+            details=[{"field": "agency"}],
+        )
     raw = generate_key()
-    key = ApiKey(name=name, role=role.value, key_hash=hash_key(raw), prefix=raw[:12])
+    key = ApiKey(
+        name=name, role=role.value, key_hash=hash_key(raw), prefix=raw[:12], agency_id=agency_id
+    )
     session.add(key)
     await session.flush()
+    after: dict[str, object] = {"name": name, "role": role.value}
+    if agency_code is not None:
+        after["agency"] = agency_code
     await record_audit(
         session=session,
         actor=actor,
@@ -66,9 +95,9 @@ async def create_key(*, session: AsyncSession, name: str, role: Role, actor: Act
         entity_type="api_key",
         entity_id=str(key.id),
         before=None,
-        after={"name": name, "role": role.value},
+        after=after,
     )
-    return CreatedKey(id=key.id, name=name, role=role, raw=raw)
+    return CreatedKey(id=key.id, name=name, role=role, raw=raw, agency_code=agency_code)
 
 
 async def find_actor(*, session: AsyncSession, raw: str) -> Actor | None:
@@ -76,14 +105,14 @@ async def find_actor(*, session: AsyncSession, raw: str) -> Actor | None:
         return None
     row = (
         await session.execute(
-            select(ApiKey.id, ApiKey.name, ApiKey.role).where(
+            select(ApiKey.id, ApiKey.name, ApiKey.role, ApiKey.agency_id).where(
                 ApiKey.key_hash == hash_key(raw), ApiKey.revoked_at.is_(None)
             )
         )
     ).one_or_none()
     if row is None:
         return None
-    return Actor(name=row.name, role=Role(row.role), key_id=str(row.id))
+    return Actor(name=row.name, role=Role(row.role), key_id=str(row.id), agency_id=row.agency_id)
 
 
 async def revoke_key(*, session: AsyncSession, key_id: uuid.UUID, actor: Actor) -> None:

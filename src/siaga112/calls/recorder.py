@@ -87,6 +87,10 @@ class CallFacts:
     pai: str | None
     pani: str | None
     geolocation: str | None
+    # What Asterisk resolved from a PIDF-LO body (GEOLOC_PROFILE): not stored on the call row,
+    # it becomes a location off the hot path.
+    geoloc_effective: str | None = None
+    geoloc_method: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,16 +5,34 @@ from siaga112.audit.models import AuditEvent
 from siaga112.auth.models import ApiKey
 from siaga112.calls.models import Call
 from siaga112.db.base import Base
+from siaga112.dispatch.models import (
+    AgencyDispatchSettings,
+    CategoryAgency,
+    Dispatch,
+    WebhookOutbox,
+)
 from siaga112.incidents.models import Incident, IncidentEvent
-from siaga112.locations.models import Location
+from siaga112.locations.aml_models import AmlMessage
+from siaga112.locations.models import CellTower, Location
+from siaga112.operators.models import Operator, PsAor, PsAuth, PsEndpoint
 
 __all__ = [
     "Agency",
+    "AgencyDispatchSettings",
+    "AmlMessage",
     "ApiKey",
     "AuditEvent",
     "Base",
     "Call",
+    "CategoryAgency",
+    "CellTower",
+    "Dispatch",
     "Incident",
     "IncidentEvent",
     "Location",
+    "Operator",
+    "PsAor",
+    "PsAuth",
+    "PsEndpoint",
+    "WebhookOutbox",
 ]

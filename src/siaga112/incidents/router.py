@@ -1,9 +1,9 @@
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query, status
+from fastapi import APIRouter, Path, Query, Request, status
 
 from siaga112.api.deps import IncidentWriter, Reader, RequestId, SessionDep
 from siaga112.auth.service import Actor
@@ -22,6 +22,7 @@ from siaga112.incidents.schemas import (
     NoteCreate,
     TimelineEntry,
 )
+from siaga112.locations.router import best_out
 from siaga112.locations.schemas import LocationOut
 from siaga112.schemas import ERROR_RESPONSES, ErrorOut
 
@@ -96,7 +97,7 @@ async def create_incident(
     summary="One incident with its calls, locations and timeline",
 )
 async def get_incident(
-    incident_id: IncidentId, session: SessionDep, actor: Reader, rid: RequestId
+    incident_id: IncidentId, request: Request, session: SessionDep, actor: Reader, rid: RequestId
 ) -> IncidentDetail:
     d = await service.get_details(
         session=session, incident_id=incident_id, actor=actor, request_id=rid
@@ -107,6 +108,10 @@ async def get_incident(
         **base.model_dump(),
         calls=[CallOut.model_validate(c) for c in d.calls],
         locations=[LocationOut.model_validate(loc) for loc in d.locations],
+        best_location=best_out(
+            d.locations,
+            timedelta(seconds=request.app.state.settings.locations.recent_window_s),
+        ),
         timeline=[TimelineEntry.model_validate(e) for e in d.timeline],
     )
 

@@ -7,7 +7,7 @@ from pydantic import ConfigDict, Field
 
 from siaga112.calls.schemas import CallOut
 from siaga112.incidents.lifecycle import Category, Channel, Classification, Status
-from siaga112.locations.schemas import LocationOut
+from siaga112.locations.schemas import BestLocationOut, LocationOut
 from siaga112.schemas import Address, LongText, Output, PhoneNumber, ShortText, StrictInput
 
 Priority = Field(ge=1, le=5, description="1 is the most urgent")
@@ -111,6 +111,9 @@ class TimelineEntry(Output):
 class IncidentDetail(IncidentOut):
     calls: list[CallOut]
     locations: list[LocationOut]
+    best_location: BestLocationOut | None = Field(
+        default=None, description="operator-confirmed, else the most precise recent location"
+    )
     timeline: list[TimelineEntry]
 
 

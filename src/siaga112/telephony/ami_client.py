@@ -92,6 +92,20 @@ class AmiLink:
         self._manager.close()
         self.logged_in_at = None
 
+    async def send_action(
+        self, action: Mapping[str, str], *, within_s: float = 5.0
+    ) -> Mapping[str, str]:
+        """Sends an action with a single answer (Response: Success/Error).
+
+        ``as_list=False``: otherwise panoramisk guesses from the message, takes QueueAdd's
+        "Added interface to queue" for the start of a list and waits forever."""
+        result = await asyncio.wait_for(
+            self._manager.send_action(dict(action), as_list=False), within_s
+        )
+        if isinstance(result, list):
+            result = result[-1] if result else {}
+        return dict(result)
+
     async def send_list(
         self, action: Mapping[str, str], *, within_s: float = 10.0
     ) -> list[Mapping[str, str]]:

@@ -23,7 +23,9 @@ def facts_from(call: IncomingCall) -> CallFacts:
         dialled_number=call.dialled_number or None,
         pai=call.pai or None,
         pani=call.pani or None,
-        geolocation=call.geolocation or call.geoloc_effective or None,
+        geolocation=call.geolocation or None,
+        geoloc_effective=call.geoloc_effective or None,
+        geoloc_method=call.geoloc_method or None,
     )
 
 

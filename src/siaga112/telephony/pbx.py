@@ -54,6 +54,10 @@ from siaga112.config import Settings
 
 __all__ = [
     "AMI_EVENTS",
+    "BENCH_AGI_NUMBER",
+    "BENCH_OPERATOR_CONTACT",
+    "BENCH_PLAIN_NUMBER",
+    "BENCH_QUEUE",
     "CDR_CSV_FIELDS",
     "CDR_FILE_NAME",
     "PbxError",
@@ -90,6 +94,20 @@ AMI_EVENTS: tuple[str, ...] = (
 )
 
 CDR_FILE_NAME = "siaga112-cdr.csv"
+
+# Benchmark numbers (``PbxSettings.bench_numbers``, bench/surge.py): BENCH_AGI_NUMBER runs the
+# emergency path exactly (Answer, AGI step, Queue); BENCH_PLAIN_NUMBER runs the same path with
+# AGI() replaced by NoOp() (same arguments, nothing sent). Both queue into BENCH_QUEUE, whose
+# BENCH_MEMBERS members are endpoints with a static contact, BENCH_OPERATOR_CONTACT: one SIPp
+# phone answering every call. The queue rings them even while in use (ringinuse), and there are
+# many so that callers do not wait for each other: app_queue lets only as many callers ring at
+# once as members are available (with ringall: one, the head), and the others look again only
+# once a second.
+BENCH_AGI_NUMBER = "1129"
+BENCH_PLAIN_NUMBER = "1128"
+BENCH_QUEUE = "siaga112-bench"
+BENCH_MEMBERS = 32
+BENCH_OPERATOR_CONTACT = "sip:bench-operator@127.0.0.1:5071"
 
 # Column order of the CDR CSV (cdr_custom advanced mapping). start/answer/end are epoch seconds
 # (double, 0 when absent); duration/billsec whole seconds. ``siaga112_*`` columns are set by
@@ -148,8 +166,8 @@ NOLOAD_MODULES: tuple[str, ...] = (
     "res_calendar_caldav", "res_calendar_ews", "res_calendar_exchange", "res_calendar_icalendar",
     "res_stir_shaken", "res_pjsip_stir_shaken", "res_curl", "func_curl", "res_config_curl",
     "res_http_media_cache", "res_aeap", "res_speech_aeap",
-    # realtime/database configuration
-    "res_config_ldap", "res_config_odbc", "res_config_pgsql", "res_config_sqlite3", "res_odbc",
+    # realtime/database configuration (res_config_pgsql stays: operators' PJSIP realtime)
+    "res_config_ldap", "res_config_odbc", "res_config_sqlite3", "res_odbc",
     "res_odbc_transaction", "func_odbc", "pbx_realtime",
     # other dialplan languages (Debian ships sample extensions.ael / extensions.lua)
     "pbx_ael", "res_ael_share", "pbx_lua", "pbx_dundi",
@@ -277,6 +295,20 @@ def _format_seconds(ms: int) -> str:
     return f"{ms / 1000:.3f}"
 
 
+def _pgsql_values(settings: Settings) -> dict[str, object]:
+    """res_pgsql.conf from ``database_url``: the same database siaga112 writes operators to.
+    The root shares the host's network, so 127.0.0.1 is the host's PostgreSQL."""
+    url = settings.database_url
+    host = url.hosts()[0]
+    return {
+        "pg_host": host["host"] or "127.0.0.1",
+        "pg_port": host["port"] or 5432,
+        "pg_dbname": (url.path or "/siaga112").lstrip("/"),
+        "pg_user": host["username"] or "postgres",
+        "pg_password": host["password"] or "",
+    }
+
+
 def render_config(
     settings: Settings,
     *,
@@ -304,15 +336,51 @@ def render_config(
         operator_part.substitute(ext=ext, password=passwords[ext]) for ext in pbx.demo_operators
     )
     emergency_part = _read_template(directory, "extensions-emergency.conf.part")
-    emergency_extensions = "".join(
-        emergency_part.substitute(
+
+    def emergency(number: str, *, agi_app: str = "AGI", queue: str = "") -> str:
+        return emergency_part.substitute(
             number=number,
+            agi_app=agi_app,
             agi_host=settings.agi.host,
             agi_port=settings.agi.port,
             agi_budget_s=budget_s,
+            default_queue=queue or "${SIAGA112_DEFAULT_QUEUE}",
         )
-        for number in numbers
-    )
+
+    emergency_extensions = "".join(emergency(number) for number in numbers)
+    bench_extensions = bench_queues = bench_endpoints = ""
+    if pbx.bench_numbers:
+        bench_extensions = (
+            "; Benchmark only (PbxSettings.bench_numbers): the emergency path into the bench\n"
+            f"; queue, {BENCH_AGI_NUMBER} with the AGI step, {BENCH_PLAIN_NUMBER} without it.\n"
+            + emergency(BENCH_AGI_NUMBER, queue=BENCH_QUEUE)
+            + emergency(BENCH_PLAIN_NUMBER, agi_app="NoOp", queue=BENCH_QUEUE)
+        )
+        members = [f"bench-op-{i:02d}" for i in range(1, BENCH_MEMBERS + 1)]
+        # Not from [queue-template]: app_queue takes the first "strategy" line, the template's.
+        bench_queues = (
+            "\n; Benchmark only (PbxSettings.bench_numbers): one SIPp phone takes every call.\n"
+            f"[{BENCH_QUEUE}]\n"
+            "strategy = rrmemory\nringinuse = yes\nwrapuptime = 0\ntimeout = 15\nretry = 1\n"
+            "joinempty = yes\nleavewhenempty = no\nautofill = yes\nannounce-frequency = 0\n"
+            "periodic-announce-frequency = 0\nannounce-holdtime = no\nannounce-position = no\n"
+            "reportholdtime = no\nsetinterfacevar = yes\nsetqueuevar = yes\n"
+            "setqueueentryvar = yes\nservicelevel = 15\nweight = 10\n"
+            + "".join(f"member => PJSIP/{m}\n" for m in members)
+        )
+        bench_endpoints = (
+            "\n; Benchmark only (PbxSettings.bench_numbers): queue members that all reach one\n"
+            "; SIPp phone at a static contact.\n"
+            "[bench-operator-aor]\n"
+            "type = aor\n"
+            f"contact = {BENCH_OPERATOR_CONTACT}\n"
+            + "".join(
+                f"\n[{m}]\ntype = endpoint\ntransport = transport-udp\ncontext = operators\n"
+                "disallow = all\nallow = ulaw,alaw\naors = bench-operator-aor\n"
+                "direct_media = no\nrtp_symmetric = yes\n"
+                for m in members
+            )
+        )
     operator_extensions = "\n".join(
         f"exten => {ext},1,Dial(PJSIP/{ext},30)\n same => n,Hangup()" for ext in pbx.demo_operators
     )
@@ -325,9 +393,13 @@ def render_config(
     values: dict[str, object] = {
         "sip_bind": pbx.sip_bind,
         "sip_port": pbx.sip_port,
+        "outbound_trunk": pbx.outbound_trunk,
         "carrier_match_lines": "\n".join(f"match = {a}" for a in pbx.carrier_addresses),
         "operator_sections": operator_sections,
         "emergency_extensions": emergency_extensions,
+        "bench_extensions": bench_extensions,
+        "bench_queues": bench_queues,
+        "bench_endpoints": bench_endpoints,
         "operator_extensions": operator_extensions,
         "queue_name": pbx.queue_name,
         "low_queue_name": pbx.queue_name + _LOW_QUEUE_SUFFIX,
@@ -348,6 +420,7 @@ def render_config(
         "cdr_file": CDR_FILE_NAME,
         "cdr_fields": cdr_fields,
         "hostname": hostname if hostname is not None else socket.gethostname(),
+        **_pgsql_values(settings),
     }
     names = (
         "asterisk.conf",
@@ -361,6 +434,9 @@ def render_config(
         "cdr.conf",
         "cdr_custom.conf",
         "geolocation.conf",
+        "sorcery.conf",
+        "extconfig.conf",
+        "res_pgsql.conf",
         "hosts",
     )
     return {name: _read_template(directory, name).substitute(values) for name in names}
@@ -370,7 +446,7 @@ def render_config(
 _REMOVED_FILES = ("users.conf", "extensions.ael", "extensions.lua")
 
 # Files holding secrets: readable by the asterisk group only.
-_SECRET_FILES = frozenset({"manager.conf", "pjsip.conf"})
+_SECRET_FILES = frozenset({"manager.conf", "pjsip.conf", "res_pgsql.conf"})
 
 
 # ---------------------------------------------------------------------------------------------

@@ -87,10 +87,12 @@ def run_caller(
     source_ip: str = CARRIER_IP,
     timeout: float = 60.0,
     extra_args: tuple[str, ...] = (),
+    cwd: Path | None = None,
 ) -> SippResult:
     """Place ``calls`` calls with a caller scenario from ``sip-conf/`` and wait for SIPp to end.
 
     ``caller`` is passed as ``-key caller`` (omit it, None, for caller-112-anonymous.xml).
+    ``cwd``: where SIPp runs, and so where its trace files (``-trace_rtt`` ...) land.
     """
     cmd = [
         "sipp",
@@ -120,7 +122,7 @@ def run_caller(
     cmd += list(extra_args)
     try:
         proc = subprocess.run(
-            cmd, capture_output=True, text=True, timeout=timeout + 10, check=False
+            cmd, capture_output=True, text=True, timeout=timeout + 10, check=False, cwd=cwd
         )
     except subprocess.TimeoutExpired as exc:
         out = exc.stdout.decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")
@@ -141,9 +143,13 @@ def register_operator(
     port: int,
     expires: int = 3600,
     timeout: float = 10.0,
+    password: str | None = None,
 ) -> SippResult:
-    """REGISTER (or with ``expires=0`` unregister) an operator from OPERATOR_IP:port."""
-    password = pbx.operator_credentials(settings)[extension]
+    """REGISTER (or with ``expires=0`` unregister) an operator from OPERATOR_IP:port.
+
+    Without ``password``: a demo operator's, from the per-machine credentials file."""
+    if password is None:
+        password = pbx.operator_credentials(settings)[extension]
     cmd = [
         "sipp",
         _sip_target(settings),
@@ -203,9 +209,11 @@ class SippOperator:
         port: int | None = None,
         ring_ms: int = 200,
         log_dir: Path | None = None,
+        password: str | None = None,
     ) -> None:
         self.settings = settings
         self.extension = extension
+        self.password = password  # None: a demo operator's
         self.port = port if port is not None else 5070 + int(extension[-2:])
         self.ring_ms = ring_ms
         self.log_dir = log_dir if log_dir is not None else settings.state_dir / "sipp"
@@ -214,7 +222,9 @@ class SippOperator:
     def start(self, *, timeout: float = 15.0) -> None:
         if self._proc is not None:
             return
-        reg = register_operator(self.settings, self.extension, port=self.port, timeout=timeout)
+        reg = register_operator(
+            self.settings, self.extension, port=self.port, timeout=timeout, password=self.password
+        )
         if not reg.ok:
             raise RuntimeError(f"operator {self.extension} failed to register:\n{reg.output}")
         self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -260,7 +270,12 @@ class SippOperator:
                 proc.wait(timeout)
         if unregister:
             register_operator(
-                self.settings, self.extension, port=self.port, expires=0, timeout=timeout
+                self.settings,
+                self.extension,
+                port=self.port,
+                expires=0,
+                timeout=timeout,
+                password=self.password,
             )
 
     def __enter__(self) -> SippOperator:

@@ -1,0 +1,1 @@
+"""Dispatch: incidents handed to agencies, their status, and delivery to agency systems."""

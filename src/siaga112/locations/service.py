@@ -1,0 +1,604 @@
+"""Caller location use cases: record a location with provenance, list history, pick the best.
+
+Every source (network cell, PIDF-LO, AML, operator) ends in :func:`add_location`, which writes
+the row, a ``location_added`` line on the incident timeline and an audit event; the caller
+commits.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from siaga112.audit.service import record_audit
+from siaga112.auth.service import Actor, system_actor
+from siaga112.calls.models import Call
+from siaga112.errors import InvalidRequest, NotFound
+from siaga112.incidents.models import Incident
+from siaga112.incidents.service import add_timeline_event
+from siaga112.locations.cells import find_cell
+from siaga112.locations.models import Location
+from siaga112.locations.pani import DEFAULT_GNB_ID_BITS, PaniResult, parse_pani
+from siaga112.locations.pidf import parse_effective_location
+from siaga112.locations.sources import LocationSource
+
+log = logging.getLogger(__name__)
+
+SYSTEM_LOCATIONS = system_actor("locations")
+DEFAULT_RECENT_WINDOW = timedelta(minutes=5)
+DEFAULT_CELL_MIN_RADIUS_M = 250.0
+
+
+def location_summary(location: Location) -> dict[str, Any]:
+    """What the timeline and the audit trail keep of a location (no raw payload)."""
+    return {
+        "location_id": str(location.id),
+        "call_id": str(location.call_id) if location.call_id else None,
+        "source": location.source,
+        "method": location.method,
+        "lat": location.lat,
+        "lon": location.lon,
+        "radius_m": location.radius_m,
+        "confidence": location.confidence,
+        "address": location.address,
+        "observed_at": location.observed_at.isoformat(),
+        "confirmed": location.confirmed,
+        "confirmed_by": location.confirmed_by,
+    }
+
+
+async def add_location(
+    *,
+    session: AsyncSession,
+    call_id: uuid.UUID | None,
+    incident_id: int | None,
+    source: LocationSource,
+    lat: float | None,
+    lon: float | None,
+    radius_m: float | None,
+    confidence: int | None,
+    method: str | None,
+    observed_at: datetime,
+    raw: dict[str, Any] | None,
+    address: str | None,
+    actor: Actor,
+    request_id: str | None = None,
+) -> Location:
+    """Store one location with its provenance; the caller commits.
+
+    The incident is taken from the call when only ``call_id`` is given. Coordinates come in pairs
+    (both or neither); a location may have none and still carry what is known in ``raw``.
+    """
+    if (lat is None) != (lon is None):
+        raise InvalidRequest("lat and lon go together", details=[{"field": "lat/lon"}])
+    if lat is not None and not -90.0 <= lat <= 90.0:
+        raise InvalidRequest(f"latitude {lat} out of range", details=[{"field": "lat"}])
+    if lon is not None and not -180.0 <= lon <= 180.0:
+        raise InvalidRequest(f"longitude {lon} out of range", details=[{"field": "lon"}])
+    if radius_m is not None and radius_m < 0:
+        raise InvalidRequest("radius must not be negative", details=[{"field": "radius_m"}])
+    if call_id is None and incident_id is None:
+        raise InvalidRequest("a location belongs to a call or an incident")
+    if call_id is not None:
+        call_incident = await session.scalar(select(Call.incident_id).where(Call.id == call_id))
+        if call_incident is None and not await session.scalar(
+            select(Call.id).where(Call.id == call_id)
+        ):
+            raise NotFound(f"call {call_id} not found", details=[{"field": "call_id"}])
+        if incident_id is None:
+            incident_id = call_incident
+    location = Location(
+        id=uuid.uuid4(),
+        call_id=call_id,
+        incident_id=incident_id,
+        source=LocationSource(source).value,
+        method=method,
+        lat=lat,
+        lon=lon,
+        radius_m=radius_m,
+        confidence=confidence,
+        address=address,
+        observed_at=observed_at,
+        raw=raw,
+        confirmed=False,
+    )
+    session.add(location)
+    await session.flush()
+    summary = location_summary(location)
+    if incident_id is not None:
+        add_timeline_event(
+            session, incident_id=incident_id, actor=actor, kind="location_added", data=summary
+        )
+    await record_audit(
+        session=session,
+        actor=actor,
+        action="location.add",
+        entity_type="location",
+        entity_id=str(location.id),
+        before=None,
+        after=summary | {"incident_id": incident_id},
+        request_id=request_id,
+    )
+    return location
+
+
+# -- the call side ----------------------------------------------------------------------------
+
+
+async def _lock_call(session: AsyncSession, call_id: uuid.UUID) -> None:
+    # Serialises the location derivation of one call (AGI background task, reconciliation
+    # sweep, a replayed AGI request) so each source is stored once per call.
+    await session.execute(
+        text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
+        {"key": f"siaga112.locations.call:{call_id}"},
+    )
+
+
+async def _has_location(
+    session: AsyncSession, call_id: uuid.UUID, source: LocationSource, method: str
+) -> bool:
+    found = await session.scalar(
+        select(Location.id)
+        .where(
+            Location.call_id == call_id,
+            Location.source == source.value,
+            Location.method == method,
+        )
+        .limit(1)
+    )
+    return found is not None
+
+
+async def cell_location_for_call(
+    *,
+    session: AsyncSession,
+    call_id: uuid.UUID,
+    incident_id: int | None,
+    pani: PaniResult,
+    observed_at: datetime,
+    actor: Actor = SYSTEM_LOCATIONS,
+    min_radius_m: float = DEFAULT_CELL_MIN_RADIUS_M,
+) -> Location:
+    """A ``network_cell`` location from a parsed PANI; coordinates only when the cell is known.
+
+    An unknown cell, or a header that did not parse, still gives a row: what is known (network,
+    area code, the reason) is in ``raw`` so an operator sees it.
+    """
+    raw: dict[str, Any] = {"pani": pani.as_dict()}
+    lat = lon = radius = None
+    if pani.cell is not None:
+        position = await find_cell(session=session, cell=pani.cell)
+        if position is not None:
+            lat, lon = position.lat, position.lon
+            radius = max(float(position.range_m), min_radius_m)
+            raw["cell_tower"] = {
+                "range_m": position.range_m,
+                "samples": position.samples,
+                "updated": position.updated.isoformat() if position.updated else None,
+            }
+        else:
+            raw["cell_tower"] = None
+    method = f"cell-{pani.cell.radio.value.lower()}" if pani.cell else "cell-unparsed"
+    return await add_location(
+        session=session,
+        call_id=call_id,
+        incident_id=incident_id,
+        source=LocationSource.NETWORK_CELL,
+        lat=lat,
+        lon=lon,
+        radius_m=radius,
+        confidence=None,
+        method=method,
+        observed_at=observed_at,
+        raw=raw,
+        address=_cell_label(pani),
+        actor=actor,
+    )
+
+
+def _cell_label(pani: PaniResult) -> str | None:
+    """What an operator reads when there are no coordinates: network and area."""
+    cell = pani.cell
+    if cell is None:
+        return None
+    network = cell.network or f"PLMN {cell.plmn}"
+    return f"{network}, {cell.area_kind.upper()} {cell.area}, {cell.radio.value} cell {cell.cell}"
+
+
+async def locations_for_call(
+    *,
+    session: AsyncSession,
+    call_id: uuid.UUID,
+    incident_id: int | None,
+    pani: str | None,
+    geoloc_effective: str | None,
+    geoloc_method: str | None,
+    observed_at: datetime,
+    actor: Actor = SYSTEM_LOCATIONS,
+    gnb_id_bits: int = DEFAULT_GNB_ID_BITS,
+    min_radius_m: float = DEFAULT_CELL_MIN_RADIUS_M,
+) -> list[Location]:
+    """The locations a call's own signalling gives: its serving cell (PANI) and the PIDF-LO
+    location Asterisk resolved. Runs off the AGI hot path; idempotent per call and source, so a
+    replayed AGI request or a reconciliation pass adds nothing twice. The caller commits.
+    """
+    await _lock_call(session, call_id)
+    added: list[Location] = []
+    if pani and pani.strip():
+        parsed = parse_pani(pani, gnb_id_bits=gnb_id_bits)
+        method = f"cell-{parsed.cell.radio.value.lower()}" if parsed.cell else "cell-unparsed"
+        if not await _has_location(session, call_id, LocationSource.NETWORK_CELL, method):
+            added.append(
+                await cell_location_for_call(
+                    session=session,
+                    call_id=call_id,
+                    incident_id=incident_id,
+                    pani=parsed,
+                    observed_at=observed_at,
+                    actor=actor,
+                    min_radius_m=min_radius_m,
+                )
+            )
+    if geoloc_effective and geoloc_effective.strip():
+        exists = await session.scalar(
+            select(Location.id)
+            .where(Location.call_id == call_id, Location.source == LocationSource.PIDF_LO.value)
+            .limit(1)
+        )
+        if exists is None:
+            pidf = await _pidf_location(
+                session=session,
+                call_id=call_id,
+                incident_id=incident_id,
+                geoloc_effective=geoloc_effective,
+                geoloc_method=geoloc_method,
+                observed_at=observed_at,
+                actor=actor,
+            )
+            if pidf is not None:
+                added.append(pidf)
+    return added
+
+
+async def _pidf_location(
+    *,
+    session: AsyncSession,
+    call_id: uuid.UUID,
+    incident_id: int | None,
+    geoloc_effective: str,
+    geoloc_method: str | None,
+    observed_at: datetime,
+    actor: Actor,
+) -> Location | None:
+    """The location Asterisk resolved from the call's PIDF-LO (``GEOLOC_PROFILE``), parsed by
+    :mod:`siaga112.locations.pidf`; a by-reference or civic-only location is kept without
+    coordinates."""
+    parsed = parse_effective_location(geoloc_effective, geoloc_method)
+    if parsed is None:
+        return None
+    has_xy = parsed.has_coordinates
+    return await add_location(
+        session=session,
+        call_id=call_id,
+        incident_id=incident_id,
+        source=LocationSource.PIDF_LO,
+        lat=parsed.lat if has_xy else None,
+        lon=parsed.lon if has_xy else None,
+        radius_m=parsed.radius_m if has_xy else None,
+        confidence=parsed.confidence,
+        method=(parsed.method or geoloc_method or None),
+        observed_at=parsed.observed_at or observed_at,
+        raw={
+            "effective_location": geoloc_effective[:2000],
+            "method": geoloc_method,
+            "parsed": parsed.as_dict(),
+        },
+        address=parsed.address,
+        actor=actor,
+    )
+
+
+async def backfill_call_locations(
+    *,
+    session: AsyncSession,
+    since: datetime,
+    limit: int = 500,
+    gnb_id_bits: int = DEFAULT_GNB_ID_BITS,
+    min_radius_m: float = DEFAULT_CELL_MIN_RADIUS_M,
+) -> int:
+    """Cell locations for calls offered since ``since`` that have a PANI but no network-cell
+    location yet: calls reconciled from the CDR file, created first by the AMI tracker, or
+    whose background derivation failed. Returns how many calls it handled; caller commits."""
+    rows = (
+        await session.execute(
+            select(Call.id, Call.incident_id, Call.pani_raw, Call.offered_at)
+            .where(
+                Call.offered_at >= since,
+                Call.pani_raw.is_not(None),
+                ~select(Location.id)
+                .where(
+                    Location.call_id == Call.id,
+                    Location.source == LocationSource.NETWORK_CELL.value,
+                )
+                .exists(),
+            )
+            .order_by(Call.offered_at)
+            .limit(limit)
+        )
+    ).all()
+    for row in rows:
+        await locations_for_call(
+            session=session,
+            call_id=row.id,
+            incident_id=row.incident_id,
+            pani=row.pani_raw,
+            geoloc_effective=None,
+            geoloc_method=None,
+            observed_at=row.offered_at,
+            gnb_id_bits=gnb_id_bits,
+            min_radius_m=min_radius_m,
+        )
+    return len(rows)
+
+
+# -- history, best location, confirmation -------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class BestLocation:
+    location: Location
+    reason: str
+    """``confirmed``: an operator confirmed it; ``most_precise_recent``: the smallest radius
+    among fixes close in time to the newest; ``latest``: none has a radius."""
+    newer_unconfirmed: int
+    """Locations with coordinates observed after the confirmed one: shown, never applied."""
+
+
+def _radius_key(location: Location) -> float:
+    return location.radius_m if location.radius_m is not None else float("inf")
+
+
+def best_location(
+    locations: Sequence[Location], *, recent_window: timedelta = DEFAULT_RECENT_WINDOW
+) -> BestLocation | None:
+    """The location to show first.
+
+    1. An operator-confirmed location wins (the most recently confirmed one); a newer fix never
+       replaces it silently: it is counted in ``newer_unconfirmed`` for the console to offer.
+    2. Else, among locations with coordinates observed within ``recent_window`` of the newest
+       one, the most precise (smallest radius; no radius counts as least precise), the newer on
+       a tie. "Recent" is relative to the newest fix, not to now, so an incident read later
+       shows the same answer.
+    """
+    placed = [loc for loc in locations if loc.lat is not None and loc.lon is not None]
+    confirmed = [loc for loc in placed if loc.confirmed]
+    if confirmed:
+        chosen = max(confirmed, key=lambda loc: loc.confirmed_at or loc.observed_at)
+        newer = sum(
+            1 for loc in placed if not loc.confirmed and loc.observed_at > chosen.observed_at
+        )
+        return BestLocation(chosen, "confirmed", newer)
+    if not placed:
+        return None
+    newest = max(loc.observed_at for loc in placed)
+    recent = [loc for loc in placed if loc.observed_at >= newest - recent_window]
+    chosen = min(recent, key=lambda loc: (_radius_key(loc), -loc.observed_at.timestamp()))
+    reason = "latest" if chosen.radius_m is None else "most_precise_recent"
+    return BestLocation(chosen, reason, 0)
+
+
+async def _audit_read(
+    session: AsyncSession,
+    *,
+    actor: Actor,
+    entity_type: str,
+    entity_id: str,
+    count: int,
+    request_id: str | None,
+) -> None:
+    # Where a caller is, is personal data: every read of it is on record.
+    await record_audit(
+        session=session,
+        actor=actor,
+        action="location.read",
+        entity_type=entity_type,
+        entity_id=entity_id,
+        before=None,
+        after={"locations": count},
+        request_id=request_id,
+    )
+
+
+async def list_for_incident(
+    *, session: AsyncSession, incident_id: int, actor: Actor, request_id: str | None
+) -> list[Location]:
+    """An incident's location history, oldest first; the read is audited."""
+    if await session.get(Incident, incident_id) is None:
+        raise NotFound(f"incident {incident_id} not found")
+    rows = list(
+        (
+            await session.scalars(
+                select(Location)
+                .where(Location.incident_id == incident_id)
+                .order_by(Location.observed_at, Location.created_at)
+            )
+        ).all()
+    )
+    if rows:
+        await _audit_read(
+            session,
+            actor=actor,
+            entity_type="incident",
+            entity_id=str(incident_id),
+            count=len(rows),
+            request_id=request_id,
+        )
+    return rows
+
+
+async def list_for_call(
+    *, session: AsyncSession, call_id: uuid.UUID, actor: Actor, request_id: str | None
+) -> list[Location]:
+    """A call's location history, oldest first; the read is audited."""
+    if await session.get(Call, call_id) is None:
+        raise NotFound(f"call {call_id} not found")
+    rows = list(
+        (
+            await session.scalars(
+                select(Location)
+                .where(Location.call_id == call_id)
+                .order_by(Location.observed_at, Location.created_at)
+            )
+        ).all()
+    )
+    if rows:
+        await _audit_read(
+            session,
+            actor=actor,
+            entity_type="call",
+            entity_id=str(call_id),
+            count=len(rows),
+            request_id=request_id,
+        )
+    return rows
+
+
+async def add_operator_location(
+    *,
+    session: AsyncSession,
+    incident_id: int,
+    lat: float | None,
+    lon: float | None,
+    radius_m: float | None,
+    address: str | None,
+    call_id: uuid.UUID | None,
+    confirm: bool,
+    note: str | None,
+    actor: Actor,
+    request_id: str | None,
+) -> Location:
+    """A location an operator entered (from what the caller said, or a map click)."""
+    if await session.get(Incident, incident_id) is None:
+        raise NotFound(f"incident {incident_id} not found")
+    if lat is None and lon is None and not address:
+        raise InvalidRequest(
+            "give coordinates, an address, or both", details=[{"field": "body.lat"}]
+        )
+    if call_id is not None:
+        owner = await session.scalar(select(Call.incident_id).where(Call.id == call_id))
+        if owner != incident_id:
+            raise InvalidRequest(
+                f"call {call_id} is not a call of incident {incident_id}",
+                details=[{"field": "body.call_id"}],
+            )
+    location = await add_location(
+        session=session,
+        call_id=call_id,
+        incident_id=incident_id,
+        source=LocationSource.OPERATOR,
+        lat=lat,
+        lon=lon,
+        radius_m=radius_m,
+        confidence=None,
+        method="manual",
+        observed_at=datetime.now(UTC),
+        raw={"note": note} if note else None,
+        address=address,
+        actor=actor,
+        request_id=request_id,
+    )
+    if confirm:
+        await _confirm(session, location, actor=actor, request_id=request_id)
+    return location
+
+
+async def _confirm(
+    session: AsyncSession, location: Location, *, actor: Actor, request_id: str | None
+) -> None:
+    before = {"confirmed": location.confirmed, "confirmed_by": location.confirmed_by}
+    previous: list[str] = []
+    if location.incident_id is not None:
+        previous = [
+            str(i)
+            for i in (
+                await session.scalars(
+                    select(Location.id).where(
+                        Location.incident_id == location.incident_id,
+                        Location.confirmed.is_(True),
+                        Location.id != location.id,
+                    )
+                )
+            ).all()
+        ]
+    location.confirmed = True
+    location.confirmed_by = actor.label
+    location.confirmed_at = datetime.now(UTC)
+    await session.flush()
+    data = {
+        "location_id": str(location.id),
+        "source": location.source,
+        "lat": location.lat,
+        "lon": location.lon,
+        "radius_m": location.radius_m,
+        "address": location.address,
+        # An earlier confirmation stays on record; this one now takes precedence.
+        "supersedes": previous,
+    }
+    if location.incident_id is not None:
+        add_timeline_event(
+            session,
+            incident_id=location.incident_id,
+            actor=actor,
+            kind="location_confirmed",
+            data=data,
+        )
+    await record_audit(
+        session=session,
+        actor=actor,
+        action="location.confirm",
+        entity_type="location",
+        entity_id=str(location.id),
+        before=before,
+        after={"confirmed": True, "confirmed_by": actor.label, "supersedes": previous},
+        request_id=request_id,
+    )
+
+
+async def confirm_location(
+    *, session: AsyncSession, location_id: uuid.UUID, actor: Actor, request_id: str | None
+) -> Location:
+    """An operator or supervisor confirms a location: it becomes the incident's best location
+    until someone confirms another (earlier confirmations stay on record). Confirming the
+    location that is already the confirmed one changes nothing."""
+    location = await session.get(Location, location_id, with_for_update=True)
+    if location is None:
+        raise NotFound(f"location {location_id} not found")
+    if location.lat is None or location.lon is None:
+        raise InvalidRequest(
+            "a location without coordinates cannot be confirmed; add an operator location",
+            details=[{"field": "location_id"}],
+        )
+    if location.confirmed and location.incident_id is not None:
+        later = await session.scalar(
+            select(Location.id)
+            .where(
+                Location.incident_id == location.incident_id,
+                Location.confirmed.is_(True),
+                Location.id != location.id,
+                Location.confirmed_at > (location.confirmed_at or datetime.min.replace(tzinfo=UTC)),
+            )
+            .limit(1)
+        )
+        if later is None:
+            return location  # already the confirmed one: nothing changes
+    elif location.confirmed:
+        return location
+    await _confirm(session, location, actor=actor, request_id=request_id)
+    return location

@@ -1,0 +1,1 @@
+"""The live queue: callers waiting now and operators by state."""

@@ -1,0 +1,121 @@
+"""The live queue: who waits (Asterisk's QueueStatus, enriched with the call, incident and
+latest location from the database), the longest wait, and operators grouped by state."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import distinct_on
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from siaga112.calls.models import Call
+from siaga112.incidents.models import Incident
+from siaga112.locations.models import Location
+from siaga112.operators.models import Operator
+from siaga112.operators.service import QueueTarget, live_states
+from siaga112.queue.schemas import LiveQueue, LocationSummary, WaitingCall
+from siaga112.telephony.call_control import CallControl, CallControlError, QueueEntryState
+
+
+async def _entries_from_asterisk(control: CallControl | None) -> list[QueueEntryState] | None:
+    if control is None:
+        return None
+    try:
+        return await control.queue_entries()
+    except (CallControlError, TimeoutError):
+        return None
+
+
+async def _entries_from_db(session: AsyncSession, now: datetime) -> list[QueueEntryState]:
+    rows = (
+        await session.scalars(
+            select(Call)
+            .where(Call.state.in_(("queued", "ringing")), Call.ended_at.is_(None))
+            .order_by(Call.enqueued_at.nulls_last(), Call.offered_at)
+            .limit(500)
+        )
+    ).all()
+    return [
+        QueueEntryState(
+            queue=c.queue or "",
+            position=i,
+            channel=c.channel or "",
+            uniqueid=c.uniqueid,
+            caller_number=c.caller_number or "",
+            wait_s=max(0, int((now - (c.enqueued_at or c.offered_at)).total_seconds())),
+        )
+        for i, c in enumerate(rows, start=1)
+    ]
+
+
+async def live_queue(
+    *, session: AsyncSession, control: CallControl | None, target: QueueTarget
+) -> LiveQueue:
+    now = datetime.now(UTC)
+    entries = await _entries_from_asterisk(control)
+    source = "asterisk"
+    if entries is None:
+        source = "database"
+        entries = await _entries_from_db(session, now)
+    uniqueids = [e.uniqueid for e in entries]
+    calls: dict[str, tuple[Call, Incident | None]] = {}
+    if uniqueids:
+        rows = await session.execute(
+            select(Call, Incident)
+            .outerjoin(Incident, Incident.id == Call.incident_id)
+            .where(Call.uniqueid.in_(uniqueids))
+        )
+        calls = {c.uniqueid: (c, i) for c, i in rows}
+    locations: dict[object, Location] = {}
+    call_ids = [c.id for c, _ in calls.values()]
+    if call_ids:
+        # Latest location per call; an operator-confirmed one wins.
+        loc_rows = await session.scalars(
+            select(Location)
+            .where(Location.call_id.in_(call_ids))
+            .order_by(Location.call_id, Location.confirmed.desc(), Location.observed_at.desc())
+            .ext(distinct_on(Location.call_id))
+        )
+        locations = {loc.call_id: loc for loc in loc_rows}
+    waiting: list[WaitingCall] = []
+    for e in sorted(entries, key=lambda e: (e.queue, e.position)):
+        call, incident = calls.get(e.uniqueid, (None, None))
+        loc = locations.get(call.id) if call is not None else None
+        waiting.append(
+            WaitingCall(
+                queue=e.queue,
+                position=e.position,
+                caller=e.caller_number or (call.caller_number if call else None) or None,
+                wait_s=e.wait_s,
+                call_id=call.id if call else None,
+                incident_id=call.incident_id if call else None,
+                priority=incident.priority if incident else None,
+                location=LocationSummary(
+                    source=loc.source,
+                    lat=loc.lat,
+                    lon=loc.lon,
+                    radius_m=loc.radius_m,
+                    confirmed=loc.confirmed,
+                )
+                if loc is not None
+                else None,
+            )
+        )
+    by_state: dict[str, list[str]] = defaultdict(list)
+    states = await live_states(control=control, target=target)
+    if states is not None:
+        known = set(
+            (await session.scalars(select(Operator.extension).where(Operator.enabled))).all()
+        )
+        for ext in sorted(known | set(states)):
+            member = states.get(ext)
+            by_state[member.state if member is not None else "logged_out"].append(ext)
+    return LiveQueue(
+        source=source,
+        at=now,
+        waiting=waiting,
+        longest_wait_s=max((w.wait_s for w in waiting), default=0),
+        operators_by_state=dict(by_state),
+    )

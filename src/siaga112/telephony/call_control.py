@@ -1,0 +1,205 @@
+"""The small call-control protocol domain code depends on (DESIGN.md section 1), and its AMI
+implementation. Domain services never see an AMI dict: they get typed member states back."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+MemberState = Literal["idle", "ringing", "in_call", "paused", "offline"]
+
+# AMI QueueMember "Status" (app_queue / devicestate numbering).
+_DEVICE_STATUS = {
+    "0": "unknown",
+    "1": "not_in_use",
+    "2": "in_use",
+    "3": "busy",
+    "4": "invalid",
+    "5": "unavailable",
+    "6": "ringing",
+    "7": "ringinuse",
+    "8": "onhold",
+}
+
+
+class CallControlError(Exception):
+    """Asterisk refused an action or could not be reached; the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class QueueMemberState:
+    queue: str
+    interface: str
+    name: str
+    device: str  # not_in_use, in_use, ringing, unavailable, ...
+    paused: bool
+    pause_reason: str
+    in_call: bool
+
+    @property
+    def state(self) -> MemberState:
+        """The operator state shown by the API: idle, ringing, in_call, paused, offline."""
+        if self.device in ("unavailable", "invalid", "unknown"):
+            return "offline"
+        if self.device in ("ringing", "ringinuse"):
+            return "ringing"
+        if self.in_call or self.device in ("in_use", "busy", "onhold"):
+            return "in_call"
+        if self.paused:
+            return "paused"
+        return "idle"
+
+
+@dataclass(frozen=True, slots=True)
+class QueueEntryState:
+    """A caller waiting in a queue (QueueStatus QueueEntry)."""
+
+    queue: str
+    position: int
+    channel: str
+    uniqueid: str
+    caller_number: str
+    wait_s: int
+
+
+def _int(value: str | None) -> int:
+    try:
+        return int(value or "0")
+    except ValueError:
+        return 0
+
+
+def parse_queue_entries(items: Sequence[Mapping[str, str]]) -> list[QueueEntryState]:
+    """The QueueEntry list items of a QueueStatus answer as typed waiting callers."""
+    return [
+        QueueEntryState(
+            queue=item.get("Queue", ""),
+            position=_int(item.get("Position")),
+            channel=item.get("Channel", ""),
+            uniqueid=item.get("Uniqueid", ""),
+            caller_number=item.get("CallerIDNum", ""),
+            wait_s=_int(item.get("Wait")),
+        )
+        for item in items
+        if item.get("Event") == "QueueEntry" and item.get("Uniqueid")
+    ]
+
+
+def parse_queue_members(items: Sequence[Mapping[str, str]]) -> list[QueueMemberState]:
+    """The QueueMember list items of a QueueStatus answer as typed states."""
+    out: list[QueueMemberState] = []
+    for item in items:
+        if item.get("Event") != "QueueMember":
+            continue
+        interface = item.get("StateInterface") or item.get("Location", "")
+        out.append(
+            QueueMemberState(
+                queue=item.get("Queue", ""),
+                interface=interface,
+                name=item.get("Name") or item.get("MemberName", ""),
+                device=_DEVICE_STATUS.get(item.get("Status", "0"), "unknown"),
+                paused=item.get("Paused", "0") == "1",
+                pause_reason=item.get("PausedReason", ""),
+                in_call=item.get("InCall", "0") == "1",
+            )
+        )
+    return out
+
+
+class CallControl(Protocol):
+    async def queue_add(self, *, queue: str, interface: str, member_name: str) -> None: ...
+
+    async def queue_remove(self, *, queue: str, interface: str) -> None: ...
+
+    async def queue_pause(
+        self, *, queue: str, interface: str, paused: bool, reason: str
+    ) -> None: ...
+
+    async def queue_members(self, *, queue: str) -> list[QueueMemberState]: ...
+
+    async def queue_entries(self) -> list[QueueEntryState]: ...
+
+    async def hangup(self, *, channel: str) -> None: ...
+
+    async def redirect(self, *, channel: str, context: str, exten: str) -> None: ...
+
+    async def reload_sip_accounts(self) -> None: ...
+
+
+SendAction = Callable[[Mapping[str, str]], Awaitable[Mapping[str, str]]]
+SendList = Callable[[Mapping[str, str]], Awaitable[list[Mapping[str, str]]]]
+
+
+class AmiCallControl:
+    """CallControl over AMI actions (QueueAdd, QueueRemove, QueuePause, QueueStatus)."""
+
+    def __init__(self, *, send_action: SendAction, send_list: SendList) -> None:
+        self._send = send_action
+        self._send_list = send_list
+
+    async def _ok(self, action: Mapping[str, str], *, tolerate: str = "") -> None:
+        reply = await self._send(action)
+        if reply.get("Response") == "Success":
+            return
+        message = reply.get("Message", "")
+        if tolerate and tolerate in message:
+            return
+        raise CallControlError(f"{action.get('Action')} failed: {message or reply}")
+
+    async def queue_add(self, *, queue: str, interface: str, member_name: str) -> None:
+        await self._ok(
+            {
+                "Action": "QueueAdd",
+                "Queue": queue,
+                "Interface": interface,
+                "MemberName": member_name,
+                "StateInterface": interface,
+                "Paused": "false",
+            },
+            tolerate="Already there",
+        )
+
+    async def queue_remove(self, *, queue: str, interface: str) -> None:
+        await self._ok(
+            {"Action": "QueueRemove", "Queue": queue, "Interface": interface},
+            tolerate="Not there",
+        )
+
+    async def queue_pause(self, *, queue: str, interface: str, paused: bool, reason: str) -> None:
+        action = {
+            "Action": "QueuePause",
+            "Queue": queue,
+            "Interface": interface,
+            "Paused": "true" if paused else "false",
+        }
+        if reason:
+            action["Reason"] = reason
+        await self._ok(action)
+
+    async def queue_members(self, *, queue: str) -> list[QueueMemberState]:
+        items = await self._send_list({"Action": "QueueStatus", "Queue": queue})
+        return parse_queue_members(items)
+
+    async def queue_entries(self) -> list[QueueEntryState]:
+        return parse_queue_entries(await self._send_list({"Action": "QueueStatus"}))
+
+    async def hangup(self, *, channel: str) -> None:
+        await self._ok({"Action": "Hangup", "Channel": channel, "Cause": "16"})
+
+    async def redirect(self, *, channel: str, context: str, exten: str) -> None:
+        await self._ok(
+            {
+                "Action": "Redirect",
+                "Channel": channel,
+                "Context": context,
+                "Exten": exten,
+                "Priority": "1",
+            }
+        )
+
+    async def reload_sip_accounts(self) -> None:
+        # PJSIP realtime endpoints are found without it, but res_pjsip links an endpoint to its
+        # registrations' state (hence the device state app_queue rings by) only for endpoints
+        # it has seen at load or reload: without this, a new operator stays "Unavailable".
+        await self._ok({"Action": "Reload", "Module": "res_pjsip.so"})

@@ -1,0 +1,242 @@
+"""Operators through the API: the SIP account Asterisk reads (PJSIP realtime rows, md5 digest
+only), the password shown once, disable/delete taking the account away, queue sessions sent
+through the call-control protocol, and who may do what."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+
+from siaga112.app import create_app
+from siaga112.audit.models import AuditEvent
+from siaga112.auth.roles import Role
+from siaga112.config import Settings
+from siaga112.operators.models import PsAor, PsAuth, PsEndpoint
+from siaga112.operators.service import QueueTarget, reapply_sessions
+from siaga112.telephony.call_control import CallControlError, QueueEntryState, QueueMemberState
+from tests.conftest import auth
+
+
+class FakeControl:
+    """Keeps queue members the way app_queue would."""
+
+    def __init__(self) -> None:
+        self.members: dict[str, QueueMemberState] = {}
+        self.fail = False
+        self.reloads = 0
+        self.entries: list[QueueEntryState] = []
+        self.actions: list[tuple[str, ...]] = []
+
+    async def queue_add(self, *, queue: str, interface: str, member_name: str) -> None:
+        if self.fail:
+            raise CallControlError("QueueAdd failed: no AMI")
+        self.members[interface] = QueueMemberState(
+            queue, interface, member_name, "not_in_use", False, "", False
+        )
+
+    async def queue_remove(self, *, queue: str, interface: str) -> None:
+        self.members.pop(interface, None)
+
+    async def queue_pause(self, *, queue: str, interface: str, paused: bool, reason: str) -> None:
+        m = self.members[interface]
+        self.members[interface] = QueueMemberState(
+            queue, interface, m.name, m.device, paused, reason, False
+        )
+
+    async def queue_members(self, *, queue: str) -> list[QueueMemberState]:
+        return list(self.members.values())
+
+    async def queue_entries(self) -> list[QueueEntryState]:
+        return list(self.entries)
+
+    async def hangup(self, *, channel: str) -> None:
+        self.actions.append(("hangup", channel))
+
+    async def redirect(self, *, channel: str, context: str, exten: str) -> None:
+        if self.fail:
+            raise CallControlError("Redirect failed: No such channel")
+        self.actions.append(("redirect", channel, context, exten))
+
+    async def reload_sip_accounts(self) -> None:
+        if self.fail:
+            raise CallControlError("Reload failed: no AMI")
+        self.reloads += 1
+
+
+@pytest.fixture
+def control() -> FakeControl:
+    return FakeControl()
+
+
+@pytest.fixture
+async def api(
+    settings: Settings,
+    engine: AsyncEngine,
+    sessionmaker: async_sessionmaker,  # type: ignore[type-arg]
+    control: FakeControl,
+) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(settings, engine=engine, sessionmaker=sessionmaker, call_control=control)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://siaga112.test") as c:
+        yield c
+
+
+async def test_created_operator_gets_realtime_sip_account_with_md5_only(
+    api: httpx.AsyncClient,
+    keys: dict[Role, str],
+    control: FakeControl,
+    sessionmaker: async_sessionmaker,  # type: ignore[type-arg]
+) -> None:
+    r = await api.post(
+        "/v1/operators",
+        headers=auth(keys[Role.SUPERVISOR]),
+        json={"extension": "7101", "name": "Siti"},
+    )
+    assert r.status_code == 201, r.text
+    body = r.json()
+    password = body["sip"]["password"]
+    assert len(password) >= 20
+    assert body["sip"]["username"] == "7101"
+    assert control.reloads == 1
+    async with sessionmaker() as session:
+        endpoint = await session.get(PsEndpoint, "7101")
+        auth_row = await session.get(PsAuth, "7101")
+        aor = await session.get(PsAor, "7101")
+        audit = await session.scalar(
+            select(AuditEvent).where(
+                AuditEvent.action == "operator.create", AuditEvent.entity_id == "7101"
+            )
+        )
+    assert endpoint is not None
+    assert (endpoint.auth, endpoint.aors) == ("7101", "7101")
+    assert aor is not None
+    assert aor.max_contacts == 1
+    assert auth_row is not None
+    assert auth_row.auth_type == "md5"
+    digest = hashlib.md5(f"7101:asterisk:{password}".encode()).hexdigest()  # noqa: S324
+    assert auth_row.md5_cred == digest
+    assert audit is not None
+    # Shown once: never again.
+    r = await api.get("/v1/operators/7101", headers=auth(keys[Role.OPERATOR]))
+    assert r.status_code == 200
+    assert "sip" not in r.json()
+    assert password not in r.text
+    assert r.json()["state"] == "logged_out"
+
+
+async def test_operator_role_cannot_create_and_duplicates_and_static_extensions_conflict(
+    api: httpx.AsyncClient, keys: dict[Role, str], settings: Settings
+) -> None:
+    new = {"extension": "7102", "name": "Budi"}
+    r = await api.post("/v1/operators", headers=auth(keys[Role.OPERATOR]), json=new)
+    assert r.status_code == 403
+    h = auth(keys[Role.ADMIN])
+    assert (await api.post("/v1/operators", headers=h, json=new)).status_code == 201
+    r = await api.post("/v1/operators", headers=h, json=new)
+    assert (r.status_code, r.json()["code"]) == (409, "conflict")
+    static = {"extension": settings.pbx.demo_operators[0], "name": "Demo"}
+    assert (await api.post("/v1/operators", headers=h, json=static)).status_code == 409
+    bad = {"extension": "abc", "name": "X"}
+    assert (await api.post("/v1/operators", headers=h, json=bad)).status_code == 422
+
+
+async def test_login_pause_resume_logout_drive_the_queue_and_state(
+    api: httpx.AsyncClient, keys: dict[Role, str], control: FakeControl
+) -> None:
+    sup = auth(keys[Role.SUPERVISOR])
+    op = auth(keys[Role.OPERATOR])
+    await api.post("/v1/operators", headers=sup, json={"extension": "7103", "name": "Ani"})
+    r = await api.post("/v1/operators/7103/login", headers=op)
+    assert r.status_code == 200, r.text
+    assert (r.json()["logged_in"], r.json()["state"]) == (True, "idle")
+    assert "PJSIP/7103" in control.members
+    r = await api.post("/v1/operators/7103/pause", headers=op, json={"reason": "break"})
+    assert (r.json()["state"], r.json()["pause_reason"]) == ("paused", "break")
+    assert control.members["PJSIP/7103"].pause_reason == "break"
+    r = await api.post("/v1/operators/7103/resume", headers=op)
+    assert (r.json()["state"], r.json()["paused"]) == ("idle", False)
+    r = await api.get("/v1/operators", headers=op)
+    assert [o["state"] for o in r.json() if o["extension"] == "7103"] == ["idle"]
+    r = await api.post("/v1/operators/7103/logout", headers=op)
+    assert (r.json()["logged_in"], r.json()["state"]) == (False, "logged_out")
+    assert control.members == {}
+
+
+async def test_pause_needs_login_and_asterisk_failure_changes_nothing(
+    api: httpx.AsyncClient, keys: dict[Role, str], control: FakeControl
+) -> None:
+    sup = auth(keys[Role.SUPERVISOR])
+    await api.post("/v1/operators", headers=sup, json={"extension": "7104", "name": "Dewi"})
+    r = await api.post("/v1/operators/7104/pause", headers=sup, json={"reason": "break"})
+    assert (r.status_code, r.json()["code"]) == (409, "invalid_transition")
+    control.fail = True
+    r = await api.post("/v1/operators/7104/login", headers=sup)
+    assert (r.status_code, r.json()["code"]) == (503, "telephony_unavailable")
+    r = await api.get("/v1/operators/7104", headers=sup)
+    assert r.json()["logged_in"] is False
+
+
+async def test_disable_removes_endpoint_and_membership_delete_removes_account(
+    api: httpx.AsyncClient,
+    keys: dict[Role, str],
+    control: FakeControl,
+    sessionmaker: async_sessionmaker,  # type: ignore[type-arg]
+) -> None:
+    sup = auth(keys[Role.SUPERVISOR])
+    await api.post("/v1/operators", headers=sup, json={"extension": "7105", "name": "Eko"})
+    await api.post("/v1/operators/7105/login", headers=sup)
+    r = await api.patch("/v1/operators/7105", headers=sup, json={"enabled": False})
+    assert r.status_code == 200, r.text
+    assert (r.json()["enabled"], r.json()["logged_in"]) == (False, False)
+    assert control.members == {}
+    async with sessionmaker() as session:
+        assert await session.get(PsEndpoint, "7105") is None
+    r = await api.post("/v1/operators/7105/login", headers=sup)
+    assert r.status_code == 409
+    r = await api.patch("/v1/operators/7105", headers=sup, json={"enabled": True})
+    assert r.json()["enabled"] is True
+    async with sessionmaker() as session:
+        assert await session.get(PsEndpoint, "7105") is not None
+    assert (await api.delete("/v1/operators/7105", headers=sup)).status_code == 204
+    assert (await api.get("/v1/operators/7105", headers=sup)).status_code == 404
+    async with sessionmaker() as session:
+        assert await session.get(PsAuth, "7105") is None
+        assert await session.get(PsEndpoint, "7105") is None
+
+
+async def test_without_telephony_state_is_null_and_sessions_are_unavailable(
+    client: httpx.AsyncClient, keys: dict[Role, str]
+) -> None:
+    sup = auth(keys[Role.SUPERVISOR])
+    await client.post("/v1/operators", headers=sup, json={"extension": "7106", "name": "Fajar"})
+    r = await client.get("/v1/operators/7106", headers=sup)
+    assert r.json()["state"] is None
+    r = await client.post("/v1/operators/7106/login", headers=sup)
+    assert r.status_code == 503
+
+
+async def test_after_an_asterisk_restart_logged_in_operators_are_reapplied(
+    api: httpx.AsyncClient,
+    keys: dict[Role, str],
+    control: FakeControl,
+    sessionmaker: async_sessionmaker,  # type: ignore[type-arg]
+) -> None:
+    sup = auth(keys[Role.SUPERVISOR])
+    for ext in ("7107", "7108", "7109"):
+        await api.post("/v1/operators", headers=sup, json={"extension": ext, "name": ext})
+    await api.post("/v1/operators/7107/login", headers=sup)
+    await api.post("/v1/operators/7108/login", headers=sup)
+    await api.post("/v1/operators/7108/pause", headers=sup, json={"reason": "training"})
+    control.members.clear()  # Asterisk restarted: dynamic members are gone
+    target = QueueTarget(queue="emergency", static_extensions=frozenset())
+    async with sessionmaker() as session:
+        count = await reapply_sessions(session=session, control=control, target=target)
+    assert count == 2
+    assert set(control.members) == {"PJSIP/7107", "PJSIP/7108"}
+    assert control.members["PJSIP/7108"].paused
+    assert control.members["PJSIP/7108"].pause_reason == "training"

@@ -1,0 +1,117 @@
+"""The telephony runtime derives a call's location after the AGI write has committed, in a
+tracked background task; failures are logged and counted, never felt by the call."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
+
+from siaga112.calls.recorder import CallFacts
+from siaga112.config import AmiSettings, Settings
+from siaga112.locations.cells import import_cells
+from siaga112.locations.models import Location
+from siaga112.telephony.metrics import Metrics
+from siaga112.telephony.runtime import Telephony
+from tests.integration.locations.conftest import TEST_CELL, TEST_PANI, driver, write_csv
+
+Sessions = async_sessionmaker[AsyncSession]
+
+
+def _facts(uniqueid: str, pani: str | None) -> CallFacts:
+    return CallFacts(
+        uniqueid=uniqueid,
+        linkedid=uniqueid,
+        channel="PJSIP/carrier-1",
+        caller_number="081234567890",
+        caller_name=None,
+        caller_e164="+6281234567890",
+        asserted_number=None,
+        presentation=None,
+        caller_id_available=True,
+        callback_number="+6281234567890",
+        dialled_number="112",
+        pai=None,
+        pani=pani,
+        geolocation=None,
+    )
+
+
+def _telephony(settings: Settings, sessionmaker: Sessions, tmp_path: Path) -> Telephony:
+    conf = settings.model_copy(
+        update={"ami": AmiSettings(secret=SecretStr("test")), "state_dir": tmp_path}
+    )
+    return Telephony(settings=conf, sessionmaker=sessionmaker, metrics=Metrics())
+
+
+async def test_recorded_call_gets_its_cell_location_after_the_write(
+    settings: Settings,
+    sessionmaker: Sessions,
+    connection: AsyncConnection,
+    tmp_path: Path,
+) -> None:
+    await import_cells(await driver(connection), write_csv(tmp_path / "c.csv", [TEST_CELL]))
+    tel = _telephony(settings, sessionmaker, tmp_path)
+    recorded = await tel._record_call(
+        _facts(f"rt-{uuid.uuid4().hex[:8]}", TEST_PANI), datetime.now(UTC)
+    )
+    assert len(tel._location_tasks) == 1, "derivation is scheduled, not awaited by the AGI write"
+    await asyncio.gather(*tel._location_tasks)
+    async with sessionmaker() as session:
+        loc = await session.scalar(select(Location).where(Location.call_id == recorded.call_id))
+    assert loc is not None
+    assert (loc.lat, loc.lon, loc.radius_m) == (-6.28211, 106.97432, 1200.0)
+    assert tel.metrics.counters["location_tasks_done"] == 1
+
+
+async def test_call_without_location_or_number_schedules_nothing(
+    settings: Settings, sessionmaker: Sessions, tmp_path: Path
+) -> None:
+    tel = _telephony(settings, sessionmaker, tmp_path)
+    anonymous = replace(
+        _facts(f"rt-{uuid.uuid4().hex[:8]}", None),
+        caller_number="anonymous",
+        caller_e164=None,
+        callback_number=None,
+        caller_id_available=False,
+    )
+    await tel._record_call(anonymous, datetime.now(UTC))
+    assert not tel._location_tasks
+
+
+async def test_call_with_a_number_looks_for_aml_that_came_first(
+    settings: Settings, sessionmaker: Sessions, tmp_path: Path
+) -> None:
+    tel = _telephony(settings, sessionmaker, tmp_path)
+    await tel._record_call(_facts(f"rt-{uuid.uuid4().hex[:8]}", None), datetime.now(UTC))
+    assert len(tel._location_tasks) == 1
+    await asyncio.gather(*tel._location_tasks)
+    assert tel.metrics.counters["location_tasks_done"] == 1
+
+
+async def test_failed_derivation_is_counted_and_the_call_unaffected(
+    settings: Settings,
+    sessionmaker: Sessions,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def broken(**_: object) -> list[Location]:
+        raise RuntimeError("cell table unavailable")
+
+    monkeypatch.setattr("siaga112.telephony.runtime.locations_for_call", broken)
+    tel = _telephony(settings, sessionmaker, tmp_path)
+    recorded = await tel._record_call(
+        _facts(f"rt-{uuid.uuid4().hex[:8]}", TEST_PANI), datetime.now(UTC)
+    )
+    assert recorded.incident_id > 0
+    await asyncio.gather(*tel._location_tasks, return_exceptions=True)
+    await asyncio.sleep(0)
+    assert tel.metrics.counters["location_failures"] == 1
+    assert not tel._location_tasks
