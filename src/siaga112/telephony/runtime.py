@@ -9,7 +9,7 @@ import logging
 import time
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from siaga112.calls.recorder import (
     CallFacts,
@@ -52,6 +52,7 @@ class Telephony:
     ) -> None:
         self.settings = settings
         self.sessionmaker = sessionmaker
+        self._agi_sessions = _autocommit(sessionmaker)
         self.metrics = metrics
         self.agi = AgiServer(
             host=settings.agi.host,
@@ -187,7 +188,8 @@ class Telephony:
 
     # -- database side ---------------------------------------------------------------------
     async def _record_call(self, facts: CallFacts, at: datetime) -> RecordedCall:
-        async with self.sessionmaker() as session:
+        # One self-contained statement: no BEGIN/COMMIT round trips on the AGI path.
+        async with self._agi_sessions() as session:
             recorded = await record_incoming(session=session, facts=facts, at=at)
             await session.commit()
         self._schedule_locations(recorded, facts, at)
@@ -293,3 +295,16 @@ def _aml_number(facts: CallFacts) -> str | None:
     if facts.asserted_number or facts.caller_e164:
         return facts.asserted_number or facts.caller_e164
     return facts.caller_number if facts.caller_id_available else None
+
+
+def _autocommit(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> async_sessionmaker[AsyncSession]:
+    """The same sessions without transaction round trips, where the bind is an engine (a
+    connection already in a transaction, as in tests, is used as it is)."""
+    bind = sessionmaker.kw.get("bind")
+    if not isinstance(bind, AsyncEngine):
+        return sessionmaker
+    return async_sessionmaker(
+        bind.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False
+    )
