@@ -50,6 +50,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from sqlalchemy.engine import make_url
+
 from siaga112.config import Settings
 
 __all__ = [
@@ -298,14 +300,14 @@ def _format_seconds(ms: int) -> str:
 def _pgsql_values(settings: Settings) -> dict[str, object]:
     """res_pgsql.conf from ``database_url``: the same database siaga112 writes operators to.
     The root shares the host's network, so 127.0.0.1 is the host's PostgreSQL."""
-    url = settings.database_url
-    host = url.hosts()[0]
+    # str(): settings built with model_copy(update=...) may hold the URL as a plain string.
+    url = make_url(str(settings.database_url))
     return {
-        "pg_host": host["host"] or "127.0.0.1",
-        "pg_port": host["port"] or 5432,
-        "pg_dbname": (url.path or "/siaga112").lstrip("/"),
-        "pg_user": host["username"] or "postgres",
-        "pg_password": host["password"] or "",
+        "pg_host": url.host or "127.0.0.1",
+        "pg_port": url.port or 5432,
+        "pg_dbname": url.database or "siaga112",
+        "pg_user": url.username or "postgres",
+        "pg_password": url.password or "",
     }
 
 
