@@ -25,6 +25,7 @@ from siaga112.dispatch.router import webhook_docs as dispatch_webhook_docs
 from siaga112.errors import install_error_handlers
 from siaga112.events.hub import EventHub
 from siaga112.events.router import router as events_router
+from siaga112.flags.router import router as flags_router
 from siaga112.incidents.router import router as incidents_router
 from siaga112.locations.aml_router import router as aml_router
 from siaga112.locations.aml_router import unmatched_router as aml_unmatched_router
@@ -124,6 +125,7 @@ def create_app(
     v1.include_router(events_router)
     v1.include_router(dispatch_router)
     v1.include_router(aml_unmatched_router)
+    v1.include_router(flags_router)
     app.include_router(v1)
     # AML senders authenticate by HMAC per message, not by API key.
     app.include_router(aml_router)

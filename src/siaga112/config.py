@@ -39,6 +39,10 @@ class AgiSettings(BaseModel):
     port: int = Field(default=4573, ge=1, le=65535)
     # What the dialplan allows the AGI step before it goes on to the queue without it.
     budget_ms: int = Field(default=1500, ge=50)
+    # A caller who called within this many minutes before is put ahead in the queue.
+    repeat_window_min: int = Field(default=10, ge=0, le=24 * 60)
+    # Queue priority (QUEUE_PRIO) for such repeat callers; others have 0.
+    repeat_priority: int = Field(default=10, ge=1, le=100)
 
 
 class AmiSettings(BaseModel):
@@ -72,6 +76,9 @@ class PbxSettings(BaseModel):
     rtp_start: int = 10000
     rtp_end: int = 30000
     queue_name: str = "emergency"
+    # Played to a caller whose number is flagged (prank/nuisance) before the low-priority queue.
+    # A core sound by default; a site records its own in Bahasa Indonesia and names it here.
+    flagged_announcement: str = "queue-thankyou"
     demo_operators: list[str] = Field(default_factory=lambda: ["6001", "6002"])
     # Asterisk configuration templates; default: the repository's asterisk/ directory.
     templates_dir: Path | None = None

@@ -13,7 +13,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import ColumnElement, func, select
 
+from siaga112.auth.service import system_actor
 from siaga112.calls.models import Call
+from siaga112.flags.schemas import FlagCreate, FlagKind
+from siaga112.flags.service import create_flag
 from siaga112.incidents.models import Incident
 from siaga112.telephony.ami_events import parse_event, split_transcript
 from siaga112.telephony.sipp import SippOperator, SippResult, run_caller
@@ -187,3 +190,24 @@ async def test_replayed_ami_events_make_no_second_row(stack: Stack) -> None:
     assert len(rows) == 1
     assert rows[0].state == "ended"
     assert rows[0].operator == "6001"
+
+
+async def test_flagged_callers_call_still_reaches_an_operator_via_the_low_queue(
+    stack: Stack, operator: SippOperator
+) -> None:
+    number = new_number()
+    async with stack.sessionmaker() as session:
+        await create_flag(
+            session=session,
+            data=FlagCreate(number=number, kind=FlagKind.PRANK, reason="panggilan iseng"),
+            actor=system_actor("tests"),
+            request_id=None,
+        )
+        await session.commit()
+    # The caller stays on through the notice played to flagged numbers (about 2 s).
+    result = await call(stack, "caller-112.xml", caller=number, hold_ms=5000)
+    assert result.ok, result.output[-1500:]
+    row = await wait_for_call(stack, Call.asserted_number == number, states={"ended"})
+    assert row.queue == "emergency-low"
+    assert row.operator == "6001"
+    assert row.outcome == "answered"

@@ -23,6 +23,8 @@ class Permission(StrEnum):
     MANAGE_OPERATORS = "manage_operators"
     # Read and update the dispatches sent to the key's own agency (scoped by agency_id).
     AGENCY_DISPATCHES = "agency_dispatches"
+    # Lift a prank/nuisance flag before it expires (anyone who writes incidents may set one).
+    REVOKE_FLAGS = "revoke_flags"
 
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
@@ -35,6 +37,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.REOPEN_INCIDENTS,
             Permission.MANAGE_AGENCIES,
             Permission.MANAGE_OPERATORS,
+            Permission.REVOKE_FLAGS,
         }
     ),
     Role.ADMIN: frozenset(Permission),

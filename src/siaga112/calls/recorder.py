@@ -63,7 +63,17 @@ ON CONFLICT (uniqueid) DO UPDATE SET
     incident_id = COALESCE(calls.incident_id, EXCLUDED.incident_id),
     offered_at = LEAST(calls.offered_at, EXCLUDED.offered_at),
     updated_at = EXCLUDED.updated_at
-RETURNING id, incident_id, (xmax = 0) AS inserted
+RETURNING id, incident_id, (xmax = 0) AS inserted,
+    -- Routing facts for the dialplan, in the same round trip: is the number flagged as a
+    -- prank/nuisance now, and did it call within the repeat window?
+    EXISTS (SELECT 1 FROM number_flags f
+            WHERE f.number = :incident_number AND f.revoked_at IS NULL
+              AND f.expires_at > :at) AS flagged,
+    EXISTS (SELECT 1 FROM incidents r
+            WHERE r.caller_number = :incident_number AND r.channel = 'call'
+              AND r.created_at >= :at - make_interval(mins => :repeat_window_min)
+              AND r.created_at < :at
+              AND r.origin_linkedid IS DISTINCT FROM :linkedid) AS repeat_caller
 """
 )
 
@@ -98,6 +108,9 @@ class RecordedCall:
     call_id: uuid.UUID
     incident_id: int
     call_created: bool
+    # Only for callers with caller ID: anonymous callers are never flagged nor "repeat".
+    flagged: bool = False
+    repeat_caller: bool = False
 
 
 def _clip(value: str | None, limit: int) -> str | None:
@@ -113,6 +126,7 @@ async def record_incoming(
     at: datetime,
     actor: str = SYSTEM_AGI,
     source: str = "agi",
+    repeat_window_min: int = 10,
 ) -> RecordedCall:
     """Opens (or finds) the call's incident and records the call. Caller commits."""
     event_data: dict[str, Any] = {
@@ -143,6 +157,7 @@ async def record_incoming(
         "at": at,
         "actor": actor,
         "source": source,
+        "repeat_window_min": repeat_window_min,
         "event_data": json.dumps(event_data),
     }
     row = (await session.execute(_RECORD_SQL, params)).one()
@@ -158,7 +173,14 @@ async def record_incoming(
             text("UPDATE calls SET incident_id = :iid WHERE id = :id AND incident_id IS NULL"),
             {"iid": incident_id, "id": row.id},
         )
-    return RecordedCall(call_id=row.id, incident_id=incident_id, call_created=bool(row.inserted))
+    known_caller = facts.caller_id_available or facts.asserted_number is not None
+    return RecordedCall(
+        call_id=row.id,
+        incident_id=incident_id,
+        call_created=bool(row.inserted),
+        flagged=bool(row.flagged) and known_caller,
+        repeat_caller=bool(row.repeat_caller) and known_caller,
+    )
 
 
 # Call progress from the AMI tracker (or reconciliation). Facts only move one way: first times

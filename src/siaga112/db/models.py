@@ -3,6 +3,7 @@
 from siaga112.agencies.models import Agency
 from siaga112.audit.models import AuditEvent
 from siaga112.auth.models import ApiKey
+from siaga112.calls.cursors import ReadCursor
 from siaga112.calls.models import Call
 from siaga112.db.base import Base
 from siaga112.dispatch.models import (
@@ -11,6 +12,7 @@ from siaga112.dispatch.models import (
     Dispatch,
     WebhookOutbox,
 )
+from siaga112.flags.models import NumberFlag
 from siaga112.incidents.models import Incident, IncidentEvent
 from siaga112.locations.aml_models import AmlMessage
 from siaga112.locations.models import CellTower, Location
@@ -30,9 +32,11 @@ __all__ = [
     "Incident",
     "IncidentEvent",
     "Location",
+    "NumberFlag",
     "Operator",
     "PsAor",
     "PsAuth",
     "PsEndpoint",
+    "ReadCursor",
     "WebhookOutbox",
 ]

@@ -49,7 +49,11 @@ class AgiServer:
         budget_s: float,
         record_call: RecordCall,
         metrics: Metrics,
+        low_queue: str = "emergency-low",
+        repeat_priority: int = 10,
     ) -> None:
+        self.low_queue = low_queue
+        self.repeat_priority = repeat_priority
         self.host = host
         self.port = port
         # The server's own share of the dialplan's budget: what remains is for the network
@@ -137,6 +141,15 @@ class AgiServer:
             # Counted and logged by _write_done; the call goes on to the queue regardless.
             return
         await request.send_command(f"SET VARIABLE SIAGA112_INCIDENT_ID {recorded.incident_id}")
+        # Extra round trips only for the few calls that need them.
+        if recorded.flagged:
+            # Never blocked: the call is answered from the low-priority queue, after a notice.
+            self.metrics.inc("calls_from_flagged_numbers")
+            await request.send_command(f"SET VARIABLE SIAGA112_QUEUE {self.low_queue}")
+            await request.send_command("SET VARIABLE SIAGA112_FLAGGED 1")
+        elif recorded.repeat_caller:
+            self.metrics.inc("calls_from_repeat_callers")
+            await request.send_command(f"SET VARIABLE SIAGA112_PRIORITY {self.repeat_priority}")
 
     def _write_done(self, task: asyncio.Task[RecordedCall]) -> None:
         self._pending.discard(task)

@@ -187,7 +187,7 @@ NOLOAD_MODULES: tuple[str, ...] = (
     "res_stasis_playback", "res_stasis_recording", "res_stasis_snoop", "res_stasis_test",
 )  # fmt: skip
 
-_LOW_QUEUE_SUFFIX = "-low"
+LOW_QUEUE_SUFFIX = "-low"
 _START_TIMEOUT_S = 60.0
 _STOP_TIMEOUT_S = 20.0
 _CLI_TIMEOUT_S = 15.0
@@ -347,6 +347,7 @@ def render_config(
             agi_port=settings.agi.port,
             agi_budget_s=budget_s,
             default_queue=queue or "${SIAGA112_DEFAULT_QUEUE}",
+            flagged_announcement=pbx.flagged_announcement,
         )
 
     emergency_extensions = "".join(emergency(number) for number in numbers)
@@ -404,7 +405,7 @@ def render_config(
         "bench_endpoints": bench_endpoints,
         "operator_extensions": operator_extensions,
         "queue_name": pbx.queue_name,
-        "low_queue_name": pbx.queue_name + _LOW_QUEUE_SUFFIX,
+        "low_queue_name": pbx.queue_name + LOW_QUEUE_SUFFIX,
         "member_lines": member_lines,
         "agi_host": settings.agi.host,
         "agi_port": settings.agi.port,

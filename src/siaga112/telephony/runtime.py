@@ -27,7 +27,7 @@ from siaga112.telephony.ami_client import AmiLink
 from siaga112.telephony.ami_events import AmiEvent, FullyBooted
 from siaga112.telephony.call_control import AmiCallControl
 from siaga112.telephony.metrics import Metrics
-from siaga112.telephony.pbx import cdr_csv_path
+from siaga112.telephony.pbx import LOW_QUEUE_SUFFIX, cdr_csv_path
 from siaga112.telephony.reconcile import CdrReconciler
 from siaga112.telephony.tracking import CallTracker
 
@@ -60,6 +60,8 @@ class Telephony:
             budget_s=settings.agi.budget_ms / 1000,
             record_call=self._record_call,
             metrics=metrics,
+            low_queue=settings.pbx.queue_name + LOW_QUEUE_SUFFIX,
+            repeat_priority=settings.agi.repeat_priority,
         )
         self.tracker = CallTracker(
             write_progress=self._write_progress, create_call=self._create_call, metrics=metrics
@@ -190,7 +192,12 @@ class Telephony:
     async def _record_call(self, facts: CallFacts, at: datetime) -> RecordedCall:
         # One self-contained statement: no BEGIN/COMMIT round trips on the AGI path.
         async with self._agi_sessions() as session:
-            recorded = await record_incoming(session=session, facts=facts, at=at)
+            recorded = await record_incoming(
+                session=session,
+                facts=facts,
+                at=at,
+                repeat_window_min=self.settings.agi.repeat_window_min,
+            )
             await session.commit()
         self._schedule_locations(recorded, facts, at)
         return recorded

@@ -171,3 +171,48 @@ async def test_garbage_is_rejected_and_server_keeps_serving(
     # still answering real requests
     commands = await _talk(port, agi_request(f"3.{uuid.uuid4().int % 10**6}"))
     assert commands[0].startswith("SET VARIABLE SIAGA112_INCIDENT_ID ")
+
+
+@pytest.mark.parametrize(
+    ("flagged", "repeat", "expected"),
+    [
+        (
+            True,
+            False,
+            ["SET VARIABLE SIAGA112_QUEUE emergency-low", "SET VARIABLE SIAGA112_FLAGGED 1"],
+        ),
+        (False, True, ["SET VARIABLE SIAGA112_PRIORITY 10"]),
+        (False, False, []),
+        (
+            True,
+            True,
+            ["SET VARIABLE SIAGA112_QUEUE emergency-low", "SET VARIABLE SIAGA112_FLAGGED 1"],
+        ),
+    ],
+    ids=["flagged", "repeat", "plain", "flagged-repeat"],
+)
+async def test_flagged_numbers_go_to_the_low_queue_and_repeat_callers_ahead(
+    flagged: bool, repeat: bool, expected: list[str]
+) -> None:
+    async def record(facts: CallFacts, at: datetime) -> RecordedCall:
+        return RecordedCall(
+            call_id=uuid.uuid4(),
+            incident_id=7,
+            call_created=True,
+            flagged=flagged,
+            repeat_caller=repeat,
+        )
+
+    server = AgiServer(
+        host="127.0.0.1",
+        port=0,
+        budget_s=1.0,
+        record_call=record,
+        metrics=Metrics(),
+        low_queue="emergency-low",
+        repeat_priority=10,
+    )
+    port = await _serve(server)
+    commands = await _talk(port, agi_request(f"4.{uuid.uuid4().int % 10**6}"))
+    await server.stop()
+    assert commands == ["SET VARIABLE SIAGA112_INCIDENT_ID 7", *expected]
