@@ -21,7 +21,8 @@ typecheck:
 pytest:
 	$(BIN)/pytest
 
-test: bootstrap
+test:
+	@WANT_DEV_DB=0 scripts/bootstrap.sh
 	$(MAKE) --no-print-directory lint
 	$(MAKE) --no-print-directory typecheck
 	$(MAKE) --no-print-directory pytest

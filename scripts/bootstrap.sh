@@ -10,6 +10,9 @@ say() { printf '[bootstrap] %s\n' "$*" >&2; }
 PY=${PYTHON:-python3}
 VENV=.venv
 WANT_PBX=${WANT_PBX:-1}
+# The development database (SIAGA112_DATABASE_URL) is migrated for `make run`; `make test` leaves
+# it alone (WANT_DEV_DB=0): the tests migrate a fresh database of their own every run.
+WANT_DEV_DB=${WANT_DEV_DB:-1}
 
 as_root() {
   if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
@@ -70,6 +73,8 @@ if [ "$WANT_PBX" = 1 ]; then
   apt_install mmdebstrap sip-tester
 fi
 
-# 4. The database, created when missing, migrated to head.
-"$VENV/bin/siaga112" db upgrade >/dev/null
+# 4. The development database, created when missing, migrated to head.
+if [ "$WANT_DEV_DB" = 1 ]; then
+  "$VENV/bin/siaga112" db upgrade >/dev/null
+fi
 say "ready"

@@ -10,6 +10,8 @@ from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -22,6 +24,13 @@ from siaga112.auth.roles import Role
 from siaga112.auth.service import create_key, system_actor
 from siaga112.config import Settings
 from siaga112.db.manage import drop_database, upgrade
+
+# Properties check correctness, not speed (bench/ measures speed): on a loaded 2-core CI machine
+# hypothesis' timing checks (per-example deadline, slow-generation health check) fail at random.
+hypothesis_settings.register_profile(
+    "siaga112", deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+hypothesis_settings.load_profile(os.environ.get("SIAGA112_HYPOTHESIS_PROFILE", "siaga112"))
 
 ADMIN_URL = os.environ.get(
     "SIAGA112_TEST_DATABASE_ADMIN_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"

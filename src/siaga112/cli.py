@@ -14,9 +14,13 @@ from siaga112.logs import configure
 
 
 def _cmd_db_upgrade(settings: Settings, args: argparse.Namespace) -> int:
-    from siaga112.db.manage import upgrade
+    from siaga112.db.manage import UnknownRevision, upgrade
 
-    upgrade(settings.database_url_str, args.revision)
+    try:
+        upgrade(settings.database_url_str, args.revision)
+    except UnknownRevision as exc:
+        print(f"siaga112 db upgrade: {exc}", file=sys.stderr)
+        return 1
     print(f"database migrated to {args.revision}")
     return 0
 

@@ -12,7 +12,7 @@ import uvicorn
 
 from siaga112.app import ReadinessCheck, create_app
 from siaga112.config import Settings
-from siaga112.db.manage import pending_migrations
+from siaga112.db.manage import UnknownRevision, pending_migrations
 from siaga112.db.session import asyncpg_dsn, make_engine, make_sessionmaker
 from siaga112.dispatch.worker import DeliveryWorker
 from siaga112.events.hub import EventHub
@@ -28,7 +28,11 @@ class SchemaNotCurrent(Exception):
 
 async def serve(settings: Settings, *, with_telephony: bool) -> None:
     engine = make_engine(settings)
-    pending = await pending_migrations(engine)
+    try:
+        pending = await pending_migrations(engine)
+    except UnknownRevision as exc:
+        await engine.dispose()
+        raise SchemaNotCurrent(str(exc)) from exc
     if pending:
         await engine.dispose()
         raise SchemaNotCurrent(

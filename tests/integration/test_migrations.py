@@ -9,9 +9,16 @@ from collections.abc import Iterator
 
 import pytest
 from alembic import command
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from siaga112.db.manage import alembic_config, drop_database, pending_migrations, upgrade
+from siaga112.db.manage import (
+    UnknownRevision,
+    alembic_config,
+    drop_database,
+    pending_migrations,
+    upgrade,
+)
 from tests.conftest import ADMIN_URL
 
 
@@ -47,3 +54,26 @@ def test_all_migrations_downgrade_and_upgrade_again(scratch_url: str) -> None:
     assert _pending(scratch_url)
     command.upgrade(cfg, "heads")
     assert _pending(scratch_url) == set()
+
+
+def test_database_migrated_by_other_code_is_refused_and_left_alone(scratch_url: str) -> None:
+    upgrade(scratch_url)
+
+    async def stamp(sql: str) -> list[str]:
+        engine = create_async_engine(scratch_url)
+        try:
+            async with engine.begin() as conn:
+                if sql:
+                    await conn.execute(text(sql))
+                rows = await conn.execute(text("SELECT version_num FROM alembic_version"))
+                return sorted(r.version_num for r in rows)
+        finally:
+            await engine.dispose()
+
+    # As if a newer release (or another branch) had migrated this database.
+    before = asyncio.run(stamp("UPDATE alembic_version SET version_num = 'f00dfeed'"))
+    with pytest.raises(UnknownRevision, match="f00dfeed"):
+        upgrade(scratch_url)
+    with pytest.raises(UnknownRevision, match="f00dfeed"):
+        _pending(scratch_url)
+    assert asyncio.run(stamp("")) == before

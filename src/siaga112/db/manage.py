@@ -71,9 +71,50 @@ async def drop_database(database_url: str) -> None:
         await conn.close()
 
 
+class UnknownRevision(RuntimeError):
+    """The database was migrated by code this checkout does not have (a newer release or
+    another branch): migrating it from here would fail half-way or corrupt it."""
+
+
+async def _applied_revisions(database_url: str) -> set[str]:
+    url = make_url(database_url)
+    conn = await asyncpg.connect(
+        host=url.host or "127.0.0.1",
+        port=url.port or 5432,
+        user=url.username or "postgres",
+        password=url.password,
+        database=url.database,
+    )
+    try:
+        present = await conn.fetchval("SELECT to_regclass('alembic_version') IS NOT NULL")
+        if not present:
+            return set()
+        return {
+            r["version_num"] for r in await conn.fetch("SELECT version_num FROM alembic_version")
+        }
+    finally:
+        await conn.close()
+
+
+def _check_known(database_url: str) -> None:
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(alembic_config(database_url))
+    known = {s.revision for s in script.walk_revisions()}
+    unknown = asyncio.run(_applied_revisions(database_url)) - known
+    if unknown:
+        name = make_url(database_url).database
+        raise UnknownRevision(
+            f"database {name} is at revision {', '.join(sorted(unknown))}, which this checkout's "
+            f"migrations ({MIGRATIONS_DIR}) do not have: it was migrated by newer or other code. "
+            "Run that code, or point SIAGA112_DATABASE_URL at another database."
+        )
+
+
 def upgrade(database_url: str, revision: str = "heads") -> None:
     """Synchronous on purpose: Alembic's async env runs its own event loop."""
     asyncio.run(ensure_database(database_url))
+    _check_known(database_url)
     command.upgrade(alembic_config(database_url), revision)
 
 
@@ -89,6 +130,12 @@ async def pending_migrations(engine: AsyncEngine) -> set[str]:
         except ProgrammingError:
             return heads
     applied = {r.version_num for r in rows}
+    unknown = applied - {s.revision for s in script.walk_revisions()}
+    if unknown:
+        raise UnknownRevision(
+            f"the database is at revision {', '.join(sorted(unknown))}, which this code's "
+            "migrations do not have: it was migrated by newer or other code"
+        )
     # A head counts as reached when it, or a revision descending from it, is applied.
     reached = set()
     for head in heads:
