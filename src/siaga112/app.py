@@ -17,6 +17,7 @@ from siaga112 import __version__
 from siaga112.agencies.router import router as agencies_router
 from siaga112.api.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from siaga112.callcontrol.router import router as callcontrol_router
+from siaga112.callers.router import router as callers_router
 from siaga112.calls.router import router as calls_router
 from siaga112.config import Settings
 from siaga112.db.session import make_engine, make_sessionmaker
@@ -26,12 +27,14 @@ from siaga112.errors import install_error_handlers
 from siaga112.events.hub import EventHub
 from siaga112.events.router import router as events_router
 from siaga112.flags.router import router as flags_router
+from siaga112.incidents.duplicates_router import router as duplicates_router
 from siaga112.incidents.router import router as incidents_router
 from siaga112.locations.aml_router import router as aml_router
 from siaga112.locations.aml_router import unmatched_router as aml_unmatched_router
 from siaga112.locations.router import router as locations_router
 from siaga112.operators.router import router as operators_router
 from siaga112.queue.router import router as queue_router
+from siaga112.reports.router import router as reports_router
 from siaga112.stats.router import router as stats_router
 from siaga112.telephony.call_control import CallControl
 from siaga112.telephony.metrics import Metrics
@@ -83,6 +86,7 @@ def create_app(
         openapi_tags=[
             {"name": "incidents", "description": "Incidents, their timeline, notes, duplicates"},
             {"name": "calls", "description": "Calls that reached the centre"},
+            {"name": "callers", "description": "Caller history by number (audited reads)"},
             {"name": "locations", "description": "Caller locations: history, best, GeoJSON"},
             {"name": "agencies", "description": "Agencies that receive incidents"},
             {
@@ -93,6 +97,10 @@ def create_app(
             {"name": "operators", "description": "Operators: SIP accounts, queue sessions"},
             {"name": "queue", "description": "The live queue: waiting callers, operators"},
             {"name": "stats", "description": "Service levels (NENA / EU 112 figures)"},
+            {
+                "name": "reports",
+                "description": "Incidents by category, classification, agency, kecamatan, hour",
+            },
             {"name": "events", "description": "Live event stream (SSE)"},
             {
                 "name": "aml",
@@ -115,6 +123,7 @@ def create_app(
 
     v1 = APIRouter(prefix="/v1")
     v1.include_router(incidents_router)
+    v1.include_router(duplicates_router)
     v1.include_router(locations_router)
     v1.include_router(calls_router)
     v1.include_router(callcontrol_router)
@@ -122,6 +131,8 @@ def create_app(
     v1.include_router(operators_router)
     v1.include_router(queue_router)
     v1.include_router(stats_router)
+    v1.include_router(reports_router)
+    v1.include_router(callers_router)
     v1.include_router(events_router)
     v1.include_router(dispatch_router)
     v1.include_router(aml_unmatched_router)

@@ -159,6 +159,18 @@ class LocationSettings(BaseModel):
     aml_match_after_end_s: float = Field(default=1800.0, ge=0)
 
 
+class DuplicateSettings(BaseModel):
+    """Suggesting that an incident may be about the same event as another (several callers
+    about one fire); an operator decides and links."""
+
+    # Other open incidents created this close in time are candidates.
+    window_min: float = Field(default=30.0, gt=0, le=24 * 60)
+    # Best locations this close count as the same place.
+    radius_m: float = Field(default=500.0, gt=0, le=50_000)
+    # At most this many open incidents of the window are scored (nearest in time first).
+    max_scanned: int = Field(default=500, ge=1, le=5000)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="SIAGA112_",
@@ -177,6 +189,7 @@ class Settings(BaseSettings):
     pbx: PbxSettings = Field(default_factory=PbxSettings)
     dispatch: DispatchSettings = Field(default_factory=DispatchSettings)
     locations: LocationSettings = Field(default_factory=LocationSettings)
+    duplicates: DuplicateSettings = Field(default_factory=DuplicateSettings)
 
     @property
     def database_url_str(self) -> str:

@@ -53,6 +53,14 @@ class InvalidRequest(DomainError):
     code = "validation_error"
 
 
+class CallerIdUnavailable(DomainError):
+    """Anonymous, restricted or SIM-less callers have no number to look up: their calls are
+    never lumped together as if they were one caller."""
+
+    status_code = 422
+    code = "caller_id_unavailable"
+
+
 class TelephonyUnavailable(DomainError):
     """Asterisk (AMI) is not reachable from this process, or refused the action."""
 

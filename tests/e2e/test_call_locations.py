@@ -5,19 +5,26 @@ coordinates and radius, in its history and as its best location through the API.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import random
 import time
+import urllib.parse
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pytest
+from pydantic import SecretStr
 from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from siaga112.app import create_app
 from siaga112.auth.roles import Role
 from siaga112.auth.service import create_key, system_actor
 from siaga112.calls.models import Call
+from siaga112.config import AmlSenderSettings
 from siaga112.locations.cells import import_cells, raw_connection
 from siaga112.locations.models import CellTower, Location
 from siaga112.telephony.sipp import SippOperator, run_caller
@@ -112,3 +119,96 @@ async def test_real_call_with_cell_header_shows_tower_location_with_radius(
     )
     assert [i["id"] for i in history["items"]] == [str(loc.id)]
     assert "location_added" in [e["kind"] for e in detail["timeline"]]
+
+
+AML_SECRET = "e2e-aml-relay-secret"
+
+
+def _signed_aml(number: str, at: datetime) -> bytes:
+    """An AML HTTPS message (Android ELS fields) for ``number``, GNSS fix of 15 m, signed."""
+    stamp = str(int(at.timestamp() * 1000))
+    body = urllib.parse.urlencode(
+        {
+            "v": "1",
+            "emergency_number": "112",
+            "source": "call",
+            "time": stamp,
+            "location_latitude": "-6.28190",
+            "location_longitude": "106.97455",
+            "location_time": stamp,
+            "location_accuracy": "15",
+            "location_confidence": "0.68",
+            "location_source": "gps",
+            "device_number": number,
+            "cell_network_mcc": "510",
+            "cell_network_mnc": "10",
+        }
+    ).encode()
+    mac = hmac.new(AML_SECRET.encode(), body, hashlib.sha256).hexdigest()
+    return body + b"&hmac=" + mac.encode()
+
+
+@pytest.mark.usefixtures("cell_table")
+async def test_aml_after_the_real_call_refines_its_cell_location(
+    stack: Stack, operator: SippOperator, engine: AsyncEngine
+) -> None:
+    """The issue's "done when": a real call with a cell header shows a location with
+    coordinates and radius from the imported cell table; an AML message sent after the call
+    refines it; both are in the incident's location history."""
+    number = f"+62812{random.randrange(10**6, 10**7)}"
+    result = await asyncio.to_thread(
+        run_caller, stack.settings, "caller-112.xml", caller=number, hold_ms=1000, timeout=30
+    )
+    assert result.ok, result.output[-1500:]
+    call, cell = await _cell_location(stack, number)
+    assert (cell.lat, cell.lon, cell.radius_m) == (-6.28211, 106.97432, 1200.0)
+
+    # The AML relay is a configured sender; its secret lives in the settings only.
+    senders = {"relay": AmlSenderSettings(secrets=[SecretStr(AML_SECRET)])}
+    settings = stack.settings.model_copy(
+        update={"locations": stack.settings.locations.model_copy(update={"aml_senders": senders})}
+    )
+    async with stack.sessionmaker() as session:
+        key = await create_key(
+            session=session, name="e2e-aml", role=Role.OPERATOR, actor=system_actor("e2e")
+        )
+        await session.commit()
+    app = create_app(settings, engine=engine, sessionmaker=stack.sessionmaker)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="https://siaga112.test"
+    ) as client:
+        forged = await client.post(
+            "/aml/v1/https",
+            content=_signed_aml(number, datetime.now(UTC))[:-4] + b"0000",
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
+        assert forged.status_code == 401, forged.text
+        sent = await client.post(
+            "/aml/v1/https",
+            content=_signed_aml(number, datetime.now(UTC)),
+            headers={"Content-Type": "application/x-www-form-urlencoded", "X-AML-Sender": "relay"},
+        )
+        assert sent.status_code == 200, sent.text
+        assert sent.json()["status"] == "matched", "matched to the call just ended"
+        headers = {"Authorization": f"Bearer {key.raw}"}
+        detail = (await client.get(f"/v1/incidents/{call.incident_id}", headers=headers)).json()
+        history = (
+            await client.get(f"/v1/incidents/{call.incident_id}/locations", headers=headers)
+        ).json()
+
+    best = detail["best_location"]["location"]
+    assert (best["source"], best["lat"], best["lon"], best["radius_m"]) == (
+        "aml_https",
+        -6.2819,
+        106.97455,
+        15.0,
+    )
+    assert best["radius_m"] < cell.radius_m
+    assert best["call_id"] == str(call.id)
+    items = {i["source"]: i for i in history["items"]}
+    assert set(items) == {"network_cell", "aml_https"}
+    assert len(history["items"]) == 2
+    assert items["network_cell"]["id"] == str(cell.id)
+    assert items["network_cell"]["radius_m"] == 1200.0
+    added = [e for e in detail["timeline"] if e["kind"] == "location_added"]
+    assert len(added) == 2

@@ -14,6 +14,9 @@ class Call(TimestampMixin, Base):
     __table_args__ = (
         Index("ix_calls_offered_at_id", "offered_at", "id"),
         Index("ix_calls_caller_number", "caller_number"),
+        # Caller history looks a number up in every form it was stored in.
+        Index("ix_calls_caller_e164", "caller_e164"),
+        Index("ix_calls_asserted_number", "asserted_number"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)

@@ -28,6 +28,8 @@ class Incident(TimestampMixin, Base):
     caller_number: Mapped[str | None] = mapped_column(String(64))
     caller_name: Mapped[str | None] = mapped_column(String(200))
     address: Mapped[str | None] = mapped_column(String(500))
+    # Derived for reports (siaga112.incidents.kecamatan): from the address, else a location.
+    kecamatan: Mapped[str | None] = mapped_column(String(80))
     summary: Mapped[str | None] = mapped_column(String(4000))
     # The Asterisk Linkedid of the call that opened it: one incident per call, however often
     # the AGI request or an AMI event is replayed.

@@ -4,9 +4,12 @@ from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request, status
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from siaga112.api.deps import IncidentWriter, Reader, RequestId, SessionDep
 from siaga112.auth.service import Actor
+from siaga112.callers.schemas import CallerSummaryOut, PastClassification
+from siaga112.callers.service import caller_history, usable_number
 from siaga112.calls.schemas import CallOut
 from siaga112.errors import InvalidRequest
 from siaga112.incidents import service
@@ -102,6 +105,7 @@ async def get_incident(
     d = await service.get_details(
         session=session, incident_id=incident_id, actor=actor, request_id=rid
     )
+    summary = await _caller_summary(session, d.incident, actor, rid)
     await session.commit()
     base = _out(d.incident, actor)
     return IncidentDetail(
@@ -113,6 +117,37 @@ async def get_incident(
             timedelta(seconds=request.app.state.settings.locations.recent_window_s),
         ),
         timeline=[TimelineEntry.model_validate(e) for e in d.timeline],
+        caller_history=summary,
+    )
+
+
+async def _caller_summary(
+    session: AsyncSession, incident: Incident, actor: Actor, rid: str | None
+) -> CallerSummaryOut | None:
+    number = usable_number(incident.caller_number)
+    if number is None:
+        return None
+    history = await caller_history(
+        session=session,
+        number=number,
+        limit=6,
+        actor=actor,
+        request_id=rid,
+        incident_id=incident.id,
+    )
+    return CallerSummaryOut(
+        number=history.number,
+        calls_total=history.calls_total,
+        incidents_total=history.incidents_total,
+        classifications=history.classifications,
+        last_seen=history.last_seen,
+        last_classifications=[
+            PastClassification(
+                incident_id=i.id, created_at=i.created_at, classification=i.classification
+            )
+            for i in history.incidents
+            if i.id != incident.id
+        ][:5],
     )
 
 

@@ -5,6 +5,7 @@ from typing import Any
 
 from pydantic import ConfigDict, Field
 
+from siaga112.callers.schemas import CallerSummaryOut
 from siaga112.calls.schemas import CallOut
 from siaga112.incidents.lifecycle import Category, Channel, Classification, Status
 from siaga112.locations.schemas import BestLocationOut, LocationOut
@@ -89,6 +90,9 @@ class IncidentOut(Output):
     caller_number: str | None
     caller_name: str | None
     address: str | None
+    kecamatan: str | None = Field(
+        default=None, description="district, from the address or a civic location (reports)"
+    )
     summary: str | None
     duplicate_of_id: int | None
     created_by: str
@@ -115,6 +119,11 @@ class IncidentDetail(IncidentOut):
         default=None, description="operator-confirmed, else the most precise recent location"
     )
     timeline: list[TimelineEntry]
+    caller_history: CallerSummaryOut | None = Field(
+        default=None,
+        description="the caller number's other calls and incidents in brief (a read of them is "
+        "audited); null without a usable number (anonymous, restricted, no SIM)",
+    )
 
 
 class IncidentPage(Output):

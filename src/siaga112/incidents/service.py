@@ -16,6 +16,7 @@ from siaga112.auth.roles import Permission
 from siaga112.auth.service import Actor
 from siaga112.calls.models import Call
 from siaga112.errors import InvalidRequest, InvalidTransition, NotFound
+from siaga112.incidents.kecamatan import LocationFacts, derive_kecamatan, kecamatan_from_text
 from siaga112.incidents.lifecycle import (
     Category,
     Channel,
@@ -141,6 +142,36 @@ async def get_timeline(*, session: AsyncSession, incident_id: int) -> list[Incid
     return list(rows.all())
 
 
+async def refresh_kecamatan(*, session: AsyncSession, incident: Incident) -> None:
+    """Re-derive the incident's kecamatan (siaga112.incidents.kecamatan) from its address and
+    locations. The caller holds the incident row locked, so that two writers cannot leave an
+    answer computed from what the other had not yet committed."""
+    rows = (
+        await session.execute(
+            select(
+                Location.source,
+                Location.address,
+                Location.raw,
+                Location.observed_at,
+                Location.confirmed,
+            ).where(Location.incident_id == incident.id)
+        )
+    ).all()
+    incident.kecamatan = derive_kecamatan(
+        address=incident.address,
+        locations=[
+            LocationFacts(
+                source=r.source,
+                address=r.address,
+                raw=r.raw,
+                observed_at=r.observed_at,
+                confirmed=r.confirmed,
+            )
+            for r in rows
+        ],
+    )
+
+
 def add_timeline_event(
     session: AsyncSession, *, incident_id: int, actor: Actor, kind: str, data: dict[str, Any]
 ) -> None:
@@ -164,6 +195,7 @@ async def create_incident(
         caller_number=data.caller_number,
         caller_name=data.caller_name,
         address=data.address,
+        kecamatan=kecamatan_from_text(data.address),
         summary=data.summary,
         created_by=actor.label,
     )
@@ -227,6 +259,8 @@ async def update_incident(
             setattr(incident, field, value.value if hasattr(value, "value") else value)
     after = snapshot(incident)
     diff = {k: {"from": before[k], "to": after[k]} for k in after if before[k] != after[k]}
+    if "address" in diff:
+        await refresh_kecamatan(session=session, incident=incident)
     if diff:
         await session.flush()
         kind = "status_changed" if set(diff) == {"status"} else "updated"

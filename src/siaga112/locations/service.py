@@ -21,9 +21,11 @@ from siaga112.audit.service import record_audit
 from siaga112.auth.service import Actor, system_actor
 from siaga112.calls.models import Call
 from siaga112.errors import InvalidRequest, NotFound
+from siaga112.incidents.kecamatan import LocationFacts, kecamatan_of_location
 from siaga112.incidents.models import Incident
-from siaga112.incidents.service import add_timeline_event
+from siaga112.incidents.service import add_timeline_event, refresh_kecamatan
 from siaga112.locations.cells import find_cell
+from siaga112.locations.georef import FetchedLocation
 from siaga112.locations.models import Location
 from siaga112.locations.pani import DEFAULT_GNB_ID_BITS, PaniResult, parse_pani
 from siaga112.locations.pidf import parse_effective_location
@@ -116,6 +118,7 @@ async def add_location(
         add_timeline_event(
             session, incident_id=incident_id, actor=actor, kind="location_added", data=summary
         )
+        await _refresh_kecamatan(session, location)
     await record_audit(
         session=session,
         actor=actor,
@@ -127,6 +130,25 @@ async def add_location(
         request_id=request_id,
     )
     return location
+
+
+async def _refresh_kecamatan(session: AsyncSession, location: Location) -> None:
+    """A location that names a kecamatan (civic A3, or an address with "Kec.") may give the
+    incident its kecamatan for the reports; any other location leaves the incident alone."""
+    if location.incident_id is None:
+        return
+    facts = LocationFacts(
+        source=location.source,
+        address=location.address,
+        raw=location.raw,
+        observed_at=location.observed_at,
+        confirmed=location.confirmed,
+    )
+    if kecamatan_of_location(facts) is None:
+        return
+    incident = await session.get(Incident, location.incident_id, with_for_update=True)
+    if incident is not None:
+        await refresh_kecamatan(session=session, incident=incident)
 
 
 # -- the call side ----------------------------------------------------------------------------
@@ -249,7 +271,12 @@ async def locations_for_call(
     if geoloc_effective and geoloc_effective.strip():
         exists = await session.scalar(
             select(Location.id)
-            .where(Location.call_id == call_id, Location.source == LocationSource.PIDF_LO.value)
+            .where(
+                Location.call_id == call_id,
+                Location.source == LocationSource.PIDF_LO.value,
+                # one fetched by reference is another location (referenced_location_for_call)
+                ~Location.raw.has_key("fetched_from"),
+            )
             .limit(1)
         )
         if exists is None:
@@ -300,6 +327,51 @@ async def _pidf_location(
             "method": geoloc_method,
             "parsed": parsed.as_dict(),
         },
+        address=parsed.address,
+        actor=actor,
+    )
+
+
+async def referenced_location_for_call(
+    *,
+    session: AsyncSession,
+    call_id: uuid.UUID,
+    incident_id: int | None,
+    fetched: FetchedLocation,
+    observed_at: datetime,
+    actor: Actor = SYSTEM_LOCATIONS,
+) -> Location | None:
+    """A ``pidf_lo`` location from a dereferenced by-reference Geolocation URI
+    (:mod:`siaga112.locations.georef`); once per call and URI, nothing when the fetch gave no
+    location. The caller commits."""
+    parsed = fetched.location
+    if parsed is None:
+        return None
+    await _lock_call(session, call_id)
+    exists = await session.scalar(
+        select(Location.id)
+        .where(
+            Location.call_id == call_id,
+            Location.source == LocationSource.PIDF_LO.value,
+            Location.raw["fetched_from"].astext == fetched.uri,
+        )
+        .limit(1)
+    )
+    if exists is not None:
+        return None
+    has_xy = parsed.has_coordinates
+    return await add_location(
+        session=session,
+        call_id=call_id,
+        incident_id=incident_id,
+        source=LocationSource.PIDF_LO,
+        lat=parsed.lat if has_xy else None,
+        lon=parsed.lon if has_xy else None,
+        radius_m=parsed.radius_m if has_xy else None,
+        confidence=parsed.confidence,
+        method=parsed.method,
+        observed_at=parsed.observed_at or observed_at,
+        raw={"fetched_from": fetched.uri[:2000], "parsed": parsed.as_dict()},
         address=parsed.address,
         actor=actor,
     )
@@ -541,6 +613,7 @@ async def _confirm(
     location.confirmed_by = actor.label
     location.confirmed_at = datetime.now(UTC)
     await session.flush()
+    await _refresh_kecamatan(session, location)
     data = {
         "location_id": str(location.id),
         "source": location.source,

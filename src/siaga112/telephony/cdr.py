@@ -44,6 +44,9 @@ class CdrRecord:
         return self.dcontext == "from-carrier" and bool(self.dialled)
 
     dstchannel: str = ""
+    location: str = ""
+    """``${GEOLOC_PROFILE(effective_location)}``: the location Asterisk resolved from the call's
+    Geolocation (PIDF-LO by value, or a reference), empty without one."""
 
     @property
     def answered_by(self) -> str | None:
@@ -67,6 +70,7 @@ class CdrRecord:
             end=max(ends) if ends else None,
             operator=self.operator or later.operator,
             dstchannel=self.dstchannel or later.dstchannel,
+            location=self.location or later.location,
             queue=self.queue or later.queue,
             queue_status=later.queue_status or self.queue_status,
             agi_status=self.agi_status or later.agi_status,
@@ -123,6 +127,7 @@ def parse_cdr_line(line: str) -> CdrRecord | None:
         queue_status=v["siaga112_queuestatus"],
         operator=v["siaga112_operator"],
         dstchannel=v["dstchannel"],
+        location=v["siaga112_location"],
     )
 
 

@@ -18,9 +18,11 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from siaga112.auth.service import system_actor
 from siaga112.calls.cursors import ReadCursor
 from siaga112.calls.models import Call
 from siaga112.calls.recorder import CallProgress, apply_progress, record_incoming
+from siaga112.locations.service import locations_for_call
 from siaga112.telephony.cdr import CdrRecord, read_new_records
 from siaga112.telephony.facts import facts_from_env
 from siaga112.telephony.metrics import Metrics
@@ -29,6 +31,7 @@ log = logging.getLogger(__name__)
 
 # One read, one transaction: about 10,000 CDR lines at most.
 MAX_READ = 4 * 1024 * 1024
+RECONCILE_ACTOR = system_actor("reconcile")
 
 
 def _b64(value: str) -> str:
@@ -71,6 +74,7 @@ async def apply_record(session: AsyncSession, record: CdrRecord) -> bool:
             "agi_arg_3": _b64(record.pani),
             "agi_arg_4": _b64(record.geolocation),
             "agi_arg_5": record.presentation,
+            "agi_arg_6": _b64(record.location),
         }
     )
     at = record.start or record.end
@@ -82,6 +86,20 @@ async def apply_record(session: AsyncSession, record: CdrRecord) -> bool:
     await apply_progress(
         session=session, updates=[progress_from_cdr(record)], actor="system:reconcile"
     )
+    if facts.geoloc_effective:
+        # The PIDF-LO location Asterisk resolved is only in the CDR (the call row keeps the
+        # Geolocation header, not the location): store it now. Idempotent per call, so a call
+        # the AGI step already located gets nothing twice. Cells are left to the sweep.
+        await locations_for_call(
+            session=session,
+            call_id=recorded.call_id,
+            incident_id=recorded.incident_id,
+            pani=None,
+            geoloc_effective=facts.geoloc_effective,
+            geoloc_method=facts.geoloc_method,
+            observed_at=at,
+            actor=RECONCILE_ACTOR,
+        )
     return recorded.call_created
 
 

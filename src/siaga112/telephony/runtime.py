@@ -20,7 +20,12 @@ from siaga112.calls.recorder import (
 )
 from siaga112.config import Settings
 from siaga112.locations.aml_service import AmlPolicy, attach_pending_aml, rematch_unmatched
-from siaga112.locations.service import backfill_call_locations, locations_for_call
+from siaga112.locations.georef import fetch_location_reference, fetchable_reference
+from siaga112.locations.service import (
+    backfill_call_locations,
+    locations_for_call,
+    referenced_location_for_call,
+)
 from siaga112.operators.service import QueueTarget, reapply_sessions
 from siaga112.telephony.agi_server import AgiServer
 from siaga112.telephony.ami_client import AmiLink
@@ -204,7 +209,8 @@ class Telephony:
 
     # -- caller location, off the AGI hot path -------------------------------------------------
     def _schedule_locations(self, recorded: RecordedCall, facts: CallFacts, at: datetime) -> None:
-        if not (facts.pani or facts.geoloc_effective or _aml_number(facts)):
+        fetch = self.settings.locations.fetch_geolocation_by_reference and facts.geolocation
+        if not (facts.pani or facts.geoloc_effective or fetch or _aml_number(facts)):
             return
         if len(self._location_tasks) >= LOCATION_BACKLOG:
             self.metrics.inc("location_tasks_deferred")
@@ -225,6 +231,43 @@ class Telephony:
             self.metrics.inc("location_tasks_done")
 
     async def _derive_locations(
+        self, recorded: RecordedCall, facts: CallFacts, at: datetime
+    ) -> None:
+        await self._derive_signalled_locations(recorded, facts, at)
+        conf = self.settings.locations
+        reference = fetchable_reference(facts.geolocation)
+        if conf.fetch_geolocation_by_reference and reference is not None:
+            await self._fetch_referenced_location(recorded, reference.uri, at)
+
+    async def _fetch_referenced_location(
+        self, recorded: RecordedCall, uri: str, at: datetime
+    ) -> None:
+        """A by-reference Geolocation, dereferenced when configured: after the call's own
+        locations are stored, and without holding a database connection during the GET."""
+        conf = self.settings.locations
+        fetched = await fetch_location_reference(
+            uri,
+            allowed_hosts=conf.geolocation_reference_hosts,
+            timeout_s=conf.geolocation_fetch_timeout_s,
+        )
+        if not fetched.ok:
+            self.metrics.inc("location_reference_failures")
+            log.warning(
+                "location reference of call %s not used: %s", recorded.call_id, fetched.error
+            )
+            return
+        async with self._location_slots, self.sessionmaker() as session:
+            await referenced_location_for_call(
+                session=session,
+                call_id=recorded.call_id,
+                incident_id=recorded.incident_id,
+                fetched=fetched,
+                observed_at=at,
+            )
+            await session.commit()
+        self.metrics.inc("location_references_fetched")
+
+    async def _derive_signalled_locations(
         self, recorded: RecordedCall, facts: CallFacts, at: datetime
     ) -> None:
         conf = self.settings.locations

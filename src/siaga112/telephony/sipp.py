@@ -23,6 +23,7 @@ import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -33,6 +34,9 @@ from siaga112.telephony import pbx
 SIP_CONF = Path(__file__).resolve().parents[3] / "sip-conf"
 CARRIER_IP = "127.0.0.2"
 OPERATOR_IP = "127.0.0.1"
+# The P-Access-Network-Info caller-112.xml sends unless told otherwise (``-key pani``): an LTE
+# cell of Telkomsel (510-10), TAC 0x00A1, ECI 0xB2C3D4E.
+DEFAULT_PANI = "3GPP-E-UTRAN-FDD; utran-cell-id-3gpp=5101000A1B2C3D4E"
 
 
 def pbx_unavailable_reason() -> str | None:
@@ -88,10 +92,13 @@ def run_caller(
     timeout: float = 60.0,
     extra_args: tuple[str, ...] = (),
     cwd: Path | None = None,
+    keys: Mapping[str, str] | None = None,
 ) -> SippResult:
     """Place ``calls`` calls with a caller scenario from ``sip-conf/`` and wait for SIPp to end.
 
     ``caller`` is passed as ``-key caller`` (omit it, None, for caller-112-anonymous.xml).
+    ``keys``: more ``-key name value`` pairs for the scenario's ``[name]`` fields; ``pani``
+    (caller-112.xml's P-Access-Network-Info) is :data:`DEFAULT_PANI` unless given here.
     ``cwd``: where SIPp runs, and so where its trace files (``-trace_rtt`` ...) land.
     """
     cmd = [
@@ -117,6 +124,8 @@ def run_caller(
     ]
     if caller is not None:
         cmd += ["-key", "caller", caller]
+    for name, value in ({"pani": DEFAULT_PANI} | dict(keys or {})).items():
+        cmd += ["-key", name, value]
     if rate is not None:
         cmd += ["-r", str(rate)]
     cmd += list(extra_args)

@@ -13,6 +13,8 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from siaga112.calls.models import Call
 from siaga112.incidents.models import Incident
+from siaga112.locations.models import Location
+from siaga112.telephony.cdr import read_new_records
 from siaga112.telephony.metrics import Metrics
 from siaga112.telephony.pbx import CDR_CSV_FIELDS
 from siaga112.telephony.reconcile import CdrReconciler
@@ -118,3 +120,65 @@ async def test_missing_file_is_not_an_error(
         path=tmp_path / "none.csv", sessionmaker=sessionmaker, metrics=Metrics()
     )
     assert await reconciler.run_once() == 0
+
+
+# What Asterisk's res_geolocation made of a PIDF-LO body (CDR column siaga112_location).
+EFFECTIVE_LOCATION = 'shape="Circle",crs="2d",pos="-6.28211 106.97432",radius="35"'
+
+
+async def test_reconciled_call_gets_the_pidf_location_asterisk_resolved(
+    tmp_path: Path,
+    sessionmaker: async_sessionmaker,  # type: ignore[type-arg]
+) -> None:
+    located, plain = (f"loc{i}.{uuid.uuid4().int % 10**6}" for i in range(2))
+    path = tmp_path / "cdr.csv"
+    path.write_text(
+        # Two segments of the located call: the location is on one of them only.
+        cdr_line(located, siaga112_operator="", dstchannel="PJSIP/6001-00000006")
+        + cdr_line(
+            located,
+            start="1795420830.400000",
+            end="1795420830.600000",
+            siaga112_geolocation="<cid:loc-1@carrier.invalid>",
+            siaga112_location=EFFECTIVE_LOCATION,
+        )
+        + cdr_line(plain)
+    )
+    records = read_new_records(path.read_bytes())[0]
+    assert {r.uniqueid: r.location for r in records} == {located: EFFECTIVE_LOCATION, plain: ""}
+
+    reconciler = CdrReconciler(
+        path=path, sessionmaker=sessionmaker, metrics=Metrics(), name=f"test-{uuid.uuid4()}"
+    )
+    assert await reconciler.run_once() == 2
+
+    async def pidf_locations() -> dict[str, list[Location]]:
+        async with sessionmaker() as session:
+            calls = (
+                await session.scalars(select(Call).where(Call.uniqueid.in_([located, plain])))
+            ).all()
+            out: dict[str, list[Location]] = {}
+            for c in calls:
+                out[c.uniqueid] = list(
+                    await session.scalars(
+                        select(Location).where(
+                            Location.call_id == c.id, Location.source == "pidf_lo"
+                        )
+                    )
+                )
+                for loc in out[c.uniqueid]:
+                    assert loc.incident_id == c.incident_id is not None
+            return out
+
+    found = await pidf_locations()
+    assert found[plain] == []
+    [loc] = found[located]
+    assert (loc.lat, loc.lon, loc.radius_m) == (-6.28211, 106.97432, 35.0)
+    assert loc.raw is not None
+    assert loc.raw["effective_location"] == EFFECTIVE_LOCATION
+    # Read again from the start (a lost cursor): nothing twice.
+    again = CdrReconciler(
+        path=path, sessionmaker=sessionmaker, metrics=Metrics(), name=f"test-{uuid.uuid4()}"
+    )
+    assert await again.run_once() == 0
+    assert [x.id for x in (await pidf_locations())[located]] == [loc.id]
