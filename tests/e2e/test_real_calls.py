@@ -141,6 +141,10 @@ async def test_with_siaga112_down_call_reaches_operator_and_is_reconciled(
     assert row.caller_id_available is True
     assert row.incident_id is not None
     assert row.ended_at is not None
+    # Asterisk's own record gives the queue and answer times (service levels need them).
+    assert row.enqueued_at is not None
+    assert row.answered_at is not None
+    assert row.offered_at <= row.enqueued_at <= row.answered_at <= row.ended_at
 
 
 async def test_replayed_agi_request_makes_no_second_row(stack: Stack) -> None:

@@ -78,3 +78,23 @@ def test_rtp_has_no_ice_or_stun(tmp_path: Path) -> None:
     )["rtp.conf"].replace(" ", "")
     assert "icesupport=no" in rtp
     assert "stunaddr" not in rtp.replace(";stunaddr", "")
+
+
+def test_queue_and_answer_times_reach_asterisks_own_record(tmp_path: Path) -> None:
+    files = render_config(
+        _settings(tmp_path), operator_passwords={"6001": "pw1", "6002": "pw2"}, hostname="centre"
+    )
+    conf = files["extensions.conf"]
+    block = conf[conf.index("exten => 112,1,Answer()") :]
+    enqueued = block.index("Set(CDR(siaga112_enqueued)=")
+    queue = block.index("Queue(${SIAGA112_QUEUE_USED},r,,,,,siaga112-answered)")
+    assert enqueued < queue
+    # The Queue() gosub puts the answer time on the caller's channel; its hangup handler
+    # writes it into the CDR, whose columns name both times.
+    answered = conf[conf.index("[siaga112-answered]") :]
+    assert "Set(MASTER_CHANNEL(SIAGA112_ANSWERED_AT)=" in answered.split("\n[")[0]
+    hangup = conf[conf.index("[siaga112-hangup]") :].split("\n[")[0]
+    assert "Set(CDR(siaga112_answered)=${SIAGA112_ANSWERED_AT})" in hangup
+    fields = files["cdr_custom.conf"]
+    assert fields.index("siaga112_operator(uservar)") < fields.index("siaga112_enqueued(uservar)")
+    assert fields.index("siaga112_enqueued(uservar)") < fields.index("siaga112_answered(uservar)")

@@ -12,7 +12,7 @@ from siaga112.agencies.models import Agency
 from siaga112.agencies.schemas import AgencyCreate, AgencyUpdate
 from siaga112.audit.service import record_audit
 from siaga112.auth.service import Actor
-from siaga112.errors import Conflict, NotFound
+from siaga112.errors import Conflict, InvalidRequest, NotFound
 
 
 def snapshot(agency: Agency) -> dict[str, Any]:
@@ -76,11 +76,15 @@ async def update_agency(
     agency = await session.get(Agency, agency_id, with_for_update=True)
     if agency is None:
         raise NotFound(f"agency {agency_id} not found")
-    before = snapshot(agency)
     changes = data.model_dump(exclude_unset=True)
-    for field in ("name", "kind", "active"):
-        if changes.get(field) is None:
-            changes.pop(field, None)
+    # Only the phone may be cleared; a null for anything else is a mistake, not "no change".
+    cleared = [f for f in ("name", "kind", "active") if f in changes and changes[f] is None]
+    if cleared:
+        raise InvalidRequest(
+            f"{', '.join(cleared)} cannot be null",
+            details=[{"field": f"body.{f}", "message": "cannot be null"} for f in cleared],
+        )
+    before = snapshot(agency)
     for field, value in changes.items():
         setattr(agency, field, value.value if hasattr(value, "value") else value)
     after = snapshot(agency)

@@ -11,12 +11,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 _REQUEST_ID_OK = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
-class _TooLarge(Exception):
-    pass
-
-
 class BodyLimitMiddleware:
-    """Rejects bodies over `max_bytes` with 413 before the route reads them."""
+    """Rejects bodies over `max_bytes` with 413 before the route sees them.
+
+    A declared Content-Length over the limit is refused at once. Otherwise (also a chunked
+    body with no length) the body is read here, at most `max_bytes` of it, and handed on whole:
+    a route never starts on a body that turns out too large, and the framework's own body
+    parser never sees the overrun (it would answer 400 "error parsing the body").
+    """
 
     def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
         self.app = app
@@ -34,35 +36,36 @@ class BodyLimitMiddleware:
                     await _reject(send, 400, "bad_request", "invalid Content-Length")
                     return
                 if declared > self.max_bytes:
-                    await _reject(
-                        send, 413, "payload_too_large", f"request body over {self.max_bytes} bytes"
-                    )
+                    await self._too_large(send)
                     return
+        chunks: list[bytes] = []
         seen = 0
-        started = False
-
-        async def limited_receive() -> Message:
-            nonlocal seen
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
-                    raise _TooLarge
-            return message
+            if message["type"] == "http.disconnect":
+                return
+            body = message.get("body", b"")
+            seen += len(body)
+            if seen > self.max_bytes:
+                await self._too_large(send)
+                return
+            chunks.append(body)
+            if not message.get("more_body", False):
+                break
+        replayed = False
 
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+            # After the body: what the server says next (a disconnect, for streaming routes).
+            return await receive()
 
-        try:
-            await self.app(scope, limited_receive, tracking_send)
-        except _TooLarge:
-            if not started:
-                await _reject(
-                    send, 413, "payload_too_large", f"request body over {self.max_bytes} bytes"
-                )
+        await self.app(scope, replay, send)
+
+    async def _too_large(self, send: Send) -> None:
+        await _reject(send, 413, "payload_too_large", f"request body over {self.max_bytes} bytes")
 
 
 class RequestIdMiddleware:

@@ -3,7 +3,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from siaga112.schemas import Output
 
@@ -35,6 +35,41 @@ class CallOut(Output):
     transferred_at: datetime | None
     ended_at: datetime | None
     incident_id: int | None
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "0b7f7d0e-6c53-4b8e-9d8e-2f3c1a9b5e11",
+                    "uniqueid": "1763886662.118",
+                    "linkedid": "1763886662.118",
+                    "channel": "PJSIP/carrier-00000076",
+                    "caller_number": "081234567890",
+                    "caller_name": None,
+                    "caller_e164": "+6281234567890",
+                    "asserted_number": "+6281234567890",
+                    "presentation": "allowed_not_screened",
+                    "caller_id_available": True,
+                    "dialled_number": "112",
+                    "pani_raw": "3GPP-E-UTRAN-FDD; utran-cell-id-3gpp=5101000A1B2C3D4E",
+                    "geolocation_raw": None,
+                    "state": "ended",
+                    "source": "agi",
+                    "queue": "emergency",
+                    "operator": "6001",
+                    "outcome": "answered",
+                    "hangup_cause": "16",
+                    "offered_at": "2026-11-23T08:31:02.101Z",
+                    "enqueued_at": "2026-11-23T08:31:02.140Z",
+                    "ringing_at": "2026-11-23T08:31:02.150Z",
+                    "answered_at": "2026-11-23T08:31:06.420Z",
+                    "transferred_at": None,
+                    "ended_at": "2026-11-23T08:33:10.000Z",
+                    "incident_id": 42,
+                }
+            ]
+        }
+    )
 
 
 class CallPage(Output):

@@ -103,13 +103,55 @@ class IncidentOut(Output):
         default_factory=list, description="statuses an operator may move this incident to"
     )
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": 42,
+                    "status": "in_progress",
+                    "category": "kebakaran",
+                    "classification": "emergency",
+                    "priority": 1,
+                    "channel": "call",
+                    "caller_number": "+6281234567890",
+                    "caller_name": None,
+                    "address": "Jl. Raya Jatiasih No. 10, Kec. Jatiasih, Kota Bekasi",
+                    "kecamatan": "Jatiasih",
+                    "summary": "Rumah terbakar, dua orang terjebak di lantai dua",
+                    "duplicate_of_id": None,
+                    "created_by": "system:agi",
+                    "created_at": "2026-11-23T08:31:02.114Z",
+                    "updated_at": "2026-11-23T08:32:40.020Z",
+                    "closed_at": None,
+                    "allowed_statuses": ["dispatched", "resolved", "closed"],
+                }
+            ]
+        }
+    )
+
 
 class TimelineEntry(Output):
     id: int
     at: datetime
-    actor: str
-    kind: str
+    actor: str = Field(
+        description="who: `key:<key name>` for an API key, `system:<part>` for siaga112"
+    )
+    kind: str = Field(description="what: created, updated, status_changed, note, call_answered …")
     data: dict[str, Any]
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": 7,
+                    "at": "2026-11-23T08:32:40.020Z",
+                    "actor": "key:Operator shift A",
+                    "kind": "status_changed",
+                    "data": {"status": {"from": "new", "to": "in_progress"}},
+                }
+            ]
+        }
+    )
 
 
 class IncidentDetail(IncidentOut):

@@ -47,6 +47,10 @@ class CdrRecord:
     location: str = ""
     """``${GEOLOC_PROFILE(effective_location)}``: the location Asterisk resolved from the call's
     Geolocation (PIDF-LO by value, or a reference), empty without one."""
+    enqueued: datetime | None = None
+    """When the caller entered the queue (None in lines written before the column existed)."""
+    answered: datetime | None = None
+    """When an operator was connected (the caller leg's ``answer`` is Asterisk's own answer)."""
 
     @property
     def answered_by(self) -> str | None:
@@ -71,6 +75,8 @@ class CdrRecord:
             operator=self.operator or later.operator,
             dstchannel=self.dstchannel or later.dstchannel,
             location=self.location or later.location,
+            enqueued=self.enqueued or later.enqueued,
+            answered=self.answered or later.answered,
             queue=self.queue or later.queue,
             queue_status=later.queue_status or self.queue_status,
             agi_status=self.agi_status or later.agi_status,
@@ -81,6 +87,11 @@ class CdrRecord:
     def caller_name(self) -> str:
         name, _, _ = self.clid.partition("<")
         return name.strip().strip('"')
+
+
+# Lines of every layout this code has written: the current one, and the one before
+# siaga112_enqueued and siaga112_answered were appended (a CDR file outlives an upgrade).
+_LAYOUT_LENGTHS = frozenset({len(CDR_CSV_FIELDS), len(CDR_CSV_FIELDS) - 2})
 
 
 def _time(value: str) -> datetime | None:
@@ -99,9 +110,11 @@ def parse_cdr_line(line: str) -> CdrRecord | None:
         rows = list(csv.reader(io.StringIO(line)))
     except csv.Error:
         return None
-    if len(rows) != 1 or len(rows[0]) != len(CDR_CSV_FIELDS):
+    if len(rows) != 1 or len(rows[0]) not in _LAYOUT_LENGTHS:
         return None
-    v = dict(zip(CDR_CSV_FIELDS, rows[0], strict=True))
+    row = rows[0]
+    # An older line lacks the columns appended since: they read as empty.
+    v = dict(zip(CDR_CSV_FIELDS, row + [""] * (len(CDR_CSV_FIELDS) - len(row)), strict=True))
     if not v["uniqueid"]:
         return None
     return CdrRecord(
@@ -128,6 +141,8 @@ def parse_cdr_line(line: str) -> CdrRecord | None:
         operator=v["siaga112_operator"],
         dstchannel=v["dstchannel"],
         location=v["siaga112_location"],
+        enqueued=_time(v["siaga112_enqueued"]),
+        answered=_time(v["siaga112_answered"]),
     )
 
 

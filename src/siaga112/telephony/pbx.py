@@ -144,6 +144,10 @@ CDR_CSV_FIELDS: tuple[str, ...] = (
     "siaga112_queue",
     "siaga112_queuestatus",
     "siaga112_operator",
+    # Appended later (older lines end before them, siaga112.telephony.cdr reads both): when the
+    # caller entered the queue and when an operator answered, epoch seconds with microseconds.
+    "siaga112_enqueued",
+    "siaga112_answered",
 )
 # Not duration(double)/billsec(double): with those, Asterisk 22.10's cdr_custom writes nothing
 # at all (checked); the double start/answer/end carry the precision anyway.

@@ -49,9 +49,9 @@ def progress_from_cdr(record: CdrRecord) -> CallProgress:
     return CallProgress(
         uniqueid=record.uniqueid,
         state=state,
-        enqueued_at=None,
+        enqueued_at=record.enqueued,
         ringing_at=None,
-        answered_at=None,
+        answered_at=record.answered if operator else None,
         ended_at=record.end,
         queue=record.queue or None,
         operator=operator,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -85,6 +86,41 @@ async def test_oversized_body_is_413(
     r = await client.patch(f"/v1/incidents/{incident['id']}", headers=h, content=big)
     assert r.status_code == 413
     assert r.json()["code"] == "payload_too_large"
+
+
+async def test_oversized_chunked_body_without_length_is_413_and_changes_nothing(
+    client: httpx.AsyncClient, keys: dict[Role, str], incident: dict[str, Any]
+) -> None:
+    h = auth(keys[Role.OPERATOR]) | {"Content-Type": "application/json"}
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b'{"summary": "'
+        for _ in range(20):
+            yield b"a" * 4096
+        yield b'"}'
+
+    r = await client.patch(f"/v1/incidents/{incident['id']}", headers=h, content=chunks())
+    assert "content-length" not in {k.lower() for k in r.request.headers}
+    assert r.status_code == 413, r.text
+    assert r.json()["code"] == "payload_too_large"
+    after = (await client.get(f"/v1/incidents/{incident['id']}", headers=h)).json()
+    assert after["summary"] == "asli"
+
+
+async def test_chunked_body_within_limit_is_read_whole(
+    client: httpx.AsyncClient, keys: dict[Role, str], incident: dict[str, Any]
+) -> None:
+    h = auth(keys[Role.OPERATOR]) | {"Content-Type": "application/json"}
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b'{"summary": "'
+        for _ in range(3):
+            yield b"b" * 1000
+        yield b'"}'
+
+    r = await client.patch(f"/v1/incidents/{incident['id']}", headers=h, content=chunks())
+    assert r.status_code == 200, r.text
+    assert r.json()["summary"] == "b" * 3000
 
 
 @pytest.mark.parametrize(

@@ -59,7 +59,13 @@ async def test_missed_calls_get_rows_once(
         # Asterisk writes one record per bridged segment: the operator's leg first, then the
         # hangup handler's record that names the queue member (as captured from Asterisk 22).
         cdr_line(answered, siaga112_operator="", dstchannel="PJSIP/6001-00000006")
-        + cdr_line(answered, start="1795420830.400000", end="1795420830.600000")
+        + cdr_line(
+            answered,
+            start="1795420830.400000",
+            end="1795420830.600000",
+            siaga112_enqueued="1795420800.200000",
+            siaga112_answered="1795420806.750000",
+        )
         + cdr_line(
             abandoned,
             src="",
@@ -95,6 +101,11 @@ async def test_missed_calls_get_rows_once(
     assert a.ended_at is not None
     assert a.offered_at < a.ended_at
     assert a.ended_at.timestamp() == 1795420830.6
+    assert a.enqueued_at is not None
+    assert a.enqueued_at.timestamp() == 1795420800.2
+    assert a.answered_at is not None
+    assert a.answered_at.timestamp() == 1795420806.75
+    assert b.answered_at is None
     assert (b.state, b.outcome, b.caller_id_available) == ("abandoned", "abandoned", False)
     assert a.incident_id is not None
     assert b.incident_id is not None
@@ -182,3 +193,24 @@ async def test_reconciled_call_gets_the_pidf_location_asterisk_resolved(
     )
     assert await again.run_once() == 0
     assert [x.id for x in (await pidf_locations())[located]] == [loc.id]
+
+
+async def test_lines_written_before_the_time_columns_are_still_read(
+    tmp_path: Path,
+    sessionmaker: async_sessionmaker,  # type: ignore[type-arg]
+) -> None:
+    # A CDR file outlives an upgrade: its older lines end before siaga112_enqueued/answered.
+    uid = f"7.{uuid.uuid4().int % 10**6}"
+    older = next(csv.reader(io.StringIO(cdr_line(uid))))[:-2]
+    out = io.StringIO()
+    csv.writer(out, quoting=csv.QUOTE_ALL, lineterminator="\n").writerow(older)
+    path = tmp_path / "cdr.csv"
+    path.write_text(out.getvalue() + "too,short\n")
+    reconciler = CdrReconciler(
+        path=path, sessionmaker=sessionmaker, metrics=Metrics(), name=f"test-{uuid.uuid4()}"
+    )
+    assert await reconciler.run_once() == 1
+    assert reconciler.metrics.counters["cdr_lines_rejected"] == 1
+    async with sessionmaker() as session:
+        row = (await session.scalars(select(Call).where(Call.uniqueid == uid))).one()
+    assert (row.state, row.operator, row.answered_at) == ("ended", "6001", None)
