@@ -21,7 +21,7 @@ from siaga112.config import Settings
 from siaga112.telephony import pbx
 from siaga112.telephony.metrics import Metrics
 from siaga112.telephony.runtime import Telephony
-from siaga112.telephony.sipp import pbx_unavailable_reason
+from siaga112.telephony.sipp import SippOperator, pbx_unavailable_reason
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -77,3 +77,12 @@ async def stack(pbx_settings: Settings, engine: AsyncEngine) -> AsyncIterator[St
     await s.start(skip_history=True)
     yield s
     await s.stop()
+
+
+@pytest.fixture
+async def operator(stack: Stack) -> AsyncIterator[SippOperator]:
+    """Demo operator 6001's phone (SIPp), registered with its digest credentials; answers."""
+    op = SippOperator(stack.settings, "6001")
+    await asyncio.to_thread(op.start)
+    yield op
+    await asyncio.to_thread(op.stop)

@@ -34,6 +34,11 @@ from siaga112.telephony.call_control import AmiCallControl
 from siaga112.telephony.metrics import Metrics
 from siaga112.telephony.pbx import LOW_QUEUE_SUFFIX, cdr_csv_path
 from siaga112.telephony.reconcile import CdrReconciler
+from siaga112.telephony.resync import (
+    connected_caller_events,
+    connected_callers,
+    waiting_caller_event,
+)
 from siaga112.telephony.tracking import CallTracker
 
 log = logging.getLogger(__name__)
@@ -149,30 +154,18 @@ class Telephony:
                 task.cancel()
 
     async def resync(self) -> None:
-        """After every AMI login: callers waiting in queues now, then the CDR file."""
-        entries = await self.ami.send_list({"Action": "QueueStatus"})
+        """After every AMI login: callers waiting in queues and callers talking to an operator
+        now (events missed while away are lost for good), then the CDR file."""
         now = datetime.now(UTC)
-        for entry in entries:
-            if entry.get("Event") != "QueueEntry" or not entry.get("Uniqueid"):
-                continue
-            try:
-                wait = int(entry.get("Wait", "0"))
-            except ValueError:
-                wait = 0
-            joined = now - timedelta(seconds=wait)
-            self.tracker.feed_raw(
-                {
-                    "Event": "QueueCallerJoin",
-                    "Queue": entry.get("Queue", ""),
-                    "Position": entry.get("Position", ""),
-                    "Channel": entry.get("Channel", ""),
-                    "Uniqueid": entry["Uniqueid"],
-                    "Linkedid": entry.get("Linkedid") or entry["Uniqueid"],
-                    "CallerIDNum": entry.get("CallerIDNum", ""),
-                    "CallerIDName": entry.get("CallerIDName", ""),
-                    "Timestamp": f"{joined.timestamp():.6f}",
-                }
-            )
+        for entry in await self.ami.send_list({"Action": "QueueStatus"}):
+            message = waiting_caller_event(entry, now=now)
+            if message is not None:
+                self.tracker.feed_raw(message)
+        channels = await self.ami.send_list({"Action": "CoreShowChannels"})
+        for caller in connected_callers(channels, now=now):
+            for message in connected_caller_events(caller, now=now):
+                self.tracker.feed_raw(message)
+            self.metrics.inc("ami_resync_connected_callers")
         self.metrics.inc("ami_resyncs")
         await self.reconciler.run_once()
         await self._sweep_locations()

@@ -10,6 +10,8 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
 
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
 from siaga112.calls.recorder import CallFacts, CallProgress
 from siaga112.telephony.ami_events import AmiEvent, ChannelCreated, parse_event
 from siaga112.telephony.facts import facts_from_env
@@ -17,6 +19,10 @@ from siaga112.telephony.metrics import Metrics
 from siaga112.telephony.tracker import CallState, CallStatus, apply_event, call_key
 
 log = logging.getLogger(__name__)
+
+# A call whose progress fails this many times in a row for its own data (not because the
+# database is away) is given up, logged and counted.
+MAX_WRITE_ATTEMPTS = 5
 
 # Writes progress; returns the uniqueids that had no call row.
 WriteProgress = Callable[[list[CallProgress]], Awaitable[set[str]]]
@@ -55,6 +61,7 @@ class CallTracker:
         metrics: Metrics,
         flush_interval_s: float = 0.05,
         keep_terminal_s: float = 120.0,
+        retry_delay_s: float = 0.5,
     ) -> None:
         self._write = write_progress
         self._create = create_call
@@ -67,6 +74,9 @@ class CallTracker:
         self._terminal_since: dict[str, float] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        # Consecutive failed writes per call (see _write_one_by_one).
+        self._failures: dict[str, int] = {}
+        self.retry_delay_s = retry_delay_s
 
     # -- event path (synchronous, cheap) ---------------------------------------------------
     def feed(self, event: AmiEvent) -> None:
@@ -95,6 +105,12 @@ class CallTracker:
     # -- writer ----------------------------------------------------------------------------
     async def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run())
+        self._task.add_done_callback(self._writer_ended)
+
+    def _writer_ended(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            self.metrics.inc("call_tracker_crashes")
+            log.error("call progress writer stopped", exc_info=task.exception())
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -116,21 +132,59 @@ class CallTracker:
             return
         batch, self._dirty = self._dirty, {}
         try:
-            missing = await self._write([progress_of(s) for s in batch.values()])
-            for uniqueid in missing:
-                state = batch[uniqueid]
-                number, name = self._callers.get(uniqueid, ("", ""))
-                await self._create(_facts_from_ami(state, number, name), state.offered_at)
-                self.metrics.inc("calls_created_from_ami")
-            if missing:
-                await self._write([progress_of(batch[u]) for u in missing])
+            await self._write_batch(batch)
             self.metrics.inc("call_progress_writes", len(batch))
+            for key in batch:
+                self._failures.pop(key, None)
         except Exception:
             self.metrics.inc("call_progress_write_failures")
-            log.exception("writing call progress failed; will retry")
-            for key, state in batch.items():
+            log.exception("writing call progress failed; retrying call by call")
+            await self._write_one_by_one(batch)
+
+    async def _write_batch(self, batch: Mapping[str, CallState]) -> None:
+        missing = await self._write([progress_of(s) for s in batch.values()])
+        for uniqueid in missing:
+            state = batch[uniqueid]
+            number, name = self._callers.get(uniqueid, ("", ""))
+            await self._create(_facts_from_ami(state, number, name), state.offered_at)
+            self.metrics.inc("calls_created_from_ami")
+        if missing:
+            await self._write([progress_of(batch[u]) for u in missing])
+
+    async def _write_one_by_one(self, batch: Mapping[str, CallState]) -> None:
+        """After a failed batch: one call that cannot be written (bad data) must not hold up
+        every other call's progress. A call that keeps failing is given up, logged and
+        counted; Asterisk's own record (reconciliation) still gives it its row."""
+        retry = False
+        for key, state in batch.items():
+            try:
+                await self._write_batch({key: state})
+                self._failures.pop(key, None)
+                self.metrics.inc("call_progress_writes")
+            except Exception as exc:
+                if _transient(exc):
+                    # The database is away, not this call's fault: keep it, try again later.
+                    self._dirty.setdefault(key, state)
+                    retry = True
+                    continue
+                failures = self._failures.get(key, 0) + 1
+                if failures >= MAX_WRITE_ATTEMPTS:
+                    self._failures.pop(key, None)
+                    self.metrics.inc("call_progress_rejected")
+                    log.error(
+                        "call %s: progress not written after %d attempts; given up "
+                        "(reconciliation from the CDR will record the call)",
+                        key,
+                        failures,
+                        exc_info=True,
+                    )
+                    continue
+                self._failures[key] = failures
                 self._dirty.setdefault(key, state)
-            await asyncio.sleep(0.5)
+                retry = True
+        if retry:
+            # The database may be briefly away: back off before the next attempt.
+            await asyncio.sleep(self.retry_delay_s)
             self._wake.set()
 
     def _evict(self) -> None:
@@ -146,6 +200,13 @@ class CallTracker:
             if state.queue is None and state.offered_at < horizon:
                 self.states.pop(key, None)
                 self._callers.pop(key, None)
+
+
+def _transient(exc: BaseException) -> bool:
+    """A lost or refused connection, a timeout: the database, not the data."""
+    if isinstance(exc, OperationalError | InterfaceError | OSError | TimeoutError):
+        return True
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
 
 
 def _facts_from_ami(state: CallState, number: str, name: str) -> CallFacts:
