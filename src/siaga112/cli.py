@@ -21,6 +21,9 @@ def _cmd_db_upgrade(settings: Settings, args: argparse.Namespace) -> int:
     except UnknownRevision as exc:
         print(f"siaga112 db upgrade: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:
+        print(f"siaga112 db upgrade: PostgreSQL is not reachable ({exc})", file=sys.stderr)
+        return 1
     print(f"database migrated to {args.revision}")
     return 0
 

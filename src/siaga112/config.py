@@ -7,13 +7,14 @@ logs or ``repr``; none has a default value in code.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, PostgresDsn, SecretStr, model_validator
+from pydantic import BaseModel, Field, PostgresDsn, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -53,6 +54,14 @@ class AmiSettings(BaseModel):
     secret: SecretStr | None = None
     reconnect_min_s: float = 0.5
     reconnect_max_s: float = 15.0
+    # Networks the AMI account accepts logins from (manager.conf permit=): the hosts siaga112
+    # runs on. Loopback for the local stack; add the service hosts' addresses in a deployment.
+    permit: list[str] = Field(default_factory=lambda: ["127.0.0.1/32"], min_length=1)
+
+    @field_validator("permit")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        return [str(ipaddress.ip_network(v.strip(), strict=False)) for v in value]
 
 
 class PbxSettings(BaseModel):

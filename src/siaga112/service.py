@@ -9,6 +9,8 @@ import logging
 from collections.abc import Callable
 
 import uvicorn
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 
 from siaga112.app import ReadinessCheck, create_app
 from siaga112.config import Settings
@@ -22,7 +24,15 @@ from siaga112.telephony.runtime import Telephony
 log = logging.getLogger(__name__)
 
 
-class SchemaNotCurrent(Exception):
+class StartupError(Exception):
+    """siaga112 cannot serve: said in one line, no traceback."""
+
+
+class SchemaNotCurrent(StartupError):
+    pass
+
+
+class DatabaseUnreachable(StartupError):
     pass
 
 
@@ -33,6 +43,13 @@ async def serve(settings: Settings, *, with_telephony: bool) -> None:
     except UnknownRevision as exc:
         await engine.dispose()
         raise SchemaNotCurrent(str(exc)) from exc
+    except (OSError, DBAPIError) as exc:
+        await engine.dispose()
+        where = make_url(settings.database_url_str).render_as_string(hide_password=True)
+        raise DatabaseUnreachable(
+            f"PostgreSQL at {where} is not reachable ({type(exc).__name__}: {exc}); "
+            "start it (make run does) or set SIAGA112_DATABASE_URL"
+        ) from exc
     if pending:
         await engine.dispose()
         raise SchemaNotCurrent(
@@ -106,7 +123,7 @@ def run_service(settings: Settings, *, with_telephony: bool) -> int:
             asyncio.Runner(loop_factory=_loop_factory()) as runner,
         ):
             runner.run(serve(settings, with_telephony=with_telephony))
-    except SchemaNotCurrent as exc:
+    except StartupError as exc:
         log.error("%s", exc)
         return 1
     return 0

@@ -6,13 +6,20 @@ from __future__ import annotations
 import sys
 
 from siaga112.config import Settings
-from siaga112.db.manage import upgrade
+from siaga112.db.manage import UnknownRevision, upgrade
 from siaga112.service import run_service
 from siaga112.telephony import pbx
 
 
 def run_stack(settings: Settings) -> int:
-    upgrade(settings.database_url_str)
+    try:
+        upgrade(settings.database_url_str)
+    except UnknownRevision as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"error: PostgreSQL is not reachable ({exc}); make run starts it", file=sys.stderr)
+        return 2
     try:
         status = pbx.up(settings)
     except pbx.PbxError as exc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
 from pydantic import SecretStr
 
 from siaga112.config import AgiSettings, AmiSettings, PbxSettings, Settings
@@ -62,6 +63,20 @@ def test_manager_is_loopback_with_the_secret_and_only_tracked_events(tmp_path: P
     filtered = set(re.findall(r"eventfilter\(action\(include\),name\((\w+)\)\)", manager))
     assert filtered == set(AMI_EVENTS)
     assert "VarSet" not in filtered
+    assert re.findall(r"^permit = (\S+)$", manager, re.M) == ["127.0.0.1/32"]
+    assert "deny = 0.0.0.0/0.0.0.0" in manager
+
+
+def test_ami_permits_the_service_hosts_of_a_deployment(tmp_path: Path) -> None:
+    settings = _settings(tmp_path).model_copy(
+        update={"ami": AmiSettings(secret=SecretStr("x"), permit=["10.1.2.3", "10.9.0.0/16"])}
+    )
+    manager = render_config(settings, operator_passwords={"6001": "a", "6002": "b"}, hostname="h")[
+        "manager.conf"
+    ]
+    assert re.findall(r"^permit = (\S+)$", manager, re.M) == ["10.1.2.3/32", "10.9.0.0/16"]
+    with pytest.raises(ValueError, match="permit"):
+        AmiSettings(permit=["not-an-address"])
 
 
 def test_queue_never_rejects_callers_when_nobody_is_logged_in(tmp_path: Path) -> None:

@@ -415,6 +415,7 @@ def render_config(
         "agi_port": settings.agi.port,
         "agi_budget_s": budget_s,
         "ami_bind": settings.ami.host,
+        "ami_permit_lines": "\n".join(f"permit = {net}" for net in settings.ami.permit),
         "ami_port": settings.ami.port,
         "ami_username": settings.ami.username,
         "ami_secret": settings.ami_secret.get_secret_value(),
