@@ -1,5 +1,6 @@
 """`siaga112 demo call`: dials 112 through the real Asterisk with SIPp (sample caller ID and
-LTE cell header) while a demo operator phone answers, then prints the incident it opened."""
+LTE cell header) while a demo operator phone answers, then prints the incident it opened as the
+running service's API returns it."""
 
 from __future__ import annotations
 
@@ -8,26 +9,26 @@ import json
 import sys
 import time
 from datetime import UTC, datetime
+from typing import Any
 
+import httpx
 from sqlalchemy import select
 
-from siaga112.auth.service import system_actor
+from siaga112.auth.roles import Role
+from siaga112.auth.service import create_key, revoke_key, system_actor
 from siaga112.calls.models import Call
-from siaga112.calls.schemas import CallOut
 from siaga112.config import Settings
 from siaga112.db.session import make_engine, make_sessionmaker
-from siaga112.incidents.schemas import IncidentDetail, IncidentOut, TimelineEntry
-from siaga112.incidents.service import get_details, with_allowed
-from siaga112.locations.schemas import LocationOut
 from siaga112.telephony import pbx
 from siaga112.telephony.sipp import SippOperator, pbx_unavailable_reason, run_caller
 
 DEMO_CALLER = "+6281234567890"
 
 
-async def _wait_for_call(
+async def _wait_for_incident(
     settings: Settings, *, since: datetime, anonymous: bool, within_s: float
-) -> IncidentDetail | None:
+) -> int | None:
+    """The incident the demo call opened, once its call has ended (None if none came)."""
     engine = make_engine(settings)
     sessionmaker = make_sessionmaker(engine)
     deadline = time.monotonic() + within_s
@@ -39,23 +40,39 @@ async def _wait_for_call(
                     stmt = stmt.where(Call.asserted_number.contains(DEMO_CALLER[1:]))
                 call = await session.scalar(stmt.order_by(Call.offered_at.desc()).limit(1))
                 if call is not None and call.incident_id and call.state in {"ended", "abandoned"}:
-                    d = await get_details(
-                        session=session,
-                        incident_id=call.incident_id,
-                        actor=system_actor("demo"),
-                        request_id=None,
-                    )
-                    await session.commit()
-                    base = IncidentOut.model_validate(d.incident)
-                    base.allowed_statuses = with_allowed(d.incident, system_actor("demo"))
-                    return IncidentDetail(
-                        **base.model_dump(),
-                        calls=[CallOut.model_validate(c) for c in d.calls],
-                        locations=[LocationOut.model_validate(x) for x in d.locations],
-                        timeline=[TimelineEntry.model_validate(e) for e in d.timeline],
-                    )
+                    return call.incident_id
             await asyncio.sleep(0.5)
         return None
+    finally:
+        await engine.dispose()
+
+
+async def _read_through_api(settings: Settings, incident_id: int) -> dict[str, Any]:
+    """GET /v1/incidents/{id} from the running service, as an integrator would, with a key
+    made for this one read and revoked right after (both audited)."""
+    engine = make_engine(settings)
+    sessionmaker = make_sessionmaker(engine)
+    actor = system_actor("demo")
+    try:
+        async with sessionmaker() as session:
+            key = await create_key(
+                session=session,
+                name="demo call (revoked after one read)",
+                role=Role.INTEGRATOR,
+                actor=actor,
+            )
+            await session.commit()
+        try:
+            url = f"http://{settings.api.host}:{settings.api.port}/v1/incidents/{incident_id}"
+            async with httpx.AsyncClient(timeout=10) as client:
+                response = await client.get(url, headers={"Authorization": f"Bearer {key.raw}"})
+            response.raise_for_status()
+            body: dict[str, Any] = response.json()
+            return body
+        finally:
+            async with sessionmaker() as session:
+                await revoke_key(session=session, key_id=key.id, actor=actor)
+                await session.commit()
     finally:
         await engine.dispose()
 
@@ -90,19 +107,29 @@ def demo_call(settings: Settings, *, anonymous: bool, hold_s: float) -> int:
             file=sys.stderr,
         )
         return 1
-    detail = asyncio.run(_wait_for_call(settings, since=since, anonymous=anonymous, within_s=15))
-    if detail is None:
+    incident_id = asyncio.run(
+        _wait_for_incident(settings, since=since, anonymous=anonymous, within_s=15)
+    )
+    if incident_id is None:
         print(
             "error: the call went through Asterisk but siaga112 recorded no incident for it;"
             " is `siaga112 serve` running (make run)?",
             file=sys.stderr,
         )
         return 1
-    print(json.dumps(detail.model_dump(mode="json"), indent=2, ensure_ascii=False))
+    try:
+        detail = asyncio.run(_read_through_api(settings, incident_id))
+    except httpx.HTTPError as exc:
+        print(
+            f"error: incident {incident_id} recorded, but the API did not answer: {exc}",
+            file=sys.stderr,
+        )
+        return 1
+    print(json.dumps(detail, indent=2, ensure_ascii=False))
     print(
-        f"\nincident {detail.id}: through the API, "
+        f"\nincident {incident_id}, as GET /v1/incidents/{incident_id} returned it: "
         f"curl -H 'Authorization: Bearer $KEY' http://{settings.api.host}:{settings.api.port}"
-        f"/v1/incidents/{detail.id}",
+        f"/v1/incidents/{incident_id}",
         file=sys.stderr,
     )
     return 0
