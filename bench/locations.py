@@ -32,10 +32,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from siaga112.db.manage import drop_database, upgrade
+from siaga112.db.manage import connect, drop_database, upgrade
 from siaga112.locations.cells import ImportProgress, find_cell, import_cells
 from siaga112.locations.pani import CellGlobalId, parse_pani
 from siaga112.telephony.metrics import quantile
@@ -111,16 +110,7 @@ def _pani_for(radio: str, net: int, area: int, cell: int) -> str:
 
 
 async def _import(url: str, path: Path) -> dict[str, Any]:
-    import asyncpg
-
-    u = make_url(url)
-    conn = await asyncpg.connect(
-        host=u.host or "127.0.0.1",
-        port=u.port or 5432,
-        user=u.username or "postgres",
-        password=u.password,
-        database=u.database,
-    )
+    conn = await connect(url)
     last = [0.0]
 
     def show(p: ImportProgress) -> None:

@@ -113,22 +113,13 @@ def _cmd_apikey(settings: Settings, args: argparse.Namespace) -> int:
 async def _cells_import(settings: Settings, path: str, batch_rows: int) -> int:
     from pathlib import Path
 
-    import asyncpg
-    from sqlalchemy.engine import make_url
-
+    from siaga112.db.manage import connect
     from siaga112.locations.cells import ImportProgress, import_cells
 
     def show(progress: ImportProgress) -> None:
         print(progress.describe(), file=sys.stderr, flush=True)
 
-    url = make_url(settings.database_url_str)
-    conn = await asyncpg.connect(
-        host=url.host or "127.0.0.1",
-        port=url.port or 5432,
-        user=url.username or "postgres",
-        password=url.password,
-        database=url.database,
-    )
+    conn = await connect(settings.database_url_str)
     try:
         report = await import_cells(conn, Path(path), batch_rows=batch_rows, on_progress=show)
     finally:

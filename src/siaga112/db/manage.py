@@ -29,19 +29,25 @@ def alembic_config(database_url: str) -> Config:
     return cfg
 
 
+async def connect(database_url: str, *, database: str | None = None) -> asyncpg.Connection:
+    """A plain asyncpg connection to the URL's server: its database, or ``database``."""
+    url = make_url(database_url)
+    return await asyncpg.connect(
+        host=url.host or "127.0.0.1",
+        port=url.port or 5432,
+        user=url.username or "postgres",
+        password=url.password,
+        database=database or url.database,
+    )
+
+
 async def ensure_database(database_url: str) -> bool:
     """Creates the database named in the URL if it does not exist. True when it created it."""
     url = make_url(database_url)
     name = url.database
     if not name:
         raise ValueError("database URL names no database")
-    conn = await asyncpg.connect(
-        host=url.host or "127.0.0.1",
-        port=url.port or 5432,
-        user=url.username or "postgres",
-        password=url.password,
-        database="postgres",
-    )
+    conn = await connect(database_url, database="postgres")
     try:
         exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
         if exists:
@@ -57,13 +63,7 @@ async def ensure_database(database_url: str) -> bool:
 async def drop_database(database_url: str) -> None:
     url = make_url(database_url)
     name = url.database or ""
-    conn = await asyncpg.connect(
-        host=url.host or "127.0.0.1",
-        port=url.port or 5432,
-        user=url.username or "postgres",
-        password=url.password,
-        database="postgres",
-    )
+    conn = await connect(database_url, database="postgres")
     try:
         quoted = '"' + name.replace('"', '""') + '"'
         await conn.execute(f"DROP DATABASE IF EXISTS {quoted} WITH (FORCE)")
@@ -77,14 +77,7 @@ class UnknownRevision(RuntimeError):
 
 
 async def _applied_revisions(database_url: str) -> set[str]:
-    url = make_url(database_url)
-    conn = await asyncpg.connect(
-        host=url.host or "127.0.0.1",
-        port=url.port or 5432,
-        user=url.username or "postgres",
-        password=url.password,
-        database=url.database,
-    )
+    conn = await connect(database_url)
     try:
         present = await conn.fetchval("SELECT to_regclass('alembic_version') IS NOT NULL")
         if not present:
