@@ -5,6 +5,7 @@ from datetime import datetime
 
 from pydantic import Field
 
+from siaga112.recordings.schemas import RecordingOut
 from siaga112.schemas import Output
 
 
@@ -35,6 +36,12 @@ class CallOut(Output):
     transferred_at: datetime | None
     ended_at: datetime | None
     incident_id: int | None
+
+
+class CallDetailOut(CallOut):
+    recordings: list[RecordingOut] = Field(
+        description="metadata; the audio is at download_url (supervisor, admin)"
+    )
 
 
 class CallPage(Output):
