@@ -38,7 +38,7 @@ class Recording(Base):
     size_bytes: Mapped[int] = mapped_column(BigInteger)
     duration_s: Mapped[float | None]
     sha256: Mapped[str | None] = mapped_column(String(64))
-    # available, purged (retention), missing (the file went away outside siaga112)
+    # available, or purged (retention); a file gone outside siaga112 answers 404 on download
     status: Mapped[str] = mapped_column(String(20))
     legal_hold: Mapped[bool] = mapped_column(server_default=text("false"))
     legal_hold_reason: Mapped[str | None] = mapped_column(String(500))

@@ -28,7 +28,7 @@ class RecordingOut(Output):
     duration_s: float | None
     size_bytes: int
     sha256: str | None = Field(description="of the file as Asterisk wrote it")
-    status: str = Field(description="available, purged (retention) or missing")
+    status: str = Field(description="available, or purged (retention)")
     legal_hold: bool
     legal_hold_reason: str | None
     purged_at: datetime | None
