@@ -34,6 +34,7 @@ from siaga112.locations.aml_router import unmatched_router as aml_unmatched_rout
 from siaga112.locations.router import router as locations_router
 from siaga112.operators.router import router as operators_router
 from siaga112.queue.router import router as queue_router
+from siaga112.recordings.router import router as recordings_router
 from siaga112.reports.router import router as reports_router
 from siaga112.stats.router import router as stats_router
 from siaga112.telephony.call_control import CallControl
@@ -96,6 +97,10 @@ def create_app(
             {"name": "webhooks", "description": "Signed delivery to agency systems (outbox)"},
             {"name": "operators", "description": "Operators: SIP accounts, queue sessions"},
             {"name": "queue", "description": "The live queue: waiting callers, operators"},
+            {
+                "name": "recordings",
+                "description": "Call recordings: metadata; audio for supervisors (audited)",
+            },
             {"name": "stats", "description": "Service levels (NENA / EU 112 figures)"},
             {
                 "name": "reports",
@@ -127,6 +132,7 @@ def create_app(
     v1.include_router(locations_router)
     v1.include_router(calls_router)
     v1.include_router(callcontrol_router)
+    v1.include_router(recordings_router)
     v1.include_router(agencies_router)
     v1.include_router(operators_router)
     v1.include_router(queue_router)

@@ -94,6 +94,9 @@ class PbxSettings(BaseModel):
     # Asterisk's CDR CSV that reconciliation reads; default: the one inside the local root.
     # Where Asterisk runs on another host, point this at a copy or a shared mount.
     cdr_path: Path | None = None
+    # Where siaga112 reads call recordings: Asterisk's <astspooldir>/monitor/siaga112 as seen
+    # from this host; default: the one inside the local root. Elsewhere a shared mount.
+    recordings_path: Path | None = None
     # Benchmark only (bench/surge.py), never in a deployment: renders two extra numbers in
     # [from-carrier] that run the emergency path into a queue whose one member (the first demo
     # operator) is rung even while in use -- one with the AGI step, one without it.
@@ -168,6 +171,29 @@ class LocationSettings(BaseModel):
     aml_match_after_end_s: float = Field(default=1800.0, ge=0)
 
 
+class RecordingSettings(BaseModel):
+    """Recording of emergency calls (MixMonitor through the queue), download and retention."""
+
+    # Rendered into queues.conf: off, no call is recorded.
+    enabled: bool = True
+    # wav: 16-bit PCM, 8 kHz, about 0.96 MB a minute; wav49: GSM in a WAV file, about 0.1 MB
+    # a minute (phone quality either way: the network sends G.711 at best).
+    format: Literal["wav", "wav49"] = "wav"
+    # Recordings older than this are deleted by the purge (never one on legal hold).
+    retention_days: int = Field(default=90, ge=1, le=3650)
+    # How often finished recordings are linked to their calls (also those made while siaga112
+    # was down: the file name holds the call's Uniqueid).
+    sweep_s: float = Field(default=10.0, gt=0, le=3600)
+    # Files changed within this many seconds may still be written: left for the next sweep.
+    settle_s: float = Field(default=2.0, ge=0, le=600)
+    # A file whose call is not known to have ended is linked once it is this old unchanged
+    # (Asterisk stopped mid-call, or the call row is late).
+    stale_s: float = Field(default=600.0, gt=0)
+    # Date directories looked at by each sweep (today and the days before).
+    sweep_days: int = Field(default=2, ge=1, le=400)
+    purge_every_s: float = Field(default=3600.0, gt=0)
+
+
 class DuplicateSettings(BaseModel):
     """Suggesting that an incident may be about the same event as another (several callers
     about one fire); an operator decides and links."""
@@ -199,6 +225,7 @@ class Settings(BaseSettings):
     dispatch: DispatchSettings = Field(default_factory=DispatchSettings)
     locations: LocationSettings = Field(default_factory=LocationSettings)
     duplicates: DuplicateSettings = Field(default_factory=DuplicateSettings)
+    recordings: RecordingSettings = Field(default_factory=RecordingSettings)
 
     @property
     def database_url_str(self) -> str:

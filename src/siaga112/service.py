@@ -18,7 +18,9 @@ from siaga112.db.manage import UnknownRevision, pending_migrations
 from siaga112.db.session import asyncpg_dsn, make_engine, make_sessionmaker
 from siaga112.dispatch.worker import DeliveryWorker
 from siaga112.events.hub import EventHub
+from siaga112.recordings.worker import RecordingWorker
 from siaga112.telephony.metrics import Metrics
+from siaga112.telephony.pbx import recordings_path
 from siaga112.telephony.runtime import Telephony
 
 log = logging.getLogger(__name__)
@@ -77,6 +79,13 @@ async def serve(settings: Settings, *, with_telephony: bool) -> None:
     # Webhook delivery to agencies runs with or without telephony (also --api-only).
     worker = DeliveryWorker(sessionmaker=sessionmaker, settings=settings.dispatch, metrics=metrics)
     app.state.dispatch_worker = worker
+    # Linking and retention of call recordings, also --api-only (idempotent across processes).
+    recorder = RecordingWorker(
+        sessionmaker=sessionmaker,
+        settings=settings.recordings,
+        root=recordings_path(settings),
+        metrics=metrics,
+    )
     config = uvicorn.Config(
         app,
         host=settings.api.host,
@@ -98,8 +107,10 @@ async def serve(settings: Settings, *, with_telephony: bool) -> None:
         if telephony is not None:
             await telephony.start()
         await worker.start()
+        await recorder.start()
         await server.serve()
     finally:
+        await recorder.stop()
         await worker.stop()
         if telephony is not None:
             await telephony.stop()

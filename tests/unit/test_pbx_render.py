@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from siaga112.config import AgiSettings, AmiSettings, PbxSettings, Settings
-from siaga112.telephony.pbx import AMI_EVENTS, render_config
+from siaga112.config import AgiSettings, AmiSettings, PbxSettings, RecordingSettings, Settings
+from siaga112.telephony.pbx import AMI_EVENTS, RECORDINGS_SUBDIR, recordings_path, render_config
 
 
 def _settings(tmp_path: Path, **pbx: object) -> Settings:
@@ -113,3 +113,51 @@ def test_queue_and_answer_times_reach_asterisks_own_record(tmp_path: Path) -> No
     fields = files["cdr_custom.conf"]
     assert fields.index("siaga112_operator(uservar)") < fields.index("siaga112_enqueued(uservar)")
     assert fields.index("siaga112_enqueued(uservar)") < fields.index("siaga112_answered(uservar)")
+
+
+def _render(settings: Settings) -> dict[str, str]:
+    return render_config(settings, operator_passwords={"6001": "a", "6002": "b"}, hostname="h")
+
+
+def test_both_emergency_queues_record_from_the_operators_answer(tmp_path: Path) -> None:
+    files = _render(_settings(tmp_path))
+    queues = files["queues.conf"]
+    template = queues[queues.index("[queue-template](!)") : queues.index("[emergency](")]
+    assert re.search(r"^monitor-format = wav$", template, re.M)
+    assert "[emergency](queue-template)" in queues
+    assert "[emergency-low](queue-template)" in queues
+    # The file name (with this call's Uniqueid) is set on every path to Queue(), also after
+    # an AGI timeout (label "queue").
+    ext = files["extensions.conf"]
+    block = ext[ext.index("exten => 112,1,Answer()") :]
+    label = block.index("n(queue),")
+    name = block.index(
+        "Set(MONITOR_FILENAME=siaga112/${STRFTIME(${EPOCH},UTC,%Y/%m/%d)}/${UNIQUEID}-^{EPOCH})"
+    )
+    assert label < name < block.index("Queue(${SIAGA112_QUEUE_USED}")
+    # A caller sent back to the queue after a failed transfer: the first file ends there.
+    transfer = ext[ext.index("[siaga112-transfer]") :]
+    assert transfer.index("StopMixMonitor()") < transfer.index("Queue(${SIAGA112_BACK},r)")
+
+
+def test_recording_modules_are_loaded_and_never_noloaded(tmp_path: Path) -> None:
+    modules = _render(_settings(tmp_path))["modules.conf"]
+    for module in ("app_mixmonitor.so", "format_wav.so", "format_wav_gsm.so"):
+        assert f"load => {module}" in modules
+        assert f"noload => {module}" not in modules
+
+
+def test_gsm_format_and_disabled_recording_render(tmp_path: Path) -> None:
+    gsm = _settings(tmp_path).model_copy(update={"recordings": RecordingSettings(format="wav49")})
+    assert re.search(r"^monitor-format = wav49$", _render(gsm)["queues.conf"], re.M)
+    off = _settings(tmp_path).model_copy(update={"recordings": RecordingSettings(enabled=False)})
+    assert not re.search(r"^monitor-format", _render(off)["queues.conf"], re.M)
+
+
+def test_recordings_are_read_inside_the_sandbox_unless_configured(tmp_path: Path) -> None:
+    local = _settings(tmp_path)
+    assert recordings_path(local) == (
+        local.pbx_root / "var/spool/asterisk/monitor" / RECORDINGS_SUBDIR
+    )
+    shared = _settings(tmp_path, recordings_path=tmp_path / "nfs")
+    assert recordings_path(shared) == tmp_path / "nfs"

@@ -25,6 +25,9 @@ class Permission(StrEnum):
     AGENCY_DISPATCHES = "agency_dispatches"
     # Lift a prank/nuisance flag before it expires (anyone who writes incidents may set one).
     REVOKE_FLAGS = "revoke_flags"
+    # Listen to (download) call recordings and put them on legal hold. Not operators: they
+    # handle live calls; reviewing recorded ones (often victims of violence) is supervision.
+    RECORDINGS = "recordings"
 
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
@@ -38,6 +41,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.MANAGE_AGENCIES,
             Permission.MANAGE_OPERATORS,
             Permission.REVOKE_FLAGS,
+            Permission.RECORDINGS,
         }
     ),
     Role.ADMIN: frozenset(Permission),

@@ -9,7 +9,9 @@ from fastapi import APIRouter, Query
 
 from siaga112.api.deps import Reader, SessionDep
 from siaga112.calls import service
-from siaga112.calls.schemas import CallOut, CallPage
+from siaga112.calls.schemas import CallDetailOut, CallOut, CallPage
+from siaga112.recordings.schemas import RecordingOut
+from siaga112.recordings.service import list_for_call
 from siaga112.schemas import ERROR_RESPONSES, ErrorOut
 
 router = APIRouter(prefix="/calls", tags=["calls"], responses=ERROR_RESPONSES)
@@ -49,9 +51,14 @@ async def list_calls(
 
 @router.get(
     "/{call_id}",
-    response_model=CallOut,
-    summary="One call",
+    response_model=CallDetailOut,
+    summary="One call, with its recordings",
     responses={404: {"model": ErrorOut, "description": "no such call"}},
 )
-async def get_call(call_id: uuid.UUID, session: SessionDep, _: Reader) -> CallOut:
-    return CallOut.model_validate(await service.get_call(session=session, call_id=call_id))
+async def get_call(call_id: uuid.UUID, session: SessionDep, _: Reader) -> CallDetailOut:
+    call = await service.get_call(session=session, call_id=call_id)
+    recordings = await list_for_call(session=session, call_id=call_id)
+    return CallDetailOut(
+        **CallOut.model_validate(call).model_dump(),
+        recordings=[RecordingOut.model_validate(r) for r in recordings],
+    )

@@ -17,6 +17,7 @@ from siaga112.incidents.models import Incident, IncidentEvent
 from siaga112.locations.aml_models import AmlMessage
 from siaga112.locations.models import CellTower, Location
 from siaga112.operators.models import Operator, PsAor, PsAuth, PsEndpoint
+from siaga112.recordings.models import Recording
 
 __all__ = [
     "Agency",
@@ -38,5 +39,6 @@ __all__ = [
     "PsAuth",
     "PsEndpoint",
     "ReadCursor",
+    "Recording",
     "WebhookOutbox",
 ]

@@ -62,6 +62,7 @@ __all__ = [
     "BENCH_QUEUE",
     "CDR_CSV_FIELDS",
     "CDR_FILE_NAME",
+    "RECORDINGS_SUBDIR",
     "PbxError",
     "PbxStatus",
     "cdr_csv_path",
@@ -69,6 +70,7 @@ __all__ = [
     "down",
     "ensure_root",
     "operator_credentials",
+    "recordings_path",
     "render_config",
     "status",
     "templates_dir",
@@ -96,6 +98,13 @@ AMI_EVENTS: tuple[str, ...] = (
 )
 
 CDR_FILE_NAME = "siaga112-cdr.csv"
+
+# Recordings land in <astspooldir>/monitor/RECORDINGS_SUBDIR/YYYY/MM/DD/<Uniqueid>-<epoch>.wav:
+# MixMonitor makes the directories; the date is the call's arrival (UTC), the epoch the
+# operator's answer. The name is what links a file to its call, also one that siaga112 never
+# heard of (siaga112.recordings.files.parse_recording_name).
+RECORDINGS_SUBDIR = "siaga112"
+RECORDING_NAME = RECORDINGS_SUBDIR + "/${STRFTIME(${EPOCH},UTC,%Y/%m/%d)}/${UNIQUEID}-^{EPOCH}"
 
 # Benchmark numbers (``PbxSettings.bench_numbers``, bench/surge.py): BENCH_AGI_NUMBER runs the
 # emergency path exactly (Answer, AGI step, Queue); BENCH_PLAIN_NUMBER runs the same path with
@@ -246,6 +255,14 @@ def cdr_csv_path(settings: Settings) -> Path:
     return settings.pbx_root / "var" / "log" / "asterisk" / "cdr-custom" / CDR_FILE_NAME
 
 
+def recordings_path(settings: Settings) -> Path:
+    """Where the call recordings are read from on this host (``pbx.recordings_path``, else the
+    sandbox's ``/var/spool/asterisk/monitor/siaga112``)."""
+    if settings.pbx.recordings_path is not None:
+        return settings.pbx.recordings_path
+    return settings.pbx_root / "var" / "spool" / "asterisk" / "monitor" / RECORDINGS_SUBDIR
+
+
 def _pid_file(settings: Settings) -> Path:
     return settings.state_dir / "asterisk.pid"
 
@@ -352,6 +369,7 @@ def render_config(
             agi_budget_s=budget_s,
             default_queue=queue or "${SIAGA112_DEFAULT_QUEUE}",
             flagged_announcement=pbx.flagged_announcement,
+            recording_name=RECORDING_NAME,
         )
 
     emergency_extensions = "".join(emergency(number) for number in numbers)
@@ -411,6 +429,11 @@ def render_config(
         "queue_name": pbx.queue_name,
         "low_queue_name": pbx.queue_name + LOW_QUEUE_SUFFIX,
         "member_lines": member_lines,
+        "monitor_lines": (
+            f"monitor-format = {settings.recordings.format}\n"
+            if settings.recordings.enabled
+            else "; (recording disabled: SIAGA112_RECORDINGS__ENABLED=false)\n"
+        ),
         "agi_host": settings.agi.host,
         "agi_port": settings.agi.port,
         "agi_budget_s": budget_s,
@@ -634,6 +657,7 @@ def _prepare_root(settings: Settings, rendered: Mapping[str, str]) -> None:
         "var/log/asterisk",
         "var/log/asterisk/cdr-custom",
         "var/spool/asterisk",
+        f"var/spool/asterisk/monitor/{RECORDINGS_SUBDIR}",
         "var/lib/asterisk",
         "var/lib/asterisk/keys",
         "var/cache/asterisk",
