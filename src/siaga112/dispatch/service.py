@@ -470,11 +470,6 @@ async def create_dispatches(
             )
         ).all()
     }
-    had_dispatches = bool(
-        await session.scalar(
-            select(func.count()).select_from(Dispatch).where(Dispatch.incident_id == incident_id)
-        )
-    )
     created: list[Dispatch] = []
     existing: list[Dispatch] = []
     for agency in targets:
@@ -495,7 +490,10 @@ async def create_dispatches(
     except IntegrityError as exc:  # a concurrent request won; the lock makes this rare
         raise Conflict("the incident was dispatched concurrently; try again") from exc
 
-    if created and not had_dispatches:
+    # Any new dispatch puts the incident in `dispatched` where the lifecycle allows it: the first
+    # one, and one sent after the operator took the incident back (a decline, a wrong agency).
+    # A resolved incident stays resolved (no resolved -> dispatched).
+    if created:
         current = Status(incident.status)
         if incident_can_transition(current, Status.DISPATCHED):
             incident.status = Status.DISPATCHED.value
