@@ -11,22 +11,26 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import ColumnElement, String, column, func, select, true, values
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from siaga112.audit.service import record_audit
 from siaga112.auth.service import Actor
 from siaga112.callers.numbers import (
     call_matches,
+    calls_of,
+    fixed_forms,
     incident_matches,
+    incidents_of,
     is_short_code,
     means_no_number,
     subscriber_number,
 )
 from siaga112.calls.models import Call
 from siaga112.errors import CallerIdUnavailable, InvalidRequest, NotFound
+from siaga112.flags.models import NumberFlag
 from siaga112.incidents.lifecycle import Classification
 from siaga112.incidents.models import Incident
 
@@ -179,3 +183,92 @@ async def history_for_call(
         request_id=request_id,
         call_id=call_id,
     )
+
+
+# Classifications that count as false calls (EU 112 reporting: prank and silent calls).
+FALSE_CALLS = (Classification.PRANK.value, Classification.GHOST.value)
+
+
+@dataclass(frozen=True, slots=True)
+class FlagBrief:
+    id: int
+    kind: str
+    reason: str
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class CallerBrief:
+    """What an operator sees of a waiting caller before answering: counts only; the calls and
+    incidents themselves are behind the audited history endpoints."""
+
+    calls_total: int
+    incidents_total: int
+    false_calls: int
+    flag: FlagBrief | None
+
+
+async def caller_briefs(*, session: AsyncSession, numbers: list[str]) -> dict[str, CallerBrief]:
+    """The brief history and active flag of each E.164 number in ``numbers``, in one statement
+    however many there are (the numbers and their stored forms are a VALUES list; counts and the
+    flag are LATERAL subqueries per number, each on its index)."""
+    wanted = sorted(set(numbers))
+    if not wanted:
+        return {}
+    nums = values(
+        column("e164", String),
+        column("f1", String),
+        column("f2", String),
+        column("f3", String),
+        name="numbers",
+    ).data([(n, *fixed_forms(n)) for n in wanted])
+    forms = [nums.c.f1, nums.c.f2, nums.c.f3]
+    calls = (
+        select(func.count().label("n")).where(calls_of(nums.c.e164, forms)).lateral("calls_brief")
+    )
+    incidents = (
+        select(
+            func.count().label("n"),
+            func.count().filter(Incident.classification.in_(FALSE_CALLS)).label("false_calls"),
+        )
+        .where(incidents_of(nums.c.e164, forms))
+        .lateral("incidents_brief")
+    )
+    flag = (
+        select(NumberFlag.id, NumberFlag.kind, NumberFlag.reason, NumberFlag.expires_at)
+        .where(
+            NumberFlag.number == nums.c.e164,
+            NumberFlag.revoked_at.is_(None),
+            NumberFlag.expires_at > datetime.now(UTC),
+        )
+        .order_by(NumberFlag.expires_at.desc(), NumberFlag.id.desc())
+        .limit(1)
+        .lateral("flag_brief")
+    )
+    stmt = (
+        select(
+            nums.c.e164,
+            calls.c.n.label("calls"),
+            incidents.c.n.label("incidents"),
+            incidents.c.false_calls,
+            flag.c.id.label("flag_id"),
+            flag.c.kind,
+            flag.c.reason,
+            flag.c.expires_at,
+        )
+        .select_from(nums)
+        .join(calls, true())
+        .join(incidents, true())
+        .outerjoin(flag, true())
+    )
+    return {
+        r.e164: CallerBrief(
+            calls_total=r.calls,
+            incidents_total=r.incidents,
+            false_calls=r.false_calls,
+            flag=FlagBrief(r.flag_id, r.kind, r.reason, r.expires_at)
+            if r.flag_id is not None
+            else None,
+        )
+        for r in (await session.execute(stmt)).all()
+    }
