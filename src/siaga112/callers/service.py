@@ -1,86 +1,63 @@
 """A caller's history by number: calls, incidents, how they were classified, last seen.
 
-A number may have been stored in several forms and columns (``calls.caller_e164``,
-``caller_number``, ``asserted_number``, ``incidents.caller_number``: +62812..., 62812...,
-0812...); the history looks it up in all of them. Callers without a number (anonymous,
-restricted, SIM-less) have no history: asking for one is refused (``caller_id_unavailable``),
-never answered with every anonymous call at once. Every read is audited: who called the centre
-and why is personal data.
+What counts as a caller's number, and how it is found in every stored form and column, is
+:mod:`siaga112.callers.numbers`. Callers without one (anonymous, restricted, SIM-less, or a
+short code such as "112" where the number goes) have no history: asking for one is refused
+(``caller_id_unavailable``), never answered with every such call at once. Every read is
+audited: who called the centre and why is personal data.
 """
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
-from sqlalchemy import ColumnElement, func, or_, select, union
+from sqlalchemy import ColumnElement, String, column, func, select, true, values
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from siaga112.audit.service import record_audit
 from siaga112.auth.service import Actor
+from siaga112.callers.numbers import (
+    call_matches,
+    calls_of,
+    fixed_forms,
+    incident_matches,
+    incidents_of,
+    is_short_code,
+    means_no_number,
+    subscriber_number,
+)
 from siaga112.calls.models import Call
 from siaga112.errors import CallerIdUnavailable, InvalidRequest, NotFound
+from siaga112.flags.models import NumberFlag
 from siaga112.incidents.lifecycle import Classification
 from siaga112.incidents.models import Incident
-from siaga112.locations.aml_service import number_forms
-from siaga112.telephony.agi_request import normalise_indonesian_number
 
 UNCLASSIFIED = "unclassified"
-
-# What callers and carriers put where a number would be (agi_request's list, plus Asterisk's).
-NO_NUMBER_WORDS = frozenset(
-    {
-        "",
-        "unknown",
-        "anonymous",
-        "restricted",
-        "private",
-        "unavailable",
-        "withheld",
-        "blocked",
-        "<unknown>",
-        "none",
-        "null",
-    }
-)
 
 
 def history_number(raw: str) -> str:
     """The E.164 form to look up, or a 422: ``caller_id_unavailable`` for the words that mean
-    no number, ``validation_error`` for what is not a phone number."""
+    no number and for short codes, ``validation_error`` for what is not a phone number."""
     value = raw.strip()
-    if value.lower() in NO_NUMBER_WORDS:
+    if means_no_number(value):
         raise CallerIdUnavailable(
             "the caller's number is not available (anonymous, restricted or no SIM)",
             details=[{"field": "path.number"}],
         )
-    number = normalise_indonesian_number(value)
+    if is_short_code(value):
+        raise CallerIdUnavailable(
+            "a short code (3 to 7 digits) is a service number or a placeholder, not a caller's "
+            "number: its calls come from unrelated callers",
+            details=[{"field": "path.number", "message": "short code"}],
+        )
+    number = subscriber_number(value)
     if number is None:
         raise InvalidRequest(
             "not a phone number (+62..., 62... or 0...)", details=[{"field": "path.number"}]
         )
     return number
-
-
-def _call_matches(number: str) -> ColumnElement[bool]:
-    forms = number_forms(number)
-    return or_(
-        Call.caller_e164 == number,
-        Call.caller_number.in_(forms),
-        Call.asserted_number.in_(forms),
-    )
-
-
-def _incident_matches(number: str) -> ColumnElement[bool]:
-    # A union of ids rather than an OR, so that each side uses its index and the incidents are
-    # then fetched by primary key: no scan of the incidents table however large it grows.
-    return Incident.id.in_(
-        union(
-            select(Incident.id).where(Incident.caller_number.in_(number_forms(number))),
-            select(Call.incident_id).where(_call_matches(number), Call.incident_id.is_not(None)),
-        )
-    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,8 +94,8 @@ async def caller_history(
     """The history of ``number`` (any form; see :func:`history_number`); the read is audited.
     ``call_id`` and ``incident_id`` are only recorded: what the history was asked for."""
     e164 = history_number(number)
-    calls_where = _call_matches(e164)
-    incidents_where = _incident_matches(e164)
+    calls_where = call_matches(e164)
+    incidents_where = incident_matches(e164)
     calls_total, last_call = (
         await session.execute(select(func.count(), func.max(Call.offered_at)).where(calls_where))
     ).one()
@@ -168,20 +145,14 @@ async def caller_history(
 
 
 def usable_number(raw: str | None) -> str | None:
-    """``raw`` in E.164 when it is a caller's number, else None (never raises)."""
-    if raw is None or raw.strip().lower() in NO_NUMBER_WORDS:
-        return None
-    return normalise_indonesian_number(raw.strip())
+    """``raw`` in E.164 when it is a caller's full number, else None (never raises)."""
+    return subscriber_number(raw)
 
 
 def number_of_call(call: Call) -> str | None:
     """The number a call's history is looked up by: the network-asserted identity first (the
-    From header is the caller's to set), else the caller ID when it was a usable number."""
-    if call.asserted_number:
-        asserted = normalise_indonesian_number(call.asserted_number)
-        if asserted is not None:
-            return asserted
-    return call.caller_e164
+    From header is the caller's to set), else the caller ID when it was a full number."""
+    return subscriber_number(call.asserted_number) or subscriber_number(call.caller_e164)
 
 
 async def history_for_call(
@@ -200,7 +171,8 @@ async def history_for_call(
     number = number_of_call(call)
     if number is None:
         raise CallerIdUnavailable(
-            "this call came without a usable number (anonymous, restricted or no SIM)",
+            "this call came without a caller's number "
+            "(anonymous, restricted, no SIM or a short code)",
             details=[{"field": "path.call_id"}],
         )
     return await caller_history(
@@ -211,3 +183,92 @@ async def history_for_call(
         request_id=request_id,
         call_id=call_id,
     )
+
+
+# Classifications that count as false calls (EU 112 reporting: prank and silent calls).
+FALSE_CALLS = (Classification.PRANK.value, Classification.GHOST.value)
+
+
+@dataclass(frozen=True, slots=True)
+class FlagBrief:
+    id: int
+    kind: str
+    reason: str
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class CallerBrief:
+    """What an operator sees of a waiting caller before answering: counts only; the calls and
+    incidents themselves are behind the audited history endpoints."""
+
+    calls_total: int
+    incidents_total: int
+    false_calls: int
+    flag: FlagBrief | None
+
+
+async def caller_briefs(*, session: AsyncSession, numbers: list[str]) -> dict[str, CallerBrief]:
+    """The brief history and active flag of each E.164 number in ``numbers``, in one statement
+    however many there are (the numbers and their stored forms are a VALUES list; counts and the
+    flag are LATERAL subqueries per number, each on its index)."""
+    wanted = sorted(set(numbers))
+    if not wanted:
+        return {}
+    nums = values(
+        column("e164", String),
+        column("f1", String),
+        column("f2", String),
+        column("f3", String),
+        name="numbers",
+    ).data([(n, *fixed_forms(n)) for n in wanted])
+    forms = [nums.c.f1, nums.c.f2, nums.c.f3]
+    calls = (
+        select(func.count().label("n")).where(calls_of(nums.c.e164, forms)).lateral("calls_brief")
+    )
+    incidents = (
+        select(
+            func.count().label("n"),
+            func.count().filter(Incident.classification.in_(FALSE_CALLS)).label("false_calls"),
+        )
+        .where(incidents_of(nums.c.e164, forms))
+        .lateral("incidents_brief")
+    )
+    flag = (
+        select(NumberFlag.id, NumberFlag.kind, NumberFlag.reason, NumberFlag.expires_at)
+        .where(
+            NumberFlag.number == nums.c.e164,
+            NumberFlag.revoked_at.is_(None),
+            NumberFlag.expires_at > datetime.now(UTC),
+        )
+        .order_by(NumberFlag.expires_at.desc(), NumberFlag.id.desc())
+        .limit(1)
+        .lateral("flag_brief")
+    )
+    stmt = (
+        select(
+            nums.c.e164,
+            calls.c.n.label("calls"),
+            incidents.c.n.label("incidents"),
+            incidents.c.false_calls,
+            flag.c.id.label("flag_id"),
+            flag.c.kind,
+            flag.c.reason,
+            flag.c.expires_at,
+        )
+        .select_from(nums)
+        .join(calls, true())
+        .join(incidents, true())
+        .outerjoin(flag, true())
+    )
+    return {
+        r.e164: CallerBrief(
+            calls_total=r.calls,
+            incidents_total=r.incidents,
+            false_calls=r.false_calls,
+            flag=FlagBrief(r.flag_id, r.kind, r.reason, r.expires_at)
+            if r.flag_id is not None
+            else None,
+        )
+        for r in (await session.execute(stmt)).all()
+    }

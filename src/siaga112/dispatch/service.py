@@ -470,11 +470,6 @@ async def create_dispatches(
             )
         ).all()
     }
-    had_dispatches = bool(
-        await session.scalar(
-            select(func.count()).select_from(Dispatch).where(Dispatch.incident_id == incident_id)
-        )
-    )
     created: list[Dispatch] = []
     existing: list[Dispatch] = []
     for agency in targets:
@@ -495,25 +490,15 @@ async def create_dispatches(
     except IntegrityError as exc:  # a concurrent request won; the lock makes this rare
         raise Conflict("the incident was dispatched concurrently; try again") from exc
 
-    if created and not had_dispatches:
-        current = Status(incident.status)
-        if incident_can_transition(current, Status.DISPATCHED):
-            incident.status = Status.DISPATCHED.value
-            await session.flush()
-            diff = {"status": {"from": current.value, "to": Status.DISPATCHED.value}}
-            add_timeline_event(
-                session, incident_id=incident.id, actor=actor, kind="status_changed", data=diff
-            )
-            await record_audit(
-                session=session,
-                actor=actor,
-                action="incident.update",
-                entity_type="incident",
-                entity_id=str(incident.id),
-                before={"status": current.value},
-                after={"status": Status.DISPATCHED.value},
-                request_id=request_id,
-            )
+    # Any new dispatch puts the incident in `dispatched` where the lifecycle allows it: the first
+    # one, and one sent after the operator took the incident back (a decline, a wrong agency).
+    # A resolved incident stays resolved (no resolved -> dispatched). Set before the messages
+    # are written, so that the agencies' documents carry the incident's new status.
+    moved: Status | None = None
+    if created and incident_can_transition(Status(incident.status), Status.DISPATCHED):
+        moved = Status(incident.status)
+        incident.status = Status.DISPATCHED.value
+        await session.flush()
 
     by_id = {a.id: a for a in targets}
     notes = await _notes(session=session, incident_id=incident.id) if created else []
@@ -550,6 +535,26 @@ async def create_dispatches(
             after=data | {"incident_id": incident.id, "webhook": webhook},
             request_id=request_id,
         )
+    if moved is not None:
+        # After the dispatch lines: the story reads "sent to X, so dispatched".
+        add_timeline_event(
+            session,
+            incident_id=incident.id,
+            actor=actor,
+            kind="status_changed",
+            data={"status": {"from": moved.value, "to": Status.DISPATCHED.value}},
+        )
+        await record_audit(
+            session=session,
+            actor=actor,
+            action="incident.update",
+            entity_type="incident",
+            entity_id=str(incident.id),
+            before={"status": moved.value},
+            after={"status": Status.DISPATCHED.value},
+            request_id=request_id,
+        )
+
     await session.flush()
     views = [
         await _view(

@@ -55,11 +55,16 @@ async def create_flag(
     response_model=FlagOut,
     responses=_404,
     summary="One flag with the number's call history as evidence",
+    description=(
+        "The number's calls and how their incidents were classified, in every form the number "
+        "was stored in (+62..., 62..., 0...). Every read is audited (`caller.history.read`)."
+    ),
 )
-async def get_flag(flag_id: FlagId, session: SessionDep, _: Reader) -> FlagOut:
+async def get_flag(flag_id: FlagId, session: SessionDep, actor: Reader, rid: RequestId) -> FlagOut:
     flag = await service.get_flag(session=session, flag_id=flag_id)
     out = _with_active(flag)
-    out.evidence = await service.evidence(session=session, number=flag.number)
+    out.evidence = await service.evidence(session=session, flag=flag, actor=actor, request_id=rid)
+    await session.commit()
     return out
 
 

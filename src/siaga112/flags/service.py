@@ -11,19 +11,19 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from siaga112.audit.service import record_audit
 from siaga112.auth.service import Actor
+from siaga112.callers.numbers import call_matches, incident_matches, subscriber_number
 from siaga112.calls.models import Call
 from siaga112.errors import InvalidRequest, NotFound
 from siaga112.flags.models import NumberFlag
 from siaga112.flags.schemas import Evidence, FlagCreate
 from siaga112.incidents.models import Incident
-from siaga112.telephony.agi_request import normalise_indonesian_number
 
 
 def flaggable_number(raw: str) -> str:
     """The E.164 form of a caller's number, or a 422: short codes and numbers that do not
     normalise are refused, so no flag can ever match anonymous or SIM-less callers."""
-    number = normalise_indonesian_number(raw)
-    if number is None or not number.startswith("+") or len(number) < 9:
+    number = subscriber_number(raw)
+    if number is None:
         raise InvalidRequest(
             "only a caller's full number can be flagged",
             details=[{"field": "body.number", "message": "not a subscriber number"}],
@@ -115,25 +115,45 @@ async def list_flags(
     return list((await session.scalars(stmt.limit(limit))).all())
 
 
-async def evidence(*, session: AsyncSession, number: str) -> Evidence:
-    """Enforcement evidence: how often the number called and how its calls were classified."""
+async def evidence(
+    *, session: AsyncSession, flag: NumberFlag, actor: Actor, request_id: str | None
+) -> Evidence:
+    """Enforcement evidence: how often the number called and how its calls were classified,
+    found in every form the number was stored in. The read is audited like any caller history
+    read (``caller.history.read``): who called the centre and why is personal data."""
+    number = flag.number
     calls = (
         await session.execute(
             select(func.count(), func.min(Call.offered_at), func.max(Call.offered_at)).where(
-                (Call.caller_e164 == number) | (Call.asserted_number == number)
+                call_matches(number)
             )
         )
     ).one()
     rows = (
         await session.execute(
             select(Incident.classification, func.count())
-            .where(Incident.caller_number == number)
+            .where(incident_matches(number))
             .group_by(Incident.classification)
         )
     ).all()
-    return Evidence(
+    found = Evidence(
         calls=calls[0],
         first_call_at=calls[1],
         last_call_at=calls[2],
         by_classification={str(k or "unclassified"): int(v) for k, v in rows},
     )
+    await record_audit(
+        session=session,
+        actor=actor,
+        action="caller.history.read",
+        entity_type="caller",
+        entity_id=number,
+        before=None,
+        after={
+            "calls": found.calls,
+            "incidents": sum(found.by_classification.values()),
+            "flag_id": flag.id,
+        },
+        request_id=request_id,
+    )
+    return found

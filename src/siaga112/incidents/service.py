@@ -142,10 +142,13 @@ async def get_timeline(*, session: AsyncSession, incident_id: int) -> list[Incid
     return list(rows.all())
 
 
-async def refresh_kecamatan(*, session: AsyncSession, incident: Incident) -> None:
+async def refresh_kecamatan(
+    *, session: AsyncSession, incident: Incident, actor: Actor, request_id: str | None = None
+) -> None:
     """Re-derive the incident's kecamatan (siaga112.incidents.kecamatan) from its address and
-    locations. The caller holds the incident row locked, so that two writers cannot leave an
-    answer computed from what the other had not yet committed."""
+    locations; a change is written to the timeline and audited with ``actor``. The caller holds
+    the incident row locked, so that two writers cannot leave an answer computed from what the
+    other had not yet committed."""
     rows = (
         await session.execute(
             select(
@@ -157,7 +160,8 @@ async def refresh_kecamatan(*, session: AsyncSession, incident: Incident) -> Non
             ).where(Location.incident_id == incident.id)
         )
     ).all()
-    incident.kecamatan = derive_kecamatan(
+    before = incident.kecamatan
+    after = derive_kecamatan(
         address=incident.address,
         locations=[
             LocationFacts(
@@ -169,6 +173,26 @@ async def refresh_kecamatan(*, session: AsyncSession, incident: Incident) -> Non
             )
             for r in rows
         ],
+    )
+    if after == before:
+        return
+    incident.kecamatan = after
+    add_timeline_event(
+        session,
+        incident_id=incident.id,
+        actor=actor,
+        kind="kecamatan_changed",
+        data={"from": before, "to": after},
+    )
+    await record_audit(
+        session=session,
+        actor=actor,
+        action="incident.kecamatan",
+        entity_type="incident",
+        entity_id=str(incident.id),
+        before={"kecamatan": before},
+        after={"kecamatan": after},
+        request_id=request_id,
     )
 
 
@@ -201,7 +225,7 @@ async def create_incident(
     )
     session.add(incident)
     await session.flush()
-    after = snapshot(incident) | {"channel": incident.channel}
+    after = snapshot(incident) | {"channel": incident.channel, "kecamatan": incident.kecamatan}
     add_timeline_event(session, incident_id=incident.id, actor=actor, kind="created", data=after)
     await record_audit(
         session=session,
@@ -260,7 +284,9 @@ async def update_incident(
     after = snapshot(incident)
     diff = {k: {"from": before[k], "to": after[k]} for k in after if before[k] != after[k]}
     if "address" in diff:
-        await refresh_kecamatan(session=session, incident=incident)
+        await refresh_kecamatan(
+            session=session, incident=incident, actor=actor, request_id=request_id
+        )
     if diff:
         await session.flush()
         kind = "status_changed" if set(diff) == {"status"} else "updated"
@@ -353,11 +379,17 @@ async def link_duplicate(
     # Re-point incidents that were duplicates of this one at the same root.
     children = (
         await session.scalars(
-            select(Incident).where(Incident.duplicate_of_id == incident.id).with_for_update()
+            select(Incident)
+            .where(Incident.duplicate_of_id == incident.id)
+            .order_by(Incident.id)
+            .with_for_update()
         )
     ).all()
+    relinked: list[tuple[Incident, dict[str, Any]]] = []
     for child in children:
+        child_before = snapshot(child)
         child.duplicate_of_id = root.id
+        relinked.append((child, child_before))
     after = snapshot(incident)
     await session.flush()
     add_timeline_event(
@@ -384,6 +416,33 @@ async def link_duplicate(
         after=after,
         request_id=request_id,
     )
+    for child, child_before in relinked:
+        # A child moves with its parent: its own timeline and the root's say so, and the audit
+        # trail has its before and after like any other change.
+        add_timeline_event(
+            session,
+            incident_id=child.id,
+            actor=actor,
+            kind="duplicate_relinked",
+            data={"from": incident.id, "to": root.id},
+        )
+        add_timeline_event(
+            session,
+            incident_id=root.id,
+            actor=actor,
+            kind="duplicate_received",
+            data={"incident": child.id, "via": incident.id},
+        )
+        await record_audit(
+            session=session,
+            actor=actor,
+            action="incident.link_duplicate",
+            entity_type="incident",
+            entity_id=str(child.id),
+            before=child_before,
+            after=snapshot(child) | {"via": incident.id},
+            request_id=request_id,
+        )
     return incident
 
 

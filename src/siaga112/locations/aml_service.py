@@ -29,12 +29,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Select, func, or_, select, text
+from sqlalchemy import Select, func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from siaga112.audit.service import record_audit
 from siaga112.auth.service import Actor, system_actor
+from siaga112.callers.numbers import call_matches
 from siaga112.calls.models import Call
 from siaga112.config import LocationSettings
 from siaga112.errors import InvalidSignature, MalformedAml, Replayed
@@ -199,14 +200,6 @@ def parse_signed(channel: str, signed: bytes) -> _Parsed:
 # -- matching ---------------------------------------------------------------------------------
 
 
-def number_forms(e164: str) -> list[str]:
-    """The forms a number may have been stored in: +62812..., 62812..., 0812..."""
-    forms = [e164, e164.lstrip("+")]
-    if e164.startswith("+62"):
-        forms.append("0" + e164[3:])
-    return forms
-
-
 async def _lock_number(session: AsyncSession, e164: str) -> None:
     await session.execute(
         text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
@@ -217,15 +210,10 @@ async def _lock_number(session: AsyncSession, e164: str) -> None:
 def _calls_for(
     e164: str, at: datetime, policy: AmlPolicy, now: datetime
 ) -> Select[uuid.UUID, int | None]:
-    forms = number_forms(e164)
     return (
         select(Call.id, Call.incident_id)
         .where(
-            or_(
-                Call.caller_e164 == e164,
-                Call.caller_number.in_(forms),
-                Call.asserted_number.in_(forms),
-            ),
+            call_matches(e164),
             Call.offered_at <= at + policy.match_before,
             Call.offered_at >= at - MAX_CALL_SPAN,
             func.coalesce(Call.ended_at, now) >= at - policy.match_after_end,
@@ -470,7 +458,6 @@ __all__ = [
     "attach_pending_aml",
     "authenticate",
     "list_unmatched",
-    "number_forms",
     "parse_signed",
     "receive_aml",
     "rematch_unmatched",

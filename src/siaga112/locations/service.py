@@ -118,7 +118,7 @@ async def add_location(
         add_timeline_event(
             session, incident_id=incident_id, actor=actor, kind="location_added", data=summary
         )
-        await _refresh_kecamatan(session, location)
+        await _refresh_kecamatan(session, location, actor=actor, request_id=request_id)
     await record_audit(
         session=session,
         actor=actor,
@@ -132,7 +132,9 @@ async def add_location(
     return location
 
 
-async def _refresh_kecamatan(session: AsyncSession, location: Location) -> None:
+async def _refresh_kecamatan(
+    session: AsyncSession, location: Location, *, actor: Actor, request_id: str | None
+) -> None:
     """A location that names a kecamatan (civic A3, or an address with "Kec.") may give the
     incident its kecamatan for the reports; any other location leaves the incident alone."""
     if location.incident_id is None:
@@ -148,7 +150,9 @@ async def _refresh_kecamatan(session: AsyncSession, location: Location) -> None:
         return
     incident = await session.get(Incident, location.incident_id, with_for_update=True)
     if incident is not None:
-        await refresh_kecamatan(session=session, incident=incident)
+        await refresh_kecamatan(
+            session=session, incident=incident, actor=actor, request_id=request_id
+        )
 
 
 # -- the call side ----------------------------------------------------------------------------
@@ -613,7 +617,7 @@ async def _confirm(
     location.confirmed_by = actor.label
     location.confirmed_at = datetime.now(UTC)
     await session.flush()
-    await _refresh_kecamatan(session, location)
+    await _refresh_kecamatan(session, location, actor=actor, request_id=request_id)
     data = {
         "location_id": str(location.id),
         "source": location.source,

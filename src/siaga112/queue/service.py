@@ -1,5 +1,7 @@
-"""The live queue: who waits (Asterisk's QueueStatus, enriched with the call, incident and
-latest location from the database), the longest wait, and operators grouped by state."""
+"""The live queue: who waits (Asterisk's QueueStatus, enriched with the call, incident, latest
+location, and the caller's active flag and history in counts from the database), the longest
+wait, and operators grouped by state. The enrichment is a fixed number of statements however
+many callers wait: no query per caller."""
 
 from __future__ import annotations
 
@@ -10,12 +12,20 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from siaga112.callers.numbers import subscriber_number
+from siaga112.callers.service import caller_briefs, number_of_call
 from siaga112.calls.models import Call
 from siaga112.incidents.models import Incident
 from siaga112.locations.models import Location
 from siaga112.operators.models import Operator
 from siaga112.operators.service import QueueTarget, live_states
-from siaga112.queue.schemas import LiveQueue, LocationSummary, WaitingCall
+from siaga112.queue.schemas import (
+    FlagSummary,
+    HistorySummary,
+    LiveQueue,
+    LocationSummary,
+    WaitingCall,
+)
 from siaga112.telephony.call_control import CallControl, CallControlError, QueueEntryState
 
 
@@ -79,10 +89,22 @@ async def live_queue(
             .ext(distinct_on(Location.call_id))
         )
         locations = {loc.call_id: loc for loc in loc_rows}
+    numbers: dict[str, str | None] = {}
+    for e in entries:
+        call, _ = calls.get(e.uniqueid, (None, None))
+        # Without a row yet (siaga112 missed the AGI step), Asterisk's caller ID is all there is.
+        numbers[e.uniqueid] = (
+            number_of_call(call) if call is not None else subscriber_number(e.caller_number)
+        )
+    briefs = await caller_briefs(
+        session=session, numbers=[n for n in numbers.values() if n is not None]
+    )
     waiting: list[WaitingCall] = []
     for e in sorted(entries, key=lambda e: (e.queue, e.position)):
         call, incident = calls.get(e.uniqueid, (None, None))
         loc = locations.get(call.id) if call is not None else None
+        number = numbers[e.uniqueid]
+        brief = briefs.get(number) if number is not None else None
         waiting.append(
             WaitingCall(
                 queue=e.queue,
@@ -100,6 +122,22 @@ async def live_queue(
                     confirmed=loc.confirmed,
                 )
                 if loc is not None
+                else None,
+                number=number,
+                flag=FlagSummary(
+                    id=brief.flag.id,
+                    kind=brief.flag.kind,
+                    reason=brief.flag.reason,
+                    expires_at=brief.flag.expires_at,
+                )
+                if brief is not None and brief.flag is not None
+                else None,
+                history=HistorySummary(
+                    calls_total=brief.calls_total,
+                    incidents_total=brief.incidents_total,
+                    false_calls=brief.false_calls,
+                )
+                if brief is not None
                 else None,
             )
         )

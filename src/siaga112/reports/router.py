@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -13,9 +11,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse, Response
 
+from siaga112.api.csv_export import csv_text
 from siaga112.api.deps import Reader, SessionDep
 from siaga112.errors import InvalidRequest
-from siaga112.reports.service import IncidentReport, incident_report
+from siaga112.reports.service import MAX_HOURLY_RANGE, IncidentReport, incident_report
 from siaga112.schemas import ERROR_RESPONSES
 
 router = APIRouter(prefix="/reports", tags=["reports"], responses=ERROR_RESPONSES)
@@ -50,6 +49,7 @@ def _rows(report: IncidentReport, by: By) -> tuple[list[str], list[dict[str, Any
         ]
         return fields, [asdict(a) for a in report.by_agency]
     if by is By.HOUR:
+        assert report.by_hour is not None, "checked by the route"
         return ["hour", "incidents"], [
             {"hour": h.hour.isoformat(), "incidents": h.incidents} for h in report.by_hour
         ]
@@ -63,11 +63,7 @@ def _rows(report: IncidentReport, by: By) -> tuple[list[str], list[dict[str, Any
 
 def _csv(report: IncidentReport, by: By) -> str:
     fields, lines = _rows(report, by)
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=fields, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(lines)
-    return out.getvalue()
+    return csv_text(fields, lines)
 
 
 def _jsonable(value: Any) -> Any:
@@ -88,7 +84,8 @@ def _jsonable(value: Any) -> Any:
         "classification, the agencies they were dispatched to (with acknowledged, declined, "
         "completed and the mean time to acknowledge), kecamatan (district: from the address "
         "`Kec. X` / `Kecamatan X`, else a location's civic address A3, else `unknown`) and "
-        "hour (local hours in `tz`, default Asia/Jakarta). `format=csv&by=...` exports one "
+        "hour (local hours in `tz`, default Asia/Jakarta; every hour of the range, 0 where "
+        "there were none, for ranges up to 92 days, else null). `format=csv&by=...` exports one "
         "grouping. Integrators, operators, supervisors and admins may read reports; agency "
         "keys may not."
     ),
@@ -117,6 +114,11 @@ async def incidents_report(
         ZoneInfo(tz)
     except (ZoneInfoNotFoundError, ValueError) as exc:
         raise InvalidRequest("unknown time zone", details=[{"field": "query.tz"}]) from exc
+    if format is Format.CSV and by is By.HOUR and end - start > MAX_HOURLY_RANGE:
+        raise InvalidRequest(
+            "hourly rows are given for at most 92 days: ask for a shorter range",
+            details=[{"field": "query.by"}, {"field": "query.end"}],
+        )
     report = await incident_report(session=session, start=start, end=end, timezone=tz)
     if format is Format.CSV:
         return Response(

@@ -5,13 +5,15 @@ incident is counted once per grouping, duplicates included (``by_classification`
 were duplicates). ``by_agency`` counts the incidents of the range handed to each agency and what
 became of those dispatches; an incident sent to two agencies counts once for each. Empty values
 get a name of their own so that the rows add up to the total: ``uncategorised``,
-``unclassified``, ``unknown`` (kecamatan).
+``unclassified``, ``unknown`` (kecamatan). ``by_hour`` lists every local hour of the range, those
+without incidents with 0, for ranges up to :data:`MAX_HOURLY_RANGE` (longer: None, as a year of
+hours is no longer a shift report).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -26,6 +28,8 @@ from siaga112.incidents.models import Incident
 UNCATEGORISED = "uncategorised"
 UNCLASSIFIED = "unclassified"
 UNKNOWN_KECAMATAN = "unknown"
+# At most 92 days (a quarter) of hourly rows: 2,208 of them.
+MAX_HOURLY_RANGE = timedelta(days=92)
 
 
 def _in_range(start: datetime, end: datetime) -> ColumnElement[bool]:
@@ -66,7 +70,7 @@ class IncidentReport:
     by_classification: list[Count]
     by_agency: list[AgencyCount]
     by_kecamatan: list[Count]
-    by_hour: list[HourCount]
+    by_hour: list[HourCount] | None
 
 
 async def _counts(
@@ -78,6 +82,26 @@ async def _counts(
         await session.execute(select(key, n).where(where).group_by(key).order_by(n.desc(), key))
     ).all()
     return [Count(key=r.key, incidents=r.n) for r in rows]
+
+
+def local_hours(start: datetime, end: datetime, zone: ZoneInfo) -> list[datetime]:
+    """The local wall-clock hours (in ``zone``) that overlap ``[start, end)``, in order. Steps
+    are one real hour, so a daylight-saving change gives no missing or doubled hour and zones
+    with half-hour offsets get their own hour boundaries."""
+    first = start.astimezone(zone).replace(minute=0, second=0, microsecond=0)
+    hours: list[datetime] = []
+    at = first.astimezone(UTC)
+    while at < end:
+        hours.append(at.astimezone(zone))
+        at += timedelta(hours=1)
+    return hours
+
+
+def _fill_hours(
+    counts: dict[datetime, int], start: datetime, end: datetime, zone: ZoneInfo
+) -> list[HourCount]:
+    # Aware datetimes compare as instants, whatever zone each was expressed in.
+    return [HourCount(hour=h, incidents=counts.get(h, 0)) for h in local_hours(start, end, zone)]
 
 
 async def incident_report(
@@ -108,13 +132,15 @@ async def incident_report(
             .order_by(agency_incidents.desc(), Agency.code)
         )
     ).all()
-    hour = func.date_trunc("hour", Incident.created_at, timezone).label("hour")
-    hours = (
-        await session.execute(
-            select(hour, func.count().label("n")).where(where).group_by(hour).order_by(hour)
-        )
-    ).all()
     zone = ZoneInfo(timezone)
+    by_hour: list[HourCount] | None = None
+    if end - start <= MAX_HOURLY_RANGE:
+        hour = func.date_trunc("hour", Incident.created_at, timezone).label("hour")
+        hours = (
+            await session.execute(select(hour, func.count().label("n")).where(where).group_by(hour))
+        ).all()
+        # Local wall-clock hours with their offset, as the centre's shift reports read them.
+        by_hour = _fill_hours({r.hour: r.n for r in hours}, start, end, zone)
     return IncidentReport(
         start=start,
         end=end,
@@ -136,6 +162,5 @@ async def incident_report(
             for r in agencies
         ],
         by_kecamatan=await _counts(session, Incident.kecamatan, UNKNOWN_KECAMATAN, where),
-        # Local wall-clock hours with their offset, as the centre's shift reports read them.
-        by_hour=[HourCount(hour=r.hour.astimezone(zone), incidents=r.n) for r in hours],
+        by_hour=by_hour,
     )

@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import csv
-import io
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -11,6 +9,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse, Response
 
+from siaga112.api.csv_export import csv_text
 from siaga112.api.deps import Reader, SessionDep
 from siaga112.errors import InvalidRequest
 from siaga112.schemas import ERROR_RESPONSES
@@ -39,16 +38,11 @@ def _flat(figures: Figures) -> dict[str, Any]:
 
 
 def _csv(levels: ServiceLevels, rows: CsvRows) -> str:
-    out = io.StringIO()
     if rows is CsvRows.HOUR:
         lines = [{"hour": h.hour.isoformat(), **_flat(h.figures)} for h in levels.by_hour]
     else:
         lines = [asdict(o) for o in levels.by_operator]
-    if lines:
-        writer = csv.DictWriter(out, fieldnames=list(lines[0]))
-        writer.writeheader()
-        writer.writerows(lines)
-    return out.getvalue()
+    return csv_text(list(lines[0]), lines) if lines else ""
 
 
 @router.get(

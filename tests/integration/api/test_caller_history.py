@@ -284,3 +284,53 @@ async def test_incident_detail_carries_the_callers_history_in_brief(
     assert [(e.entity_id, (e.after or {}).get("incident_id")) for e in events] == [
         (NUMBER, world.emergency)
     ]
+
+
+@pytest.mark.parametrize("short", ["112", "1500", "14045", "1500123"])
+async def test_short_codes_are_not_a_callers_number(
+    client: httpx.AsyncClient, keys: dict[Role, str], short: str
+) -> None:
+    r = await client.get(f"/v1/callers/{short}/history", headers=auth(keys[Role.OPERATOR]))
+    assert r.status_code == 422, r.text
+    assert r.json()["code"] == "caller_id_unavailable"
+
+
+async def test_calls_with_a_short_code_caller_id_are_not_lumped_together(
+    client: httpx.AsyncClient,
+    keys: dict[Role, str],
+    sessionmaker: async_sessionmaker,  # type: ignore[type-arg]
+) -> None:
+    # Two unrelated callers whose network put the placeholder "112" where the number goes.
+    async with sessionmaker() as session:
+        first = _incident(60, "prank", "112")
+        second = _incident(70, None, "112")
+        session.add_all([first, second])
+        await session.flush()
+        waiting = _call(
+            70,
+            caller_number="112",
+            caller_e164="112",
+            incident=second,
+            state="queued",
+            outcome=None,
+        )
+        session.add_all(
+            [_call(60, caller_number="112", caller_e164="112", incident=first), waiting]
+        )
+        await session.commit()
+    h = auth(keys[Role.OPERATOR])
+    r = await client.get(f"/v1/calls/{waiting.id}/caller-history", headers=h)
+    assert r.status_code == 422, r.text
+    assert r.json()["code"] == "caller_id_unavailable"
+    r = await client.get(f"/v1/incidents/{second.id}", headers=h)
+    assert r.status_code == 200, r.text
+    assert r.json()["caller_history"] is None
+    async with sessionmaker() as session:
+        reads = (
+            await session.scalars(
+                select(AuditEvent).where(
+                    AuditEvent.action == "caller.history.read", AuditEvent.entity_id == "112"
+                )
+            )
+        ).all()
+    assert reads == []

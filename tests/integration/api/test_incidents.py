@@ -249,3 +249,44 @@ async def test_time_range_filter(client: httpx.AsyncClient, keys: dict[Role, str
         "/v1/incidents", headers=auth(key), params={"created_to": at, "category": "hewan"}
     )
     assert inc["id"] not in [i["id"] for i in r.json()["items"]]
+
+
+async def test_relinking_a_duplicates_children_is_on_their_timelines_and_audited(
+    client: httpx.AsyncClient,
+    keys: dict[Role, str],
+    sessionmaker: async_sessionmaker,  # type: ignore[type-arg]
+) -> None:
+    key = keys[Role.OPERATOR]
+    a, b, c = [await _open(client, key) for _ in range(3)]
+    # c duplicates b; then b turns out to duplicate a: c now points at a too.
+    r = await client.post(
+        f"/v1/incidents/{c['id']}/duplicate-of", headers=auth(key), json={"duplicate_of": b["id"]}
+    )
+    assert r.status_code == 200, r.text
+    r = await client.post(
+        f"/v1/incidents/{b['id']}/duplicate-of", headers=auth(key), json={"duplicate_of": a["id"]}
+    )
+    assert r.status_code == 200, r.text
+    child = (await client.get(f"/v1/incidents/{c['id']}", headers=auth(key))).json()
+    assert child["duplicate_of_id"] == a["id"]
+    relinked = [e for e in child["timeline"] if e["kind"] == "duplicate_relinked"]
+    assert len(relinked) == 1
+    assert relinked[0]["actor"] == "key:test-operator"
+    assert relinked[0]["data"] == {"from": b["id"], "to": a["id"]}
+    root = (await client.get(f"/v1/incidents/{a['id']}", headers=auth(key))).json()
+    received = [e["data"] for e in root["timeline"] if e["kind"] == "duplicate_received"]
+    assert {d["incident"] for d in received} == {b["id"], c["id"]}
+    async with sessionmaker() as session:
+        audit = (
+            await session.scalars(
+                select(AuditEvent).where(
+                    AuditEvent.action == "incident.link_duplicate",
+                    AuditEvent.entity_id == str(c["id"]),
+                )
+            )
+        ).all()
+    assert [(e.actor, (e.before or {})["duplicate_of_id"]) for e in audit] == [
+        ("key:test-operator", None),
+        ("key:test-operator", b["id"]),
+    ]
+    assert (audit[1].after or {})["duplicate_of_id"] == a["id"]

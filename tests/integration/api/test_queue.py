@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from siaga112.app import create_app
@@ -130,3 +131,150 @@ async def test_without_asterisk_the_queue_comes_from_the_database(
     assert [w["call_id"] for w in body["waiting"]] == [str(call.id)]
     assert body["waiting"][0]["wait_s"] >= 30
     assert body["operators_by_state"] == {}
+
+
+async def _history(
+    sessionmaker: async_sessionmaker,  # type: ignore[type-arg]
+    number: str,
+    classifications: list[str | None],
+) -> None:
+    """Earlier calls of ``number`` (stored in its 62-form), each with its incident."""
+    async with sessionmaker() as session:
+        for i, classification in enumerate(classifications):
+            at = datetime.now(UTC) - timedelta(days=1, minutes=i)
+            uid = f"h{uuid.uuid4().int % 10**9}.{i}"
+            incident = Incident(
+                status="closed",
+                channel="call",
+                priority=3,
+                classification=classification,
+                caller_number=number.lstrip("+"),
+                created_by="tests",
+            )
+            session.add(incident)
+            await session.flush()
+            session.add(
+                Call(
+                    uniqueid=uid,
+                    linkedid=uid,
+                    caller_number=number.lstrip("+"),
+                    caller_id_available=True,
+                    state="ended",
+                    source="agi",
+                    offered_at=at,
+                    incident_id=incident.id,
+                )
+            )
+        await session.commit()
+
+
+async def _waiting(
+    sessionmaker: async_sessionmaker,  # type: ignore[type-arg]
+    caller_number: str | None,
+    *,
+    asserted: str | None = None,
+) -> Call:
+    now = datetime.now(UTC)
+    uid = f"w{uuid.uuid4().int % 10**9}.1"
+    async with sessionmaker() as session:
+        incident = Incident(
+            status="new", channel="call", priority=3, origin_linkedid=uid, created_by="tests"
+        )
+        session.add(incident)
+        await session.flush()
+        call = Call(
+            uniqueid=uid,
+            linkedid=uid,
+            caller_number=caller_number,
+            caller_e164=caller_number if caller_number and caller_number[0] == "+" else None,
+            asserted_number=asserted,
+            caller_id_available=caller_number is not None,
+            state="queued",
+            source="agi",
+            queue="emergency-low",
+            offered_at=now - timedelta(seconds=10),
+            enqueued_at=now - timedelta(seconds=9),
+            incident_id=incident.id,
+        )
+        session.add(call)
+        await session.commit()
+        return call
+
+
+async def test_waiting_callers_show_their_flag_and_history_in_brief(
+    api: httpx.AsyncClient,
+    keys: dict[Role, str],
+    control: FakeControl,
+    sessionmaker: async_sessionmaker,  # type: ignore[type-arg]
+) -> None:
+    flagged = f"+62813{uuid.uuid4().int % 10**7:07d}"
+    await _history(sessionmaker, flagged, ["prank", "ghost", "emergency"])
+    r = await api.post(
+        "/v1/number-flags",
+        headers=auth(keys[Role.OPERATOR]),
+        json={"number": flagged, "kind": "prank", "reason": "tiga kali iseng", "hours": 5},
+    )
+    assert r.status_code == 201, r.text
+    # The waiting call carries the number in its 0-form, and only as the asserted identity.
+    local = "0" + flagged[3:]
+    call = await _waiting(sessionmaker, "anonymous", asserted=local)
+    anonymous = await _waiting(sessionmaker, None)
+    short = await _waiting(sessionmaker, "112")
+    control.entries = [
+        QueueEntryState("emergency-low", 1, "PJSIP/carrier-1", call.uniqueid, "anonymous", 9),
+        QueueEntryState("emergency-low", 2, "PJSIP/carrier-2", anonymous.uniqueid, "", 8),
+        QueueEntryState("emergency-low", 3, "PJSIP/carrier-3", short.uniqueid, "112", 7),
+    ]
+    r = await api.get("/v1/queue", headers=auth(keys[Role.OPERATOR]))
+    assert r.status_code == 200, r.text
+    first, second, third = r.json()["waiting"]
+    assert first["number"] == flagged
+    assert first["flag"]["kind"] == "prank"
+    assert first["flag"]["reason"] == "tiga kali iseng"
+    expires = datetime.fromisoformat(first["flag"]["expires_at"])
+    assert timedelta(hours=4, minutes=59) < expires - datetime.now(UTC) <= timedelta(hours=5)
+    # Three earlier calls and this one; four incidents, two of them prank or silent.
+    assert first["history"] == {"calls_total": 4, "incidents_total": 4, "false_calls": 2}
+    # Callers without a number of their own share no history and no flag.
+    for other in (second, third):
+        assert (other["number"], other["flag"], other["history"]) == (None, None, None)
+
+
+async def test_queue_enrichment_is_one_query_however_many_wait(
+    api: httpx.AsyncClient,
+    keys: dict[Role, str],
+    control: FakeControl,
+    engine: AsyncEngine,
+    sessionmaker: async_sessionmaker,  # type: ignore[type-arg]
+) -> None:
+    statements: list[str] = []
+
+    def count(*args: object) -> None:
+        statements.append(str(args[2]))
+
+    async def statements_for(n: int) -> int:
+        calls = []
+        for _ in range(n):
+            number = f"+62814{uuid.uuid4().int % 10**7:07d}"
+            await _history(sessionmaker, number, ["prank"])
+            calls.append(await _waiting(sessionmaker, number))
+        control.entries = [
+            QueueEntryState("emergency", i, "PJSIP/c", c.uniqueid, c.caller_number or "", 5)
+            for i, c in enumerate(calls, start=1)
+        ]
+        statements.clear()
+        event.listen(engine.sync_engine, "before_cursor_execute", count)
+        try:
+            r = await api.get("/v1/queue", headers=auth(keys[Role.OPERATOR]))
+        finally:
+            event.remove(engine.sync_engine, "before_cursor_execute", count)
+        assert r.status_code == 200, r.text
+        # Each number's own counts: one earlier prank call and incident, and the waiting one.
+        assert [
+            (w["history"]["calls_total"], w["history"]["incidents_total"])
+            for w in r.json()["waiting"]
+        ] == [(2, 2)] * n
+        return len(statements)
+
+    one, six = await statements_for(1), await statements_for(6)
+    assert 0 < one == six

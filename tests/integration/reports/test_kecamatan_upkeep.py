@@ -6,8 +6,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import httpx
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
+from siaga112.audit.models import AuditEvent
 from siaga112.auth.roles import Role
 from siaga112.auth.service import system_actor
 from siaga112.incidents.models import Incident
@@ -96,3 +98,64 @@ async def test_locations_give_the_kecamatan_when_the_address_does_not(
         row = await session.get(Incident, incident_id)
         assert row is not None
         assert row.kecamatan == "Rawalumbu"
+
+
+async def test_every_kecamatan_change_is_on_the_timeline_and_audited(
+    client: httpx.AsyncClient,
+    keys: dict[Role, str],
+    sessionmaker: async_sessionmaker,  # type: ignore[type-arg]
+) -> None:
+    key = keys[Role.OPERATOR]
+    r = await client.post("/v1/incidents", headers=auth(key), json={"channel": "radio"})
+    incident_id = r.json()["id"]
+    async with sessionmaker() as session:
+        # A PIDF-LO civic address naming the kecamatan (A3), added by the telephony side.
+        await add_location(
+            session=session,
+            call_id=None,
+            incident_id=incident_id,
+            source=LocationSource.PIDF_LO,
+            lat=-6.3,
+            lon=106.97,
+            radius_m=30,
+            confidence=None,
+            method="gps",
+            observed_at=datetime.now(UTC),
+            raw={"parsed": {"civic": {"country": "ID", "A3": "Jatiasih"}}},
+            address=None,
+            actor=system_actor("locations"),
+        )
+        await session.commit()
+    r = await client.patch(
+        f"/v1/incidents/{incident_id}",
+        headers=auth(key),
+        json={"address": "Jl. Cakung, Kec. Cilincing, Jakarta Utara"},
+    )
+    assert r.json()["kecamatan"] == "Cilincing"
+    # An address change that names the same kecamatan changes nothing and records nothing.
+    r = await client.patch(
+        f"/v1/incidents/{incident_id}",
+        headers=auth(key),
+        json={"address": "Jl. Cakung 2, Kec. Cilincing, Jakarta Utara"},
+    )
+    timeline = (await client.get(f"/v1/incidents/{incident_id}/timeline", headers=auth(key))).json()
+    changes = [(e["actor"], e["data"]) for e in timeline if e["kind"] == "kecamatan_changed"]
+    assert changes == [
+        ("system:locations", {"from": None, "to": "Jatiasih"}),
+        ("key:test-operator", {"from": "Jatiasih", "to": "Cilincing"}),
+    ]
+    async with sessionmaker() as session:
+        audit = (
+            await session.scalars(
+                select(AuditEvent)
+                .where(
+                    AuditEvent.action == "incident.kecamatan",
+                    AuditEvent.entity_id == str(incident_id),
+                )
+                .order_by(AuditEvent.id)
+            )
+        ).all()
+    assert [(e.actor, e.before, e.after) for e in audit] == [
+        ("system:locations", {"kecamatan": None}, {"kecamatan": "Jatiasih"}),
+        ("key:test-operator", {"kecamatan": "Jatiasih"}, {"kecamatan": "Cilincing"}),
+    ]

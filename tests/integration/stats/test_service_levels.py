@@ -121,3 +121,28 @@ async def test_bad_stats_query_is_422(
     r = await client.get("/v1/stats", headers=auth(keys[Role.SUPERVISOR]), params=params)
     assert r.status_code == 422
     assert field in [d["field"] for d in r.json()["details"]]
+
+
+async def test_stats_csv_neutralises_formulas(
+    client: httpx.AsyncClient,
+    keys: dict[Role, str],
+    sessionmaker: async_sessionmaker,  # type: ignore[type-arg]
+) -> None:
+    at = datetime(2031, 4, 2, 3, 0, tzinfo=UTC)
+    async with sessionmaker() as session:
+        row = call(0, answer_after=4, operator="-2+3")
+        row.offered_at = at
+        assert row.answered_at is not None
+        row.answered_at = at + timedelta(seconds=4)
+        row.ended_at = at + timedelta(seconds=30)
+        session.add(row)
+        await session.commit()
+    params = {
+        "start": at.isoformat(),
+        "end": (at + timedelta(hours=1)).isoformat(),
+        "format": "csv",
+        "rows": "operator",
+    }
+    r = await client.get("/v1/stats", headers=auth(keys[Role.INTEGRATOR]), params=params)
+    assert r.status_code == 200, r.text
+    assert [row["operator"] for row in csv.DictReader(io.StringIO(r.text))] == ["'-2+3"]
