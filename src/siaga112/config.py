@@ -55,6 +55,10 @@ class AmiSettings(BaseModel):
     reconnect_max_s: float = 15.0
 
 
+# The queue flagged (prank/nuisance) numbers wait in: the main queue's name with this suffix.
+LOW_QUEUE_SUFFIX = "-low"
+
+
 class PbxSettings(BaseModel):
     """Values that differ per site and are rendered into the Asterisk configuration."""
 
@@ -89,6 +93,10 @@ class PbxSettings(BaseModel):
     # [from-carrier] that run the emergency path into a queue whose one member (the first demo
     # operator) is rung even while in use -- one with the AGI step, one without it.
     bench_numbers: bool = False
+
+    @property
+    def low_queue_name(self) -> str:
+        return self.queue_name + LOW_QUEUE_SUFFIX
 
 
 class DispatchSettings(BaseModel):

@@ -52,7 +52,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
-from siaga112.config import Settings
+from siaga112.config import LOW_QUEUE_SUFFIX, Settings
 
 __all__ = [
     "AMI_EVENTS",
@@ -62,6 +62,7 @@ __all__ = [
     "BENCH_QUEUE",
     "CDR_CSV_FIELDS",
     "CDR_FILE_NAME",
+    "LOW_QUEUE_SUFFIX",
     "PbxError",
     "PbxStatus",
     "cdr_csv_path",
@@ -187,7 +188,6 @@ NOLOAD_MODULES: tuple[str, ...] = (
     "res_stasis_playback", "res_stasis_recording", "res_stasis_snoop", "res_stasis_test",
 )  # fmt: skip
 
-LOW_QUEUE_SUFFIX = "-low"
 _START_TIMEOUT_S = 60.0
 _STOP_TIMEOUT_S = 20.0
 _CLI_TIMEOUT_S = 15.0
@@ -405,7 +405,7 @@ def render_config(
         "bench_endpoints": bench_endpoints,
         "operator_extensions": operator_extensions,
         "queue_name": pbx.queue_name,
-        "low_queue_name": pbx.queue_name + LOW_QUEUE_SUFFIX,
+        "low_queue_name": pbx.low_queue_name,
         "member_lines": member_lines,
         "agi_host": settings.agi.host,
         "agi_port": settings.agi.port,
