@@ -20,6 +20,7 @@ from siaga112.auth.service import Actor
 from siaga112.config import PbxSettings
 from siaga112.errors import Conflict, InvalidTransition, NotFound, TelephonyUnavailable
 from siaga112.operators.models import Operator, PsAor, PsAuth, PsEndpoint
+from siaga112.telephony.ami_events import OVERFLOW_MEMBER_PREFIX
 from siaga112.telephony.call_control import CallControl, CallControlError, QueueMemberState
 
 log = logging.getLogger(__name__)
@@ -299,14 +300,19 @@ async def set_session(
 async def live_states(
     *, control: CallControl | None, target: QueueTarget
 ) -> dict[str, QueueMemberState] | None:
-    """Operators in the main queue now, by extension; None when Asterisk cannot be asked."""
+    """Operators in the main queue now, by extension (overflow destinations left out); None
+    when Asterisk cannot be asked."""
     if control is None:
         return None
     try:
         members = await control.queue_members(queue=target.main)
     except (CallControlError, TimeoutError):
         return None
-    return {m.interface.removeprefix("PJSIP/"): m for m in members}
+    return {
+        m.interface.removeprefix("PJSIP/"): m
+        for m in members
+        if not m.name.startswith(OVERFLOW_MEMBER_PREFIX)
+    }
 
 
 async def reapply_sessions(
