@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import secrets
 from functools import cached_property
 from pathlib import Path
@@ -64,6 +65,14 @@ class AmiSettings(BaseModel):
         return [str(ipaddress.ip_network(v.strip(), strict=False)) for v in value]
 
 
+# The queue flagged (prank/nuisance) numbers wait in: the main queue's name with this suffix.
+LOW_QUEUE_SUFFIX = "-low"
+# An overflow target: a SIP endpoint (a supervisor's phone, "PJSIP/9001") or a number dialled
+# through the carrier trunk (a neighbouring centre, "+62215550112").
+_OVERFLOW_ENDPOINT = re.compile(r"PJSIP/[A-Za-z0-9_-]{1,40}")
+_OVERFLOW_NUMBER = re.compile(r"\+?[0-9]{2,20}")
+
+
 class PbxSettings(BaseModel):
     """Values that differ per site and are rendered into the Asterisk configuration."""
 
@@ -89,6 +98,10 @@ class PbxSettings(BaseModel):
     # A core sound by default; a site records its own in Bahasa Indonesia and names it here.
     flagged_announcement: str = "queue-thankyou"
     demo_operators: list[str] = Field(default_factory=lambda: ["6001", "6002"])
+    # Overflow: where a waiting caller ALSO rings when no operator is available, or once it has
+    # waited overflow_after_s (see the README). Empty: no overflow.
+    overflow_targets: list[str] = Field(default_factory=list)
+    overflow_after_s: int = Field(default=30, ge=0, le=3600)
     # Asterisk configuration templates; default: the repository's asterisk/ directory.
     templates_dir: Path | None = None
     # Asterisk's CDR CSV that reconciliation reads; default: the one inside the local root.
@@ -101,6 +114,26 @@ class PbxSettings(BaseModel):
     # [from-carrier] that run the emergency path into a queue whose one member (the first demo
     # operator) is rung even while in use -- one with the AGI step, one without it.
     bench_numbers: bool = False
+
+    @field_validator("overflow_targets")
+    @classmethod
+    def _valid_overflow_targets(cls, targets: list[str]) -> list[str]:
+        keys: set[str] = set()
+        for target in targets:
+            if not (_OVERFLOW_ENDPOINT.fullmatch(target) or _OVERFLOW_NUMBER.fullmatch(target)):
+                raise ValueError(
+                    f"overflow target {target!r} is neither PJSIP/<endpoint> nor a number "
+                    "(digits, optionally with a leading +)"
+                )
+            key = target.removeprefix("PJSIP/")
+            if key in keys:
+                raise ValueError(f"overflow target {key!r} is given twice")
+            keys.add(key)
+        return targets
+
+    @property
+    def low_queue_name(self) -> str:
+        return self.queue_name + LOW_QUEUE_SUFFIX
 
 
 class DispatchSettings(BaseModel):

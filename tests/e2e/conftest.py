@@ -14,14 +14,19 @@ import os
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
+import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from siaga112.app import create_app
+from siaga112.auth.roles import Role
+from siaga112.auth.service import create_key, system_actor
 from siaga112.config import Settings
 from siaga112.telephony import pbx
 from siaga112.telephony.metrics import Metrics
 from siaga112.telephony.runtime import Telephony
 from siaga112.telephony.sipp import SippOperator, pbx_unavailable_reason
+from tests.conftest import auth
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -69,6 +74,28 @@ class Stack:
         if self.telephony is not None:
             await self.telephony.stop()
             self.telephony = None
+
+
+@pytest.fixture
+async def api(stack: Stack, engine: AsyncEngine) -> AsyncIterator[httpx.AsyncClient]:
+    """The API of this stack (real call control over AMI), with an admin key."""
+    assert stack.telephony is not None
+    app = create_app(
+        stack.settings,
+        engine=engine,
+        sessionmaker=stack.sessionmaker,
+        call_control=stack.telephony.control,
+    )
+    async with stack.sessionmaker() as session:
+        key = await create_key(
+            session=session, name="e2e-admin", role=Role.ADMIN, actor=system_actor("tests")
+        )
+        await session.commit()
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://siaga112.test", headers=auth(key.raw)
+    ) as client:
+        yield client
 
 
 @pytest.fixture(scope="session")

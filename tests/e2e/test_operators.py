@@ -9,46 +9,18 @@ import asyncio
 import socket
 import subprocess
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
-import pytest
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from siaga112.app import create_app
-from siaga112.auth.roles import Role
-from siaga112.auth.service import create_key, system_actor
 from siaga112.calls.models import Call
 from siaga112.telephony import pbx
 from siaga112.telephony.sipp import SIP_CONF, SippOperator, register_operator
-from tests.conftest import auth
 from tests.e2e.conftest import Stack
 from tests.e2e.test_real_calls import call, new_number, wait_for_call
 
 EXTENSION = "7201"
 PHONE_PORT = 5081
-
-
-@pytest.fixture
-async def api(stack: Stack, engine: AsyncEngine) -> AsyncIterator[httpx.AsyncClient]:
-    assert stack.telephony is not None
-    app = create_app(
-        stack.settings,
-        engine=engine,
-        sessionmaker=stack.sessionmaker,
-        call_control=stack.telephony.control,
-    )
-    async with stack.sessionmaker() as session:
-        key = await create_key(
-            session=session, name="e2e-admin", role=Role.ADMIN, actor=system_actor("tests")
-        )
-        await session.commit()
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(
-        transport=transport, base_url="http://siaga112.test", headers=auth(key.raw)
-    ) as client:
-        yield client
 
 
 async def wait_for_state(api: httpx.AsyncClient, state: str) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from siaga112.telephony.ami_events import (
     FullyBooted,
     Malformed,
     operator_from_interface,
+    overflow_target,
     parse_event,
     split_transcript,
 )
@@ -147,6 +148,41 @@ def test_agent_called_routes_on_the_caller_and_names_the_member_leg() -> None:
         "Operator 6001",
         "6001",
     )
+
+
+OVERFLOW_AGENT = (
+    "Queue: emergency\nMemberName: overflow:+62215550112\n"
+    "Interface: Local/+62215550112@siaga112-overflow/n\n"
+)
+
+
+def test_overflow_member_is_marked_and_named_by_its_target_not_as_an_operator() -> None:
+    dest = DEST.replace("PJSIP/6001-00000008", "Local/+62215550112@siaga112-overflow-0000000a;1")
+    e = parse(event("AgentCalled", CALLER, dest, OVERFLOW_AGENT))
+    assert isinstance(e, AgentRinging)
+    assert (e.overflow, e.operator) == (True, "overflow:+62215550112")
+    operator = parse(event("AgentCalled", CALLER, DEST, AGENT))
+    assert isinstance(operator, AgentRinging)
+    assert operator.overflow is False
+
+
+@pytest.mark.parametrize(
+    ("value", "target"),
+    [
+        ("Local/+62215550112@siaga112-overflow/n", "+62215550112"),
+        ("Local/9001@siaga112-overflow-0000002a;1", "9001"),
+        ("Local/9001@siaga112-overflow", "9001"),
+        ("Local/6001@operators/n", None),
+        ("Local/9001@siaga112-overflowing/n", None),
+        ("PJSIP/6001", None),
+        ("PJSIP/6001-0000002a", None),
+        ("", None),
+    ],
+)
+def test_overflow_target_is_read_from_member_interfaces_and_channels(
+    value: str, target: str | None
+) -> None:
+    assert overflow_target(value) == target
 
 
 def test_agent_connect_has_hold_and_ring_seconds() -> None:

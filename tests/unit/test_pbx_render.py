@@ -6,10 +6,17 @@ import re
 from pathlib import Path
 
 import pytest
-from pydantic import SecretStr
+from pydantic import SecretStr, ValidationError
 
 from siaga112.config import AgiSettings, AmiSettings, PbxSettings, RecordingSettings, Settings
-from siaga112.telephony.pbx import AMI_EVENTS, RECORDINGS_SUBDIR, recordings_path, render_config
+from siaga112.telephony.pbx import (
+    AMI_EVENTS,
+    OVERFLOW_PENALTY,
+    OVERFLOW_RULE,
+    RECORDINGS_SUBDIR,
+    recordings_path,
+    render_config,
+)
 
 
 def _settings(tmp_path: Path, **pbx: object) -> Settings:
@@ -115,12 +122,12 @@ def test_queue_and_answer_times_reach_asterisks_own_record(tmp_path: Path) -> No
     assert fields.index("siaga112_enqueued(uservar)") < fields.index("siaga112_answered(uservar)")
 
 
-def _render(settings: Settings) -> dict[str, str]:
+def _render_settings(settings: Settings) -> dict[str, str]:
     return render_config(settings, operator_passwords={"6001": "a", "6002": "b"}, hostname="h")
 
 
 def test_both_emergency_queues_record_from_the_operators_answer(tmp_path: Path) -> None:
-    files = _render(_settings(tmp_path))
+    files = _render_settings(_settings(tmp_path))
     queues = files["queues.conf"]
     template = queues[queues.index("[queue-template](!)") : queues.index("[emergency](")]
     assert re.search(r"^monitor-format = wav$", template, re.M)
@@ -141,7 +148,7 @@ def test_both_emergency_queues_record_from_the_operators_answer(tmp_path: Path) 
 
 
 def test_recording_modules_are_loaded_and_never_noloaded(tmp_path: Path) -> None:
-    modules = _render(_settings(tmp_path))["modules.conf"]
+    modules = _render_settings(_settings(tmp_path))["modules.conf"]
     for module in ("app_mixmonitor.so", "format_wav.so", "format_wav_gsm.so"):
         assert f"load => {module}" in modules
         assert f"noload => {module}" not in modules
@@ -149,9 +156,9 @@ def test_recording_modules_are_loaded_and_never_noloaded(tmp_path: Path) -> None
 
 def test_gsm_format_and_disabled_recording_render(tmp_path: Path) -> None:
     gsm = _settings(tmp_path).model_copy(update={"recordings": RecordingSettings(format="wav49")})
-    assert re.search(r"^monitor-format = wav49$", _render(gsm)["queues.conf"], re.M)
+    assert re.search(r"^monitor-format = wav49$", _render_settings(gsm)["queues.conf"], re.M)
     off = _settings(tmp_path).model_copy(update={"recordings": RecordingSettings(enabled=False)})
-    assert not re.search(r"^monitor-format", _render(off)["queues.conf"], re.M)
+    assert not re.search(r"^monitor-format", _render_settings(off)["queues.conf"], re.M)
 
 
 def test_recordings_are_read_inside_the_sandbox_unless_configured(tmp_path: Path) -> None:
@@ -161,3 +168,110 @@ def test_recordings_are_read_inside_the_sandbox_unless_configured(tmp_path: Path
     )
     shared = _settings(tmp_path, recordings_path=tmp_path / "nfs")
     assert recordings_path(shared) == tmp_path / "nfs"
+
+
+def _render(tmp_path: Path, **pbx: object) -> dict[str, str]:
+    return render_config(
+        _settings(tmp_path, **pbx), operator_passwords={"6001": "a", "6002": "b"}, hostname="h"
+    )
+
+
+def _settings_only(conf: str) -> str:
+    """The configuration without its comments."""
+    return "\n".join(line.split(";", 1)[0] for line in conf.splitlines())
+
+
+def _queue_section(queues: str, name: str) -> str:
+    start = queues.index(f"[{name}](queue-template)")
+    end = queues.find("\n[", start + 1)
+    return queues[start : end if end != -1 else None]
+
+
+def test_without_overflow_targets_nothing_overflows(tmp_path: Path) -> None:
+    files = {k: _settings_only(v) for k, v in _render(tmp_path).items()}
+    assert "Local/" not in files["queues.conf"]
+    assert "defaultrule" not in files["queues.conf"]
+    assert "penaltychange" not in files["queuerules.conf"]
+    assert "QUEUE_RAISE_PENALTY" not in files["extensions.conf"]
+    assert "QUEUE_MAX_PENALTY" not in files["extensions.conf"]
+
+
+def test_overflow_targets_are_members_of_both_queues_behind_the_operators(
+    tmp_path: Path,
+) -> None:
+    files = _render(tmp_path, overflow_targets=["PJSIP/9001", "+62215550112"], overflow_after_s=20)
+    queues = files["queues.conf"].replace(" ", "")
+    for name in ("emergency", "emergency-low"):
+        section = _queue_section(queues, name)
+        assert f"defaultrule={OVERFLOW_RULE}" in section
+        assert "member=>PJSIP/6001\n" in section
+        # A supervisor phone: rung through the overflow context, its own device state decides.
+        assert (
+            f"member=>Local/9001@siaga112-overflow/n,{OVERFLOW_PENALTY},overflow:9001,PJSIP/9001\n"
+            in section
+        )
+        # A neighbouring centre: may ring for several callers at once.
+        assert (
+            f"member=>Local/+62215550112@siaga112-overflow/n,{OVERFLOW_PENALTY},"
+            "overflow:+62215550112,,yes\n" in section
+        )
+    assert OVERFLOW_PENALTY > 0
+    # After the wait, operators are raised to the overflow penalty: all ring together. The
+    # rule opens a flagged caller's max penalty at the same time.
+    rules = files["queuerules.conf"].replace(" ", "")
+    assert f"[{OVERFLOW_RULE}]\npenaltychange=>20,{OVERFLOW_PENALTY},,{OVERFLOW_PENALTY}" in rules
+    ext = files["extensions.conf"]
+    context = ext[ext.index("[siaga112-overflow]") :]
+    assert "exten => 9001,1,Dial(PJSIP/9001)" in context
+    assert (
+        "exten => +62215550112,1,Dial(PJSIP/carrier/sip:+62215550112@${SIAGA112_OUTBOUND_TRUNK})"
+        in context
+    )
+
+
+def test_overflow_dialplan_sets_the_penalties_the_rule_changes_before_the_queue(
+    tmp_path: Path,
+) -> None:
+    ext = _render(tmp_path, overflow_targets=["+62215550112"], overflow_after_s=30)[
+        "extensions.conf"
+    ]
+    block = ext[ext.index("exten => 112,1,Answer()") :]
+    queue = block.index("Queue(${SIAGA112_QUEUE_USED},r")
+    # The rule changes only variables the dialplan set: raise starts at 0 (no effect) ...
+    raise_at = block.index("Set(QUEUE_RAISE_PENALTY=0)")
+    # ... and a flagged number reaches the overflow targets only after the wait.
+    flagged = block.index("ExecIf($[${LEN(${SIAGA112_FLAGGED})} > 0]?Set(QUEUE_MAX_PENALTY=0))")
+    assert raise_at < queue
+    assert flagged < queue
+    # Nothing between the AGI step and the queue can end the call.
+    between = block[block.index("AGI(") : queue]
+    assert "Hangup" not in between
+
+
+def test_overflow_without_wait_rings_everyone_together_from_the_start(tmp_path: Path) -> None:
+    files = {
+        k: _settings_only(v)
+        for k, v in _render(tmp_path, overflow_targets=["+62215550112"], overflow_after_s=0).items()
+    }
+    assert f"Set(QUEUE_RAISE_PENALTY={OVERFLOW_PENALTY})" in files["extensions.conf"]
+    assert "QUEUE_MAX_PENALTY" not in files["extensions.conf"]
+    assert "defaultrule" not in files["queues.conf"]
+    assert "penaltychange" not in files["queuerules.conf"]
+
+
+@pytest.mark.parametrize(
+    "targets",
+    [["SIP/9001"], ["PJSIP/90 01"], ["+62-21-555"], ["x"], ["+62215550112", "+62215550112"],
+     ["PJSIP/112", "112"]],
+)  # fmt: skip
+def test_malformed_or_repeated_overflow_targets_are_refused(targets: list[str]) -> None:
+    with pytest.raises(ValidationError):
+        PbxSettings(overflow_targets=targets)
+
+
+def test_both_queues_keep_the_demo_operators(tmp_path: Path) -> None:
+    queues = _render(tmp_path)["queues.conf"].replace(" ", "")
+    for name in ("emergency", "emergency-low"):
+        section = _queue_section(queues, name)
+        assert "member=>PJSIP/6001\n" in section
+        assert "member=>PJSIP/6002\n" in section

@@ -55,6 +55,7 @@ class Member(TypedDict):
     operator: str
     dest_uniqueid: str
     dest_channel: str
+    overflow: bool
 
 
 def leg(at: float, uniqueid: str = CALLER, channel: str = CALLER_CHANNEL) -> Leg:
@@ -111,6 +112,18 @@ def abandoned(at: float, hold: int) -> CallerAbandoned:
 
 
 def member(ext: str, queue: str = "emergency") -> Member:
+    """An operator, or with ext "overflow:<target>" an overflow destination."""
+    if ext.startswith("overflow:"):
+        target = ext.removeprefix("overflow:")
+        return Member(
+            queue=queue,
+            interface=f"Local/{target}@siaga112-overflow/n",
+            member_name=ext,
+            operator=ext,
+            dest_uniqueid=f"agent-{target}",
+            dest_channel=f"Local/{target}@siaga112-overflow-00000004;1",
+            overflow=True,
+        )
     return Member(
         queue=queue,
         interface=f"PJSIP/{ext}" if ext else "",
@@ -118,6 +131,7 @@ def member(ext: str, queue: str = "emergency") -> Member:
         operator=ext,
         dest_uniqueid=f"agent-{ext}",
         dest_channel=f"PJSIP/{ext}-00000002",
+        overflow=False,
     )
 
 
@@ -380,10 +394,49 @@ def test_transfer_back_to_queue_keeps_first_operator_and_last_completion_reason(
     assert state.state is CallStatus.ENDED
 
 
+NEIGHBOUR = "overflow:+62215550112"
+
+
+def overflowed_call() -> list[CallEvent]:
+    """6001 rings alone and does not answer; after the wait 6001 and the neighbouring centre
+    ring together and the centre answers."""
+    return [
+        created(0),
+        up(0.1),
+        joined(2),
+        ringing(2, "6001"),
+        no_answer(17, "6001"),
+        ringing(33, "6001"),
+        ringing(33, NEIGHBOUR),
+        answered(36, NEIGHBOUR, hold=34),
+        left(36),
+        finished(90, NEIGHBOUR, hold=34, talk=54),
+        hangup(90),
+    ]
+
+
+def test_overflow_is_recorded_when_an_overflow_destination_first_rings() -> None:
+    state = final(overflowed_call())
+    assert state.overflowed_at == t(33)
+    assert (state.operator, state.ringing_at, state.answered_at) == (NEIGHBOUR, t(2), t(36))
+    assert state.state is CallStatus.ENDED
+
+
+def test_operators_alone_never_mark_a_call_overflowed() -> None:
+    assert final(answered_call()).overflowed_at is None
+
+
+def test_overflow_answer_alone_still_marks_the_call_overflowed() -> None:
+    # AgentCalled missed (siaga112 reconnecting): the answer tells it too.
+    events = [e for e in overflowed_call() if not isinstance(e, AgentRinging)]
+    assert final(events).overflowed_at == t(36)
+
+
 SCENARIOS = {
     "answered": answered_call,
     "abandoned": abandoned_call,
     "dropped": dropped_before_queue,
+    "overflowed": overflowed_call,
 }
 
 
@@ -416,7 +469,7 @@ def any_event(draw: st.DrawFn) -> CallEvent:
     ids = leg(at, uniqueid, CALLER_CHANNEL if uniqueid == CALLER else "PJSIP/6001-00000002")
     caller_ids = leg(at)
     queue = draw(st.sampled_from(["", "emergency", "emergency-low"]))
-    agent = member(draw(st.sampled_from(["", "6001", "6002"])), queue)
+    agent = member(draw(st.sampled_from(["", "6001", "6002", NEIGHBOUR])), queue)
     n1, n2 = (draw(st.one_of(st.none(), st.integers(0, 100))) for _ in range(2))
     kind = draw(st.integers(min_value=0, max_value=9))
     event: CallEvent

@@ -45,6 +45,8 @@ class Call(TimestampMixin, Base):
     enqueued_at: Mapped[datetime | None]
     ringing_at: Mapped[datetime | None]
     answered_at: Mapped[datetime | None]
+    # First time an overflow destination (supervisors, a neighbouring centre) was rung for it.
+    overflowed_at: Mapped[datetime | None]
     transferred_at: Mapped[datetime | None]
     ended_at: Mapped[datetime | None]
     incident_id: Mapped[int | None] = mapped_column(

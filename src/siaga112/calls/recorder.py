@@ -201,6 +201,7 @@ UPDATE calls SET
     enqueued_at = LEAST(calls.enqueued_at, CAST(:enqueued_at AS timestamptz)),
     ringing_at = LEAST(calls.ringing_at, CAST(:ringing_at AS timestamptz)),
     answered_at = LEAST(calls.answered_at, CAST(:answered_at AS timestamptz)),
+    overflowed_at = LEAST(calls.overflowed_at, CAST(:overflowed_at AS timestamptz)),
     ended_at = GREATEST(calls.ended_at, CAST(:ended_at AS timestamptz)),
     queue = COALESCE(calls.queue, CAST(:queue AS text)),
     operator = COALESCE(calls.operator, CAST(:operator AS text)),
@@ -209,10 +210,11 @@ UPDATE calls SET
                    WHEN calls.outcome = 'abandoned' THEN calls.outcome
                    ELSE CAST(:outcome AS text) END,
     updated_at = now()
-FROM (SELECT id, state AS old_state FROM calls WHERE uniqueid = :uniqueid FOR UPDATE) AS prev
+FROM (SELECT id, state AS old_state, overflowed_at AS old_overflowed_at
+      FROM calls WHERE uniqueid = :uniqueid FOR UPDATE) AS prev
 WHERE calls.id = prev.id
 RETURNING calls.uniqueid, prev.old_state, calls.state, calls.incident_id, calls.operator,
-          calls.answered_at, calls.ended_at
+          calls.answered_at, calls.ended_at, prev.old_overflowed_at, calls.overflowed_at
 """
 )
 
@@ -229,6 +231,7 @@ class CallProgress:
     operator: str | None
     hangup_cause: str | None
     outcome: str | None
+    overflowed_at: datetime | None = None
 
 
 # Call milestones worth a line in the incident's timeline.
@@ -240,7 +243,8 @@ async def apply_progress(
 ) -> set[str]:
     """Applies progress to existing calls; returns the uniqueids that had no row.
 
-    A call reaching answered, ended or abandoned adds a line to its incident's timeline."""
+    A call reaching answered, ended or abandoned, or first ringing an overflow destination, adds
+    a line to its incident's timeline."""
     missing: set[str] = set()
     events: list[dict[str, Any]] = []
     for update in updates:
@@ -255,11 +259,27 @@ async def apply_progress(
             "operator": _clip(update.operator, 80),
             "hangup_cause": _clip(update.hangup_cause, 80),
             "outcome": update.outcome,
+            "overflowed_at": update.overflowed_at,
         }
         row = (await session.execute(_PROGRESS_SQL, params)).first()
         if row is None:
             missing.add(update.uniqueid)
             continue
+        if (
+            row.overflowed_at is not None
+            and row.old_overflowed_at is None
+            and row.incident_id is not None
+        ):
+            # Rung at an overflow destination (supervisors, a neighbouring centre): once.
+            events.append(
+                {
+                    "incident_id": row.incident_id,
+                    "actor": actor,
+                    "kind": "call_overflowed",
+                    "data": {"uniqueid": row.uniqueid},
+                    "at": row.overflowed_at,
+                }
+            )
         kind = _MILESTONES.get(row.state)
         if kind is not None and row.old_state != row.state and row.incident_id is not None:
             at = row.ended_at if row.state != "answered" else row.answered_at

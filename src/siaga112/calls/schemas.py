@@ -33,6 +33,10 @@ class CallOut(Output):
     enqueued_at: datetime | None
     ringing_at: datetime | None
     answered_at: datetime | None
+    overflowed_at: datetime | None = Field(
+        description="first time an overflow destination (supervisors, a neighbouring centre) "
+        "was rung for this caller; null when operators alone handled it"
+    )
     transferred_at: datetime | None
     ended_at: datetime | None
     incident_id: int | None

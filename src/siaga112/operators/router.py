@@ -36,9 +36,7 @@ def _control(request: Request) -> CallControl | None:
 
 def _target(request: Request) -> service.QueueTarget:
     settings: Settings = request.app.state.settings
-    return service.QueueTarget(
-        queue=settings.pbx.queue_name, static_extensions=frozenset(settings.pbx.demo_operators)
-    )
+    return service.QueueTarget.for_settings(settings.pbx)
 
 
 Control = Annotated[CallControl | None, Depends(_control)]

@@ -17,8 +17,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from siaga112.audit.service import record_audit
 from siaga112.auth.service import Actor
+from siaga112.config import PbxSettings
 from siaga112.errors import Conflict, InvalidTransition, NotFound, TelephonyUnavailable
 from siaga112.operators.models import Operator, PsAor, PsAuth, PsEndpoint
+from siaga112.telephony.ami_events import OVERFLOW_MEMBER_PREFIX
 from siaga112.telephony.call_control import CallControl, CallControlError, QueueMemberState
 
 log = logging.getLogger(__name__)
@@ -29,10 +31,23 @@ SIP_REALM = "asterisk"
 
 @dataclass(frozen=True, slots=True)
 class QueueTarget:
-    """Where operators log in: the queue, and extensions that are configured statically."""
+    """Where operators log in: every queue an operator serves (the main queue first, then the
+    low-priority queue of flagged numbers, which queue weights keep behind the main one), and
+    extensions that are configured statically."""
 
-    queue: str
+    queues: tuple[str, ...]
     static_extensions: frozenset[str]
+
+    @property
+    def main(self) -> str:
+        return self.queues[0]
+
+    @classmethod
+    def for_settings(cls, pbx: PbxSettings) -> QueueTarget:
+        return cls(
+            queues=(pbx.queue_name, pbx.low_queue_name),
+            static_extensions=frozenset(pbx.demo_operators),
+        )
 
 
 def interface(extension: str) -> str:
@@ -165,7 +180,8 @@ async def _remove_from_queue(
     if control is None:
         raise TelephonyUnavailable("no AMI connection in this process")
     try:
-        await control.queue_remove(queue=target.queue, interface=interface(op.extension))
+        for queue in target.queues:
+            await control.queue_remove(queue=queue, interface=interface(op.extension))
     except (CallControlError, TimeoutError) as exc:
         raise TelephonyUnavailable(str(exc) or "Asterisk did not answer in time") from exc
 
@@ -265,14 +281,17 @@ async def set_session(
     await _audit(session, actor, action, op, before, snapshot(op), request_id)
     iface = interface(extension)
     try:
-        if logged_in is True:
-            await ctl.queue_add(queue=target.queue, interface=iface, member_name=extension)
-        elif logged_in is False:
-            await ctl.queue_remove(queue=target.queue, interface=iface)
-        else:
-            await ctl.queue_pause(
-                queue=target.queue, interface=iface, paused=op.paused, reason=op.pause_reason or ""
-            )
+        # Every queue the operator serves: the main queue and the flagged numbers' queue.
+        # Each action is idempotent, so a retry after a partial failure completes it.
+        for queue in target.queues:
+            if logged_in is True:
+                await ctl.queue_add(queue=queue, interface=iface, member_name=extension)
+            elif logged_in is False:
+                await ctl.queue_remove(queue=queue, interface=iface)
+            else:
+                await ctl.queue_pause(
+                    queue=queue, interface=iface, paused=op.paused, reason=op.pause_reason or ""
+                )
     except (CallControlError, TimeoutError) as exc:
         raise TelephonyUnavailable(str(exc) or "Asterisk did not answer in time") from exc
     return op
@@ -281,21 +300,26 @@ async def set_session(
 async def live_states(
     *, control: CallControl | None, target: QueueTarget
 ) -> dict[str, QueueMemberState] | None:
-    """Queue members now, by extension; None when Asterisk cannot be asked."""
+    """Operators in the main queue now, by extension (overflow destinations left out); None
+    when Asterisk cannot be asked."""
     if control is None:
         return None
     try:
-        members = await control.queue_members(queue=target.queue)
+        members = await control.queue_members(queue=target.main)
     except (CallControlError, TimeoutError):
         return None
-    return {m.interface.removeprefix("PJSIP/"): m for m in members}
+    return {
+        m.interface.removeprefix("PJSIP/"): m
+        for m in members
+        if not m.name.startswith(OVERFLOW_MEMBER_PREFIX)
+    }
 
 
 async def reapply_sessions(
     *, session: AsyncSession, control: CallControl, target: QueueTarget
 ) -> int:
-    """After Asterisk (re)starts: logged-in operators are queue members again, paused as they
-    were. Returns how many were re-applied."""
+    """After Asterisk (re)starts: logged-in operators are members of every queue they serve
+    again, paused as they were. Returns how many operators were re-applied."""
     rows = (
         await session.scalars(
             select(Operator).where(Operator.enabled.is_(True), Operator.logged_in.is_(True))
@@ -303,11 +327,12 @@ async def reapply_sessions(
     ).all()
     for op in rows:
         iface = interface(op.extension)
-        await control.queue_add(queue=target.queue, interface=iface, member_name=op.extension)
-        if op.paused:
-            await control.queue_pause(
-                queue=target.queue, interface=iface, paused=True, reason=op.pause_reason or ""
-            )
+        for queue in target.queues:
+            await control.queue_add(queue=queue, interface=iface, member_name=op.extension)
+            if op.paused:
+                await control.queue_pause(
+                    queue=queue, interface=iface, paused=True, reason=op.pause_reason or ""
+                )
     return len(rows)
 
 

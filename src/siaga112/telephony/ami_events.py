@@ -35,6 +35,8 @@ from datetime import UTC, datetime
 from typing import TypeAlias, TypedDict
 
 __all__ = [
+    "OVERFLOW_CONTEXT",
+    "OVERFLOW_MEMBER_PREFIX",
     "AgentAnswered",
     "AgentEvent",
     "AgentFinished",
@@ -53,6 +55,7 @@ __all__ = [
     "Malformed",
     "QueueEvent",
     "operator_from_interface",
+    "overflow_target",
     "parse_event",
     "split_transcript",
 ]
@@ -62,6 +65,13 @@ _INT = re.compile(r"-?[0-9]{1,15}", re.ASCII)
 _CHANNEL_SUFFIX = re.compile(r"-[0-9a-fA-F]{8}(;[12])?$")
 # Caller-ID fields of a channel snapshot read "<unknown>" when empty.
 _UNKNOWN = "<unknown>"
+# Dialplan context of the overflow queue members (``Local/<target>@siaga112-overflow/n``, see
+# pbx.render_config): a member interface or channel in it is an overflow destination, not an
+# operator.
+OVERFLOW_CONTEXT = "siaga112-overflow"
+# Their member names, and the ``operator`` recorded when one of them answers: overflow:<target>.
+OVERFLOW_MEMBER_PREFIX = "overflow:"
+_OVERFLOW_LOCAL = re.compile(rf"^Local/([^@/;]+)@{OVERFLOW_CONTEXT}(?:[/;-]|$)")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -143,9 +153,12 @@ class AgentEvent(QueueEvent):
     interface: str
     member_name: str
     operator: str
-    """Operator extension taken from ``interface`` ('PJSIP/6001' -> '6001')."""
+    """Operator extension taken from ``interface`` ('PJSIP/6001' -> '6001'); for an overflow
+    destination 'overflow:<target>' ('overflow:+62215550112', 'overflow:9001')."""
     dest_uniqueid: str
     dest_channel: str
+    overflow: bool = False
+    """The member is an overflow destination (supervisor group, neighbouring centre)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -247,6 +260,16 @@ def operator_from_interface(interface: str) -> str:
 # --- builders --------------------------------------------------------------------------------
 
 
+def overflow_target(interface: str) -> str | None:
+    """The overflow target a member interface or channel name rings, None for an operator.
+
+    'Local/+62215550112@siaga112-overflow/n' -> '+62215550112';
+    'Local/9001@siaga112-overflow-0000002a;1' -> '9001'; 'PJSIP/6001' -> None.
+    """
+    m = _OVERFLOW_LOCAL.match(interface.strip())
+    return m.group(1) if m else None
+
+
 def _fields(msg: Mapping[str, object]) -> _Fields:
     fields: _Fields = {}
     for key, value in msg.items():
@@ -297,6 +320,7 @@ class _AgentKwargs(TypedDict):
     operator: str
     dest_uniqueid: str
     dest_channel: str
+    overflow: bool
 
 
 def _channel_kwargs(f: _Fields, at: datetime, received_at: datetime) -> _ChannelKwargs:
@@ -314,13 +338,19 @@ def _channel_kwargs(f: _Fields, at: datetime, received_at: datetime) -> _Channel
 def _agent_kwargs(f: _Fields) -> _AgentKwargs:
     interface = f.get("interface", "")
     dest_channel = f.get("destchannel", "")
+    target = overflow_target(interface or dest_channel)
     return {
         "queue": f.get("queue", ""),
         "interface": interface,
         "member_name": f.get("membername", ""),
-        "operator": operator_from_interface(interface or dest_channel),
+        "operator": (
+            operator_from_interface(interface or dest_channel)
+            if target is None
+            else f"{OVERFLOW_MEMBER_PREFIX}{target}"
+        ),
         "dest_uniqueid": f.get("destuniqueid", ""),
         "dest_channel": dest_channel,
+        "overflow": target is not None,
     }
 
 

@@ -11,6 +11,7 @@ import io
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
+from siaga112.telephony.ami_events import OVERFLOW_MEMBER_PREFIX, overflow_target
 from siaga112.telephony.pbx import CDR_CSV_FIELDS
 
 
@@ -55,8 +56,11 @@ class CdrRecord:
     @property
     def answered_by(self) -> str | None:
         """The operator extension that took the call: the queue member the hangup handler saw,
-        or the other end of a bridged segment (``PJSIP/6001-0000000a``)."""
+        or the other end of a bridged segment (``PJSIP/6001-0000000a``); 'overflow:<target>'
+        when an overflow destination took it."""
         for value in (self.operator, self.dstchannel):
+            if value and (target := overflow_target(value)) is not None:
+                return f"{OVERFLOW_MEMBER_PREFIX}{target}"
             if value:
                 interface = value.rsplit("-", 1)[0] if value.count("-") else value
                 ext = interface.rpartition("/")[2]

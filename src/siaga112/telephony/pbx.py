@@ -52,7 +52,8 @@ from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
-from siaga112.config import Settings
+from siaga112.config import LOW_QUEUE_SUFFIX, PbxSettings, Settings
+from siaga112.telephony.ami_events import OVERFLOW_CONTEXT, OVERFLOW_MEMBER_PREFIX
 
 __all__ = [
     "AMI_EVENTS",
@@ -62,6 +63,9 @@ __all__ = [
     "BENCH_QUEUE",
     "CDR_CSV_FIELDS",
     "CDR_FILE_NAME",
+    "LOW_QUEUE_SUFFIX",
+    "OVERFLOW_PENALTY",
+    "OVERFLOW_RULE",
     "RECORDINGS_SUBDIR",
     "PbxError",
     "PbxStatus",
@@ -200,7 +204,16 @@ NOLOAD_MODULES: tuple[str, ...] = (
     "res_stasis_playback", "res_stasis_recording", "res_stasis_snoop", "res_stasis_test",
 )  # fmt: skip
 
-LOW_QUEUE_SUFFIX = "-low"
+# Overflow (README "Overflow"): each overflow target is a member of both emergency queues,
+# ``Local/<target>@siaga112-overflow/n``, with this penalty; operators have 0 (a site may tier
+# them 0..9). With ringall, app_queue rings the lowest penalty among the members it can ring, so
+# an overflow target rings at once when no operator can be rung (none logged in, all paused,
+# busy or unregistered). Once a caller has waited overflow_after_s, the queue rule raises every
+# lower penalty to this one (QUEUE_RAISE_PENALTY) for that caller: operators and overflow
+# targets then ring together. The caller never leaves the queue, so its position is kept and an
+# unanswered overflow ring changes nothing; all of it runs in Asterisk, siaga112 up or down.
+OVERFLOW_PENALTY = 10
+OVERFLOW_RULE = "siaga112-overflow"
 _START_TIMEOUT_S = 60.0
 _STOP_TIMEOUT_S = 20.0
 _CLI_TIMEOUT_S = 15.0
@@ -359,6 +372,7 @@ def render_config(
         operator_part.substitute(ext=ext, password=passwords[ext]) for ext in pbx.demo_operators
     )
     emergency_part = _read_template(directory, "extensions-emergency.conf.part")
+    overflow = _overflow_parts(pbx)
 
     def emergency(number: str, *, agi_app: str = "AGI", queue: str = "") -> str:
         return emergency_part.substitute(
@@ -370,6 +384,7 @@ def render_config(
             default_queue=queue or "${SIAGA112_DEFAULT_QUEUE}",
             flagged_announcement=pbx.flagged_announcement,
             recording_name=RECORDING_NAME,
+            overflow_lines=overflow.dialplan,
         )
 
     emergency_extensions = "".join(emergency(number) for number in numbers)
@@ -409,7 +424,9 @@ def render_config(
     operator_extensions = "\n".join(
         f"exten => {ext},1,Dial(PJSIP/{ext},30)\n same => n,Hangup()" for ext in pbx.demo_operators
     )
-    member_lines = "\n".join(f"member => PJSIP/{ext}" for ext in pbx.demo_operators)
+    member_lines = "\n".join(
+        [f"member => PJSIP/{ext}" for ext in pbx.demo_operators] + overflow.members
+    )
     cdr_fields = ", ".join(
         _CDR_FIELD_SPECS.get(f, f"{f}(uservar)" if f.startswith("siaga112_") else f)
         for f in CDR_CSV_FIELDS
@@ -427,13 +444,17 @@ def render_config(
         "bench_endpoints": bench_endpoints,
         "operator_extensions": operator_extensions,
         "queue_name": pbx.queue_name,
-        "low_queue_name": pbx.queue_name + LOW_QUEUE_SUFFIX,
+        "low_queue_name": pbx.low_queue_name,
         "member_lines": member_lines,
         "monitor_lines": (
             f"monitor-format = {settings.recordings.format}\n"
             if settings.recordings.enabled
             else "; (recording disabled: SIAGA112_RECORDINGS__ENABLED=false)\n"
         ),
+        "overflow_rule_line": overflow.rule_line,
+        "overflow_rules": overflow.rules,
+        "overflow_context": OVERFLOW_CONTEXT,
+        "overflow_extensions": overflow.extensions,
         "agi_host": settings.agi.host,
         "agi_port": settings.agi.port,
         "agi_budget_s": budget_s,
@@ -461,6 +482,7 @@ def render_config(
         "pjsip.conf",
         "extensions.conf",
         "queues.conf",
+        "queuerules.conf",
         "rtp.conf",
         "cdr.conf",
         "cdr_custom.conf",
@@ -471,6 +493,62 @@ def render_config(
         "hosts",
     )
     return {name: _read_template(directory, name).substitute(values) for name in names}
+
+
+@dataclass(frozen=True, slots=True)
+class _OverflowParts:
+    members: list[str]
+    rule_line: str
+    rules: str
+    extensions: str
+    dialplan: str
+
+
+def _overflow_parts(pbx: PbxSettings) -> _OverflowParts:
+    """queues.conf members and rule, queuerules.conf, the overflow context and the lines the
+    emergency path runs before Queue() (see OVERFLOW_PENALTY). Empty when there are no
+    overflow targets."""
+    if not pbx.overflow_targets:
+        return _OverflowParts([], "", "", "; No overflow targets configured.", "")
+    members: list[str] = []
+    extensions: list[str] = []
+    for target in pbx.overflow_targets:
+        key = target.removeprefix("PJSIP/")
+        local = f"Local/{key}@{OVERFLOW_CONTEXT}/n"
+        name = f"{OVERFLOW_MEMBER_PREFIX}{key}"
+        if target.startswith("PJSIP/"):
+            # A supervisor's phone: its own device state decides (not rung while busy or
+            # unregistered).
+            members.append(f"member => {local},{OVERFLOW_PENALTY},{name},{target}")
+            extensions.append(f"exten => {key},1,Dial({target})\n same => n,Hangup()")
+        else:
+            # A neighbouring centre's number: rung for several callers at once (ringinuse).
+            members.append(f"member => {local},{OVERFLOW_PENALTY},{name},,yes")
+            extensions.append(
+                f"exten => {key},1,Dial(PJSIP/carrier/sip:{key}@${{SIAGA112_OUTBOUND_TRUNK}})"
+                "\n same => n,Hangup()"
+            )
+    after = pbx.overflow_after_s
+    if after > 0:
+        rule_line = f"defaultrule = {OVERFLOW_RULE}\n"
+        # QUEUE_MAX_PENALTY only changes for callers that have it (flagged numbers, below).
+        rules = (
+            f"[{OVERFLOW_RULE}]\npenaltychange => {after},{OVERFLOW_PENALTY},,{OVERFLOW_PENALTY}\n"
+        )
+        dialplan = (
+            " ; Overflow: operators ring first; after the wait the queue rule raises them to the\n"
+            " ; overflow targets' penalty (rules change only variables set here). A flagged\n"
+            " ; number reaches the overflow targets only after the wait.\n"
+            " same => n,Set(QUEUE_RAISE_PENALTY=0)\n"
+            " same => n,ExecIf($[${LEN(${SIAGA112_FLAGGED})} > 0]?Set(QUEUE_MAX_PENALTY=0))\n"
+        )
+    else:
+        rule_line = rules = ""
+        dialplan = (
+            " ; Overflow with no wait: operators and overflow targets ring together.\n"
+            f" same => n,Set(QUEUE_RAISE_PENALTY={OVERFLOW_PENALTY})\n"
+        )
+    return _OverflowParts(members, rule_line, rules, "\n".join(extensions), dialplan)
 
 
 # Package samples that would add contexts/users or warnings to a centre's PBX.

@@ -32,7 +32,7 @@ from siaga112.telephony.ami_client import AmiLink
 from siaga112.telephony.ami_events import AmiEvent, FullyBooted
 from siaga112.telephony.call_control import AmiCallControl
 from siaga112.telephony.metrics import Metrics
-from siaga112.telephony.pbx import LOW_QUEUE_SUFFIX, cdr_csv_path
+from siaga112.telephony.pbx import cdr_csv_path
 from siaga112.telephony.reconcile import CdrReconciler
 from siaga112.telephony.resync import (
     connected_caller_events,
@@ -70,7 +70,7 @@ class Telephony:
             budget_s=settings.agi.budget_ms / 1000,
             record_call=self._record_call,
             metrics=metrics,
-            low_queue=settings.pbx.queue_name + LOW_QUEUE_SUFFIX,
+            low_queue=settings.pbx.low_queue_name,
             repeat_priority=settings.agi.repeat_priority,
         )
         self.tracker = CallTracker(
@@ -123,10 +123,7 @@ class Telephony:
             task.add_done_callback(self._reapplying.discard)
 
     async def _reapply_sessions(self) -> None:
-        target = QueueTarget(
-            queue=self.settings.pbx.queue_name,
-            static_extensions=frozenset(self.settings.pbx.demo_operators),
-        )
+        target = QueueTarget.for_settings(self.settings.pbx)
         try:
             async with self.sessionmaker() as session:
                 count = await reapply_sessions(session=session, control=self.control, target=target)

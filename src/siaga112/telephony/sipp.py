@@ -204,7 +204,8 @@ def _udp_bound(ip: str, port: int) -> bool:
 
 
 class SippOperator:
-    """A registered operator phone that answers every call (SIPp ``operator-uas.xml``).
+    """A registered operator phone that answers every call (SIPp ``operator-uas.xml``, or
+    another phone scenario from ``sip-conf/``, e.g. ``operator-noanswer.xml``).
 
     Registers first (separate SIPp run on the same port), then keeps a UAS running until
     ``stop()``, which also unregisters so later calls do not ring a dead port.
@@ -219,8 +220,10 @@ class SippOperator:
         ring_ms: int = 200,
         log_dir: Path | None = None,
         password: str | None = None,
+        scenario: str = "operator-uas.xml",
     ) -> None:
         self.settings = settings
+        self.scenario = scenario
         self.extension = extension
         self.password = password  # None: a demo operator's
         self.port = port if port is not None else 5070 + int(extension[-2:])
@@ -242,7 +245,7 @@ class SippOperator:
             [
                 "sipp",
                 "-sf",
-                str(SIP_CONF / "operator-uas.xml"),
+                str(SIP_CONF / self.scenario),
                 "-i",
                 OPERATOR_IP,
                 "-p",

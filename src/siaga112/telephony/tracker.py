@@ -32,7 +32,8 @@ Status, derived: abandoned > ended > answered > ringing > queued > offered.
   reported QueueCallerAbandon is final.
 
 Times: ``answered_at`` is the first answer and only ever moves earlier; ``ended_at`` is the
-hang-up (or abandon) time, never earlier than ``answered_at``.
+hang-up (or abandon) time, never earlier than ``answered_at``; ``overflowed_at`` is the earliest
+event about an overflow destination (rung, answered, ...) for the caller.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from enum import StrEnum
 
 from siaga112.telephony.ami_events import (
     AgentAnswered,
+    AgentEvent,
     AgentFinished,
     AgentRinging,
     AmiEvent,
@@ -102,6 +104,8 @@ class CallState:
     """When the last AgentComplete was raised (the operator leg finished)."""
     completed_by: str | None = None
     """Reason of the last AgentComplete: 'caller', 'agent' or 'transfer'."""
+    overflowed_at: datetime | None = None
+    """First time an overflow destination (not an operator) was rung for this caller."""
 
 
 def call_key(event: AmiEvent) -> str | None:
@@ -154,6 +158,8 @@ def _merge(s: CallState, e: ChannelEvent) -> CallState:
     )
     if isinstance(e, QueueEvent):
         s = _merge_queue(s, e)
+    if isinstance(e, AgentEvent) and e.overflow:
+        s = replace(s, overflowed_at=_earliest(s.overflowed_at, e.at))
     if isinstance(e, CallerJoinedQueue):
         s = replace(s, enqueued_at=_earliest(s.enqueued_at, e.at))
     elif isinstance(e, AgentRinging):

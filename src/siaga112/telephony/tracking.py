@@ -49,6 +49,7 @@ def progress_of(state: CallState) -> CallProgress:
         operator=state.operator,
         hangup_cause=state.hangup_cause_txt,
         outcome=outcome,
+        overflowed_at=state.overflowed_at,
     )
 
 

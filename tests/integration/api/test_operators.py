@@ -23,10 +23,10 @@ from tests.conftest import auth
 
 
 class FakeControl:
-    """Keeps queue members the way app_queue would."""
+    """Keeps queue members the way app_queue would: per queue."""
 
     def __init__(self) -> None:
-        self.members: dict[str, QueueMemberState] = {}
+        self.queues: dict[str, dict[str, QueueMemberState]] = {}
         self.fail = False
         self.reloads = 0
         self.entries: list[QueueEntryState] = []
@@ -35,21 +35,34 @@ class FakeControl:
     async def queue_add(self, *, queue: str, interface: str, member_name: str) -> None:
         if self.fail:
             raise CallControlError("QueueAdd failed: no AMI")
-        self.members[interface] = QueueMemberState(
+        self.queues.setdefault(queue, {})[interface] = QueueMemberState(
             queue, interface, member_name, "not_in_use", False, "", False
         )
 
     async def queue_remove(self, *, queue: str, interface: str) -> None:
-        self.members.pop(interface, None)
+        self.queues.get(queue, {}).pop(interface, None)
 
     async def queue_pause(self, *, queue: str, interface: str, paused: bool, reason: str) -> None:
-        m = self.members[interface]
-        self.members[interface] = QueueMemberState(
+        m = self.queues[queue][interface]
+        self.queues[queue][interface] = QueueMemberState(
             queue, interface, m.name, m.device, paused, reason, False
         )
 
     async def queue_members(self, *, queue: str) -> list[QueueMemberState]:
-        return list(self.members.values())
+        return list(self.queues.get(queue, {}).values())
+
+    @property
+    def members(self) -> dict[str, QueueMemberState]:
+        """The main queue's members."""
+        return self.queues.get("emergency", {})
+
+    def membership(self) -> dict[str, set[str]]:
+        """Interface -> the queues it is a member of."""
+        out: dict[str, set[str]] = {}
+        for queue, members in self.queues.items():
+            for iface in members:
+                out.setdefault(iface, set()).add(queue)
+        return out
 
     async def queue_entries(self) -> list[QueueEntryState]:
         return list(self.entries)
@@ -154,17 +167,20 @@ async def test_login_pause_resume_logout_drive_the_queue_and_state(
     r = await api.post("/v1/operators/7103/login", headers=op)
     assert r.status_code == 200, r.text
     assert (r.json()["logged_in"], r.json()["state"]) == (True, "idle")
-    assert "PJSIP/7103" in control.members
+    # Both queues: the main one and the flagged numbers' low-priority one.
+    assert control.membership() == {"PJSIP/7103": {"emergency", "emergency-low"}}
     r = await api.post("/v1/operators/7103/pause", headers=op, json={"reason": "break"})
     assert (r.json()["state"], r.json()["pause_reason"]) == ("paused", "break")
-    assert control.members["PJSIP/7103"].pause_reason == "break"
+    for queue in ("emergency", "emergency-low"):
+        assert control.queues[queue]["PJSIP/7103"].pause_reason == "break"
     r = await api.post("/v1/operators/7103/resume", headers=op)
     assert (r.json()["state"], r.json()["paused"]) == ("idle", False)
+    assert not control.queues["emergency-low"]["PJSIP/7103"].paused
     r = await api.get("/v1/operators", headers=op)
     assert [o["state"] for o in r.json() if o["extension"] == "7103"] == ["idle"]
     r = await api.post("/v1/operators/7103/logout", headers=op)
     assert (r.json()["logged_in"], r.json()["state"]) == (False, "logged_out")
-    assert control.members == {}
+    assert control.membership() == {}
 
 
 async def test_pause_needs_login_and_asterisk_failure_changes_nothing(
@@ -193,7 +209,7 @@ async def test_disable_removes_endpoint_and_membership_delete_removes_account(
     r = await api.patch("/v1/operators/7105", headers=sup, json={"enabled": False})
     assert r.status_code == 200, r.text
     assert (r.json()["enabled"], r.json()["logged_in"]) == (False, False)
-    assert control.members == {}
+    assert control.membership() == {}
     async with sessionmaker() as session:
         assert await session.get(PsEndpoint, "7105") is None
     r = await api.post("/v1/operators/7105/login", headers=sup)
@@ -232,11 +248,13 @@ async def test_after_an_asterisk_restart_logged_in_operators_are_reapplied(
     await api.post("/v1/operators/7107/login", headers=sup)
     await api.post("/v1/operators/7108/login", headers=sup)
     await api.post("/v1/operators/7108/pause", headers=sup, json={"reason": "training"})
-    control.members.clear()  # Asterisk restarted: dynamic members are gone
-    target = QueueTarget(queue="emergency", static_extensions=frozenset())
+    control.queues.clear()  # Asterisk restarted: dynamic members are gone
+    target = QueueTarget(queues=("emergency", "emergency-low"), static_extensions=frozenset())
     async with sessionmaker() as session:
         count = await reapply_sessions(session=session, control=control, target=target)
     assert count == 2
-    assert set(control.members) == {"PJSIP/7107", "PJSIP/7108"}
-    assert control.members["PJSIP/7108"].paused
-    assert control.members["PJSIP/7108"].pause_reason == "training"
+    both = {"emergency", "emergency-low"}
+    assert control.membership() == {"PJSIP/7107": both, "PJSIP/7108": both}
+    for queue in both:
+        assert control.queues[queue]["PJSIP/7108"].paused
+        assert control.queues[queue]["PJSIP/7108"].pause_reason == "training"

@@ -18,7 +18,7 @@ from siaga112.calls.models import Call
 from siaga112.config import Settings
 from siaga112.incidents.models import Incident
 from siaga112.locations.models import Location
-from siaga112.telephony.call_control import QueueEntryState
+from siaga112.telephony.call_control import QueueEntryState, QueueMemberState
 from tests.conftest import auth
 from tests.integration.api.test_operators import FakeControl
 
@@ -278,3 +278,31 @@ async def test_queue_enrichment_is_one_query_however_many_wait(
 
     one, six = await statements_for(1), await statements_for(6)
     assert 0 < one == six
+
+
+async def test_overflow_destinations_in_the_queue_are_not_listed_as_operators(
+    api: httpx.AsyncClient, keys: dict[Role, str], control: FakeControl
+) -> None:
+    # A supervisor's phone as overflow target: a queue member whose state interface is the
+    # phone (PJSIP/9001) and whose name marks it.
+    control.queues["emergency"] = {
+        "PJSIP/9001": QueueMemberState(
+            "emergency", "PJSIP/9001", "overflow:9001", "not_in_use", False, "", False
+        ),
+        "Local/+62215550112@siaga112-overflow/n": QueueMemberState(
+            "emergency",
+            "Local/+62215550112@siaga112-overflow/n",
+            "overflow:+62215550112",
+            "not_in_use",
+            False,
+            "",
+            False,
+        ),
+    }
+    sup = auth(keys[Role.SUPERVISOR])
+    await api.post("/v1/operators", headers=sup, json={"extension": "7303", "name": "Indah"})
+    await api.post("/v1/operators/7303/login", headers=sup)
+    body = (await api.get("/v1/queue", headers=sup)).json()
+    listed = [ext for exts in body["operators_by_state"].values() for ext in exts]
+    assert "7303" in body["operators_by_state"]["idle"]
+    assert not [ext for ext in listed if "9001" in ext or "622155" in ext], listed

@@ -214,3 +214,26 @@ async def test_lines_written_before_the_time_columns_are_still_read(
     async with sessionmaker() as session:
         row = (await session.scalars(select(Call).where(Call.uniqueid == uid))).one()
     assert (row.state, row.operator, row.answered_at) == ("ended", "6001", None)
+
+
+async def test_reconciled_call_answered_by_an_overflow_destination_names_it(
+    tmp_path: Path,
+    sessionmaker: async_sessionmaker,  # type: ignore[type-arg]
+) -> None:
+    uid = f"7.{uuid.uuid4().int % 10**6}"
+    path = tmp_path / "cdr.csv"
+    path.write_text(
+        cdr_line(
+            uid,
+            siaga112_operator="",
+            dstchannel="Local/+62215550112@siaga112-overflow-0000000a;1",
+        )
+        + cdr_line(uid, siaga112_operator="Local/+62215550112@siaga112-overflow/n")
+    )
+    reconciler = CdrReconciler(
+        path=path, sessionmaker=sessionmaker, metrics=Metrics(), name=f"test-{uuid.uuid4()}"
+    )
+    assert await reconciler.run_once() == 1
+    async with sessionmaker() as session:
+        call = (await session.scalars(select(Call).where(Call.uniqueid == uid))).one()
+    assert (call.operator, call.outcome) == ("overflow:+62215550112", "answered")

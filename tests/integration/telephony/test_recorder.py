@@ -203,3 +203,65 @@ async def test_progress_for_unknown_call_is_reported_missing(
     async with sessionmaker() as session:
         missing = await apply_progress(session=session, updates=[progress("no-such.1")])
     assert missing == {"no-such.1"}
+
+
+async def test_first_overflow_ring_is_kept_and_lands_once_on_the_timeline(
+    sessionmaker: async_sessionmaker,  # type: ignore[type-arg]
+) -> None:
+    f = facts()
+    first = T0 + timedelta(seconds=33)
+    async with sessionmaker() as session:
+        await record_incoming(session=session, facts=f, at=T0)
+        await apply_progress(
+            session=session, updates=[progress(f.uniqueid, state="ringing", overflowed_at=first)]
+        )
+        # Replays, a later overflow ring and progress without it keep the first time.
+        await apply_progress(
+            session=session,
+            updates=[
+                progress(f.uniqueid, state="ringing", overflowed_at=first),
+                progress(f.uniqueid, state="ringing", overflowed_at=first + timedelta(seconds=16)),
+                progress(
+                    f.uniqueid,
+                    state="answered",
+                    answered_at=first + timedelta(seconds=3),
+                    operator="overflow:+62215550112",
+                ),
+            ],
+        )
+        await session.commit()
+        call = (await session.scalars(select(Call).where(Call.uniqueid == f.uniqueid))).one()
+        await session.refresh(call)
+        events = (
+            await session.scalars(
+                select(IncidentEvent)
+                .where(IncidentEvent.incident_id == call.incident_id)
+                .order_by(IncidentEvent.id)
+            )
+        ).all()
+    assert call.overflowed_at == first
+    assert call.operator == "overflow:+62215550112"
+    assert [e.kind for e in events] == ["created", "call_overflowed", "call_answered"]
+    assert events[1].at == first
+    assert events[1].data == {"uniqueid": f.uniqueid}
+
+
+async def test_a_call_operators_handled_has_no_overflow(
+    sessionmaker: async_sessionmaker,  # type: ignore[type-arg]
+) -> None:
+    f = facts()
+    async with sessionmaker() as session:
+        await record_incoming(session=session, facts=f, at=T0)
+        await apply_progress(
+            session=session,
+            updates=[progress(f.uniqueid, state="answered", answered_at=T0, operator="6001")],
+        )
+        await session.commit()
+        call = (await session.scalars(select(Call).where(Call.uniqueid == f.uniqueid))).one()
+        kinds = (
+            await session.scalars(
+                select(IncidentEvent.kind).where(IncidentEvent.incident_id == call.incident_id)
+            )
+        ).all()
+    assert call.overflowed_at is None
+    assert "call_overflowed" not in kinds
