@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from siaga112.audit.service import record_audit
 from siaga112.auth.service import Actor, system_actor
 from siaga112.calls.models import Call
-from siaga112.errors import InvalidRequest, NotFound
+from siaga112.errors import CoordinatesRequired, InvalidRequest, NotFound
 from siaga112.incidents.kecamatan import LocationFacts, kecamatan_of_location
 from siaga112.incidents.models import Incident
 from siaga112.incidents.service import add_timeline_event, refresh_kecamatan
@@ -551,17 +551,31 @@ async def add_operator_location(
     radius_m: float | None,
     address: str | None,
     call_id: uuid.UUID | None,
-    confirm: bool,
+    confirm: bool | None,
     note: str | None,
     actor: Actor,
     request_id: str | None,
 ) -> Location:
-    """A location an operator entered (from what the caller said, or a map click)."""
+    """A location an operator entered (from what the caller said, or a map click).
+
+    ``confirm``: None (the default) confirms it when it has coordinates; an address alone is
+    kept, shown in the history and used for the kecamatan, but is not a point to send anyone
+    to, so it never becomes the best location. Asking for ``confirm=True`` without coordinates
+    is refused (CoordinatesRequired) with nothing stored: the operator learns at once that the
+    map point still shown (and sent to agencies) is not the address just typed.
+    """
     if await session.get(Incident, incident_id) is None:
         raise NotFound(f"incident {incident_id} not found")
     if lat is None and lon is None and not address:
         raise InvalidRequest(
             "give coordinates, an address, or both", details=[{"field": "body.lat"}]
+        )
+    placed = lat is not None and lon is not None
+    if confirm and not placed:
+        raise CoordinatesRequired(
+            "a location without coordinates cannot be confirmed: give lat and lon too, "
+            "or send it with confirm false",
+            details=[{"field": "body.confirm"}],
         )
     if call_id is not None:
         owner = await session.scalar(select(Call.incident_id).where(Call.id == call_id))
@@ -586,7 +600,7 @@ async def add_operator_location(
         actor=actor,
         request_id=request_id,
     )
-    if confirm:
+    if placed if confirm is None else confirm:
         await _confirm(session, location, actor=actor, request_id=request_id)
     return location
 
@@ -654,8 +668,9 @@ async def confirm_location(
     if location is None:
         raise NotFound(f"location {location_id} not found")
     if location.lat is None or location.lon is None:
-        raise InvalidRequest(
-            "a location without coordinates cannot be confirmed; add an operator location",
+        raise CoordinatesRequired(
+            "a location without coordinates cannot be confirmed; add an operator location "
+            "with coordinates",
             details=[{"field": "location_id"}],
         )
     if location.confirmed and location.incident_id is not None:

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from siaga112.audit.models import AuditEvent
 from siaga112.auth.roles import Role
 from siaga112.auth.service import system_actor
+from siaga112.locations.models import Location
 from siaga112.locations.service import add_location
 from siaga112.locations.sources import LocationSource
 from tests.conftest import auth
@@ -252,4 +253,58 @@ async def test_location_without_coordinates_cannot_be_confirmed(
         )
     ).json()
     r = await client.post(f"/v1/locations/{created['id']}/confirm", headers=auth(key))
-    assert (r.status_code, r.json()["code"]) == (422, "validation_error")
+    assert (r.status_code, r.json()["code"]) == (422, "coordinates_required")
+
+
+async def _location_count(sessionmaker: Sessions, incident_id: int) -> tuple[int, int]:
+    """(locations of the incident, location.add audit events) right now."""
+    async with sessionmaker() as session:
+        locations = await session.scalar(
+            select(func.count()).select_from(Location).where(Location.incident_id == incident_id)
+        )
+        audits = await session.scalar(
+            select(func.count()).select_from(AuditEvent).where(AuditEvent.action == "location.add")
+        )
+        return int(locations or 0), int(audits or 0)
+
+
+async def test_confirming_an_address_without_coordinates_is_refused_and_stores_nothing(
+    client: httpx.AsyncClient, keys: dict[Role, str], sessionmaker: Sessions
+) -> None:
+    incident_id, _ = await _call_with_locations(sessionmaker)
+    key = keys[Role.OPERATOR]
+    before = await _location_count(sessionmaker, incident_id)
+    r = await client.post(
+        f"/v1/incidents/{incident_id}/locations",
+        headers=auth(key),
+        json={"address": "Gang Mawar 3, Jatiasih", "confirm": True},
+    )
+    assert (r.status_code, r.json()["code"]) == (422, "coordinates_required")
+    assert r.json()["details"] == [{"field": "body.confirm"}]
+    assert await _location_count(sessionmaker, incident_id) == before
+
+
+async def test_address_only_operator_location_is_kept_unconfirmed_by_default(
+    client: httpx.AsyncClient, keys: dict[Role, str], sessionmaker: Sessions
+) -> None:
+    incident_id, _ = await _call_with_locations(sessionmaker)
+    key = keys[Role.OPERATOR]
+    r = await client.post(
+        f"/v1/incidents/{incident_id}/locations",
+        headers=auth(key),
+        json={"address": "Gang Mawar 3, Jatiasih"},
+    )
+    assert r.status_code == 201, r.text
+    entered = r.json()
+    assert (entered["confirmed"], entered["lat"], entered["address"]) == (
+        False,
+        None,
+        "Gang Mawar 3, Jatiasih",
+    )
+    detail = (await client.get(f"/v1/incidents/{incident_id}", headers=auth(key))).json()
+    # The map point stays the precise AML fix, and says it is not operator-confirmed.
+    assert detail["best_location"]["location"]["source"] == "aml_sms"
+    assert detail["best_location"]["reason"] == "most_precise_recent"
+    kinds = [e["kind"] for e in detail["timeline"]]
+    assert "location_added" in kinds
+    assert "location_confirmed" not in kinds
