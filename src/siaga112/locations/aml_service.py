@@ -448,17 +448,17 @@ async def list_unmatched(
     rows = list(
         (await session.scalars(stmt.order_by(AmlRow.received_at.desc()).limit(limit))).all()
     )
-    if rows:
-        await record_audit(
-            session=session,
-            actor=actor,
-            action="aml.read_unmatched",
-            entity_type="aml_message",
-            entity_id="unmatched",
-            before=None,
-            after={"messages": len(rows)},
-            request_id=request_id,
-        )
+    # Audited also when the list is empty: every read of caller location is on record.
+    await record_audit(
+        session=session,
+        actor=actor,
+        action="aml.read_unmatched",
+        entity_type="aml_message",
+        entity_id="unmatched",
+        before=None,
+        after={"messages": len(rows)},
+        request_id=request_id,
+    )
     return rows
 
 

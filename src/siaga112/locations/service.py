@@ -503,15 +503,15 @@ async def list_for_incident(
             )
         ).all()
     )
-    if rows:
-        await _audit_read(
-            session,
-            actor=actor,
-            entity_type="incident",
-            entity_id=str(incident_id),
-            count=len(rows),
-            request_id=request_id,
-        )
+    # Audited also when there is nothing yet: the attempt to learn where a caller is counts.
+    await _audit_read(
+        session,
+        actor=actor,
+        entity_type="incident",
+        entity_id=str(incident_id),
+        count=len(rows),
+        request_id=request_id,
+    )
     return rows
 
 
@@ -530,15 +530,15 @@ async def list_for_call(
             )
         ).all()
     )
-    if rows:
-        await _audit_read(
-            session,
-            actor=actor,
-            entity_type="call",
-            entity_id=str(call_id),
-            count=len(rows),
-            request_id=request_id,
-        )
+    # Audited also when there is nothing yet: the attempt to learn where a caller is counts.
+    await _audit_read(
+        session,
+        actor=actor,
+        entity_type="call",
+        entity_id=str(call_id),
+        count=len(rows),
+        request_id=request_id,
+    )
     return rows
 
 

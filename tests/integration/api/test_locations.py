@@ -308,3 +308,50 @@ async def test_address_only_operator_location_is_kept_unconfirmed_by_default(
     kinds = [e["kind"] for e in detail["timeline"]]
     assert "location_added" in kinds
     assert "location_confirmed" not in kinds
+
+
+async def _audits(sessionmaker: Sessions, action: str, entity_id: str | None = None) -> list[Any]:
+    async with sessionmaker() as session:
+        stmt = select(AuditEvent.after).where(AuditEvent.action == action)
+        if entity_id is not None:
+            stmt = stmt.where(AuditEvent.entity_id == entity_id)
+        return list(await session.scalars(stmt))
+
+
+async def test_reads_that_find_no_location_are_audited_too(
+    client: httpx.AsyncClient, keys: dict[Role, str], sessionmaker: Sessions
+) -> None:
+    key = keys[Role.INTEGRATOR]
+    async with sessionmaker() as session:
+        call = await record_call(session, f"empty-{uuid.uuid4().hex[:8]}", pani=None)
+        await session.commit()
+    r = await client.get(f"/v1/incidents/{call.incident_id}/locations", headers=auth(key))
+    assert (r.status_code, r.json()["items"]) == (200, [])
+    r = await client.get(f"/v1/calls/{call.call_id}/locations.geojson", headers=auth(key))
+    assert (r.status_code, r.json()["features"]) == (200, [])
+    r = await client.get(f"/v1/incidents/{call.incident_id}", headers=auth(key))
+    assert (r.status_code, r.json()["locations"]) == (200, [])
+    assert await _reads(sessionmaker, "incident", str(call.incident_id)) == 2
+    assert await _reads(sessionmaker, "call", str(call.call_id)) == 1
+    before = len(await _audits(sessionmaker, "aml.read_unmatched"))
+    r = await client.get(
+        "/v1/aml/unmatched", params={"since": "2999-01-01T00:00:00Z"}, headers=auth(key)
+    )
+    assert (r.status_code, r.json()) == (200, [])
+    after = await _audits(sessionmaker, "aml.read_unmatched")
+    assert len(after) == before + 1
+    assert {"messages": 0} in after
+
+
+async def test_timeline_read_is_audited_as_a_location_read(
+    client: httpx.AsyncClient, keys: dict[Role, str], sessionmaker: Sessions
+) -> None:
+    incident_id, _ = await _call_with_locations(sessionmaker)
+    key = keys[Role.INTEGRATOR]
+    r = await client.get(f"/v1/incidents/{incident_id}/timeline", headers=auth(key))
+    assert r.status_code == 200
+    carried = [e for e in r.json() if e["kind"] == "location_added"]
+    assert len(carried) == 2
+    assert carried[0]["data"]["lat"] == -6.28
+    reads = await _audits(sessionmaker, "location.read", str(incident_id))
+    assert reads == [{"via": "timeline", "location_events": 2}]
