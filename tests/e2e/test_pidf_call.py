@@ -202,6 +202,8 @@ async def test_pidf_lo_shape_through_asterisk_gives_the_right_location(
     if name == "point":
         assert (location.lat, location.lon, location.radius_m) == (-6.23456, 106.99123, None)
     elif name in ("polygon", "polygon_3d"):
+        assert location.lat is not None
+        assert location.lon is not None
         assert location.lat == pytest.approx(-6.11, abs=1e-6)
         assert location.lon == pytest.approx(106.81, abs=1e-6)
         assert location.radius_m is not None

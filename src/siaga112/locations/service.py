@@ -466,6 +466,28 @@ def best_location(
     return BestLocation(chosen, reason, 0)
 
 
+async def best_location_of_incident(
+    *,
+    session: AsyncSession,
+    incident_id: int,
+    recent_window: timedelta = DEFAULT_RECENT_WINDOW,
+) -> BestLocation | None:
+    """The incident's best location by :func:`best_location`: the one rule behind the incident
+    detail, the location history and what agencies get (dispatch API and webhooks), so that an
+    agency is sent to the point the operator sees. Pass the configured window
+    (``SIAGA112_LOCATIONS__RECENT_WINDOW_S``). Not audited here: the caller audits the read."""
+    rows = (
+        await session.scalars(
+            select(Location).where(
+                Location.incident_id == incident_id,
+                Location.lat.is_not(None),
+                Location.lon.is_not(None),
+            )
+        )
+    ).all()
+    return best_location(rows, recent_window=recent_window)
+
+
 async def _audit_read(
     session: AsyncSession,
     *,
