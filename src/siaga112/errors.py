@@ -53,6 +53,14 @@ class InvalidRequest(DomainError):
     code = "validation_error"
 
 
+class CoordinatesRequired(DomainError):
+    """Confirming a location makes it the point shown first and sent to agencies: one without
+    coordinates (an address alone) is kept, but cannot be confirmed."""
+
+    status_code = 422
+    code = "coordinates_required"
+
+
 class CallerIdUnavailable(DomainError):
     """Anonymous, restricted or SIM-less callers have no number to look up: their calls are
     never lumped together as if they were one caller."""

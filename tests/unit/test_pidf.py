@@ -430,6 +430,173 @@ def test_pidf_parser_never_raises_on_shapes_with_arbitrary_content(pos: str, rad
     )
 
 
+def _document(*elements: str) -> str:
+    return PIDF_HEAD.split("<dm:device")[0] + "".join(elements) + "</presence>"
+
+
+def _element(tag: str, location_info: str, method: str) -> str:
+    ident = "handset" if tag == "dm:device" else "t1"
+    stamp = "dm:timestamp" if tag != "tuple" else "timestamp"
+    return (
+        f'<{tag} id="{ident}"><gp:geopriv><gp:location-info>{location_info}</gp:location-info>'
+        f"<gp:usage-rules/><gp:method>{method}</gp:method></gp:geopriv>"
+        f"<{stamp}>2026-11-23T08:00:00+07:00</{stamp}></{tag}>"
+    )
+
+
+CIVIC_ONLY = (
+    '<ca:civicAddress xml:lang="id"><ca:country>ID</ca:country><ca:A1>Jawa Barat</ca:A1>'
+    "<ca:A2>Kota Bekasi</ca:A2><ca:A3>Bekasi Timur</ca:A3><ca:RD>Ahmad Yani</ca:RD>"
+    "<ca:STS>Jl.</ca:STS><ca:HNO>12</ca:HNO></ca:civicAddress>"
+)
+CIRCLE = (
+    '<gs:Circle srsName="urn:ogc:def:crs:EPSG::4326"><gml:pos>-6.24 106.99</gml:pos>'
+    '<gs:radius uom="urn:ogc:def:uom:EPSG::9001">40</gs:radius></gs:Circle>'
+)
+
+
+def test_civic_device_does_not_hide_the_circle_of_a_later_tuple() -> None:
+    loc = parse_pidf_lo(
+        _document(_element("dm:device", CIVIC_ONLY, "Manual"), _element("tuple", CIRCLE, "gps"))
+    )
+    assert loc is not None
+    assert (loc.lat, loc.lon, loc.radius_m, loc.shape, loc.method) == (
+        -6.24,
+        106.99,
+        40.0,
+        "Circle",
+        "gps",
+    )
+    assert loc.address == "Jl. Ahmad Yani No. 12, Kec. Bekasi Timur, Kota Bekasi, Jawa Barat"
+
+
+def test_circle_device_and_civic_tuple_are_combined_too() -> None:
+    loc = parse_pidf_lo(
+        _document(_element("dm:device", CIRCLE, "gps"), _element("tuple", CIVIC_ONLY, "Manual"))
+    )
+    assert loc is not None
+    assert (loc.lat, loc.lon, loc.radius_m) == (-6.24, 106.99, 40.0)
+    assert loc.address is not None
+
+
+def test_a_shape_without_a_usable_position_does_not_hide_a_later_one() -> None:
+    broken = (
+        '<gs:Circle srsName="urn:ogc:def:crs:EPSG::4326"><gml:pos>-96 106.99</gml:pos>'
+        '<gs:radius uom="urn:ogc:def:uom:EPSG::9001">40</gs:radius></gs:Circle>'
+    )
+    loc = parse_pidf_lo(
+        _document(_element("dm:device", broken, "gps"), _element("tuple", CIRCLE, "Cell"))
+    )
+    assert loc is not None
+    assert (loc.lat, loc.lon, loc.method) == (-6.24, 106.99, "Cell")
+    only_broken = parse_pidf_lo(_document(_element("dm:device", broken, "gps")))
+    assert only_broken is not None
+    assert only_broken.lat is None
+    assert only_broken.problems
+
+
+# 4 vertices of a ~2 km square at 30 m altitude, closed: 15 numbers as 3D, and 12 without the
+# closing vertex (12 divides by 2 and by 3: read as 2D it is 6 nonsense positions).
+SQUARE_3D = [(-6.10, 106.80), (-6.10, 106.82), (-6.12, 106.82), (-6.12, 106.80)]
+POSLIST_3D_OPEN = " ".join(f"{lat} {lon} 30" for lat, lon in SQUARE_3D)
+
+
+def _polygon(poslist: str, srs: str = "", dimension: str = "") -> str:
+    return (
+        f"<gml:Polygon{srs}><gml:exterior><gml:LinearRing>"
+        f"<gml:posList{dimension}>{poslist}</gml:posList>"
+        "</gml:LinearRing></gml:exterior></gml:Polygon>"
+    )
+
+
+@pytest.mark.parametrize(
+    ("srs", "dimension"),
+    [
+        (' srsName="urn:ogc:def:crs:EPSG::4979"', ""),
+        ("", ' srsDimension="3"'),
+    ],
+)
+def test_3d_poslist_is_read_as_3d_positions(srs: str, dimension: str) -> None:
+    loc = parse_pidf_lo(pidf(_polygon(POSLIST_3D_OPEN, srs, dimension)))
+    assert loc is not None
+    assert loc.lat == pytest.approx(-6.11, abs=1e-6)
+    assert loc.lon == pytest.approx(106.81, abs=1e-6)
+    assert loc.radius_m is not None
+    assert loc.radius_m < 1600
+    assert loc.altitude_m == 30.0
+
+
+def test_poslist_of_unstated_dimension_that_fits_2d_and_3d_is_refused_with_a_reason() -> None:
+    loc = parse_pidf_lo(pidf(_polygon(POSLIST_3D_OPEN)))
+    assert loc is not None
+    assert (loc.lat, loc.lon) == (None, None)
+    assert any("either 2D or 3D" in p for p in loc.problems)
+    # The same through Asterisk: a shape without srsName is crs="unknown".
+    assert (
+        parse_effective_location(f'shape="Polygon",crs="unknown",posList="{POSLIST_3D_OPEN}"')
+        is None
+    )
+
+
+def test_poslist_of_unstated_dimension_is_inferred_when_only_one_fits() -> None:
+    closed_3d = POSLIST_3D_OPEN + " -6.10 106.80 30"  # 15 numbers: only 3D
+    loc = parse_effective_location(f'shape="Polygon",crs="unknown",posList="{closed_3d}"')
+    assert loc is not None
+    assert loc.lat == pytest.approx(-6.11, abs=1e-6)
+    flat = "-6.10 106.80 -6.10 106.82 -6.12 106.82 -6.12 106.80"  # 8 numbers: only 2D
+    loc2 = parse_effective_location(f'shape="Polygon",crs="unknown",posList="{flat}"')
+    assert loc2 is not None
+    assert loc2.lon == pytest.approx(106.81, abs=1e-6)
+
+
+def test_poslist_that_contradicts_its_crs_is_refused() -> None:
+    # crs 2d but an odd count: not silently re-read as 3D.
+    odd = "-6.10 106.80 30 -6.10 106.82 30 -6.12 106.82 30"
+    loc = parse_effective_location(f'shape="Polygon",crs="2d",posList="{odd}"')
+    assert loc is None
+
+
+def test_covering_radius_over_the_limit_gives_no_point() -> None:
+    huge = "-60 0 -60 90 60 90 60 0 -60 0"  # a quarter of the globe
+    loc = parse_pidf_lo(pidf(_polygon(huge, ' srsName="urn:ogc:def:crs:EPSG::4326"')))
+    assert loc is not None
+    assert (loc.lat, loc.lon, loc.radius_m) == (None, None, None)
+    assert any("over" in p for p in loc.problems)
+    assert parse_effective_location(f'shape="Polygon",crs="2d",posList="{huge}"') is None
+
+
+def test_arcband_angles_in_radians_as_asterisk_labels_them_give_the_same_band() -> None:
+    band = (
+        'shape="ArcBand",crs="2d",pos="-6.2 106.8",innerRadius="1000",outerRadius="2000",'
+        "startAngle={start},openingAngle={opening}"
+    )
+    degrees = parse_effective_location(band.format(start='"80 degrees"', opening='"20 degrees"'))
+    radians = parse_effective_location(
+        band.format(start='"1.3962634 radians"', opening='"0.3490659 radians"')
+    )
+    assert degrees is not None
+    assert radians is not None
+    assert radians.lat == pytest.approx(degrees.lat, abs=1e-6)
+    assert radians.lon == pytest.approx(degrees.lon, abs=1e-6)
+    assert radians.radius_m == pytest.approx(degrees.radius_m, abs=0.2)
+
+
+def test_arcband_angles_in_an_unknown_unit_give_the_whole_outer_circle() -> None:
+    loc = parse_pidf_lo(
+        pidf(
+            '<gs:ArcBand srsName="urn:ogc:def:crs:EPSG::4326"><gml:pos>-6.2 106.8</gml:pos>'
+            '<gs:innerRadius uom="urn:ogc:def:uom:EPSG::9001">500</gs:innerRadius>'
+            '<gs:outerRadius uom="urn:ogc:def:uom:EPSG::9001">1500</gs:outerRadius>'
+            '<gs:startAngle uom="urn:ogc:def:uom:EPSG::9105">0</gs:startAngle>'
+            '<gs:openingAngle uom="urn:ogc:def:uom:EPSG::9105">60</gs:openingAngle>'
+            "</gs:ArcBand>"
+        )
+    )
+    assert loc is not None
+    assert (loc.lat, loc.lon, loc.radius_m) == (-6.2, 106.8, 1500.0)
+    assert loc.problems
+
+
 # -- Geolocation header -----------------------------------------------------------------------
 
 

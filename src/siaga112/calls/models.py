@@ -3,7 +3,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, String
+from sqlalchemy import ForeignKey, Index, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from siaga112.db.base import Base, TimestampMixin
@@ -17,6 +17,16 @@ class Call(TimestampMixin, Base):
         # Caller history looks a number up in every form it was stored in.
         Index("ix_calls_caller_e164", "caller_e164"),
         Index("ix_calls_asserted_number", "asserted_number"),
+        # Calls whose own locations were never derived (deferred under load, failed, or
+        # reconciled): what the location sweep reads.
+        Index(
+            "ix_calls_locations_pending",
+            "offered_at",
+            postgresql_where=text(
+                "locations_done_at IS NULL AND (pani_raw IS NOT NULL "
+                "OR geoloc_effective IS NOT NULL OR geolocation_raw IS NOT NULL)"
+            ),
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
@@ -34,6 +44,13 @@ class Call(TimestampMixin, Base):
     pai_raw: Mapped[str | None] = mapped_column(String(1000))
     pani_raw: Mapped[str | None] = mapped_column(String(1000))
     geolocation_raw: Mapped[str | None] = mapped_column(String(2000))
+    # ${GEOLOC_PROFILE(effective_location)} and (method): the location Asterisk resolved from a
+    # PIDF-LO body, kept so that a call whose location step was deferred can be located later.
+    geoloc_effective: Mapped[str | None] = mapped_column(String(2000))
+    geoloc_method: Mapped[str | None] = mapped_column(String(40))
+    # When the call's own locations (cell, PIDF-LO, by-reference fetch) were derived; NULL
+    # while that is still to do (the location sweep picks it up).
+    locations_done_at: Mapped[datetime | None]
     state: Mapped[str] = mapped_column(String(20))
     # How the row came to be: agi (live), ami (tracker saw it first), reconciled (after downtime).
     source: Mapped[str] = mapped_column(String(20))

@@ -46,12 +46,12 @@ WITH inc AS (
 )
 INSERT INTO calls (id, uniqueid, linkedid, channel, caller_number, caller_name, caller_e164,
                    asserted_number, presentation, caller_id_available, dialled_number, pai_raw,
-                   pani_raw, geolocation_raw, state, source, offered_at, incident_id,
-                   created_at, updated_at)
+                   pani_raw, geolocation_raw, geoloc_effective, geoloc_method, state, source,
+                   offered_at, incident_id, created_at, updated_at)
 VALUES (:id, :uniqueid, :linkedid, :channel, :caller_number, :caller_name, :caller_e164,
         :asserted_number, :presentation, :caller_id_available, :dialled_number, :pai, :pani,
-        :geolocation, 'offered', :source, :at, (SELECT id FROM iid), clock_timestamp(),
-        clock_timestamp())
+        :geolocation, :geoloc_effective, :geoloc_method, 'offered', :source, :at,
+        (SELECT id FROM iid), clock_timestamp(), clock_timestamp())
 ON CONFLICT (uniqueid) DO UPDATE SET
     caller_e164 = COALESCE(calls.caller_e164, EXCLUDED.caller_e164),
     asserted_number = COALESCE(calls.asserted_number, EXCLUDED.asserted_number),
@@ -60,6 +60,8 @@ ON CONFLICT (uniqueid) DO UPDATE SET
     pai_raw = COALESCE(calls.pai_raw, EXCLUDED.pai_raw),
     pani_raw = COALESCE(calls.pani_raw, EXCLUDED.pani_raw),
     geolocation_raw = COALESCE(calls.geolocation_raw, EXCLUDED.geolocation_raw),
+    geoloc_effective = COALESCE(calls.geoloc_effective, EXCLUDED.geoloc_effective),
+    geoloc_method = COALESCE(calls.geoloc_method, EXCLUDED.geoloc_method),
     incident_id = COALESCE(calls.incident_id, EXCLUDED.incident_id),
     offered_at = LEAST(calls.offered_at, EXCLUDED.offered_at),
     updated_at = EXCLUDED.updated_at
@@ -97,8 +99,9 @@ class CallFacts:
     pai: str | None
     pani: str | None
     geolocation: str | None
-    # What Asterisk resolved from a PIDF-LO body (GEOLOC_PROFILE): not stored on the call row,
-    # it becomes a location off the hot path.
+    # What Asterisk resolved from a PIDF-LO body (GEOLOC_PROFILE): kept on the call row (same
+    # statement, no extra round trip) and turned into a location off the hot path, or by the
+    # location sweep when that step was deferred.
     geoloc_effective: str | None = None
     geoloc_method: str | None = None
 
@@ -154,6 +157,8 @@ async def record_incoming(
         "pai": _clip(facts.pai, 1000),
         "pani": _clip(facts.pani, 1000),
         "geolocation": _clip(facts.geolocation, 2000),
+        "geoloc_effective": _clip(facts.geoloc_effective, 2000),
+        "geoloc_method": _clip(facts.geoloc_method, 40),
         "at": at,
         "actor": actor,
         "source": source,

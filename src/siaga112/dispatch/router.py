@@ -4,6 +4,7 @@ the webhook outbox. Agency keys reach only the /dispatches routes, scoped to the
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request, status
@@ -74,6 +75,11 @@ def _out(view: service.DispatchView) -> DispatchOut:
     return DispatchOut.model_validate(view.as_dict())
 
 
+def _recent_window(request: Request) -> timedelta:
+    """The best-location window the operator's views use: agencies get the same point."""
+    return timedelta(seconds=request.app.state.settings.locations.recent_window_s)
+
+
 def _wake_worker(request: Request) -> None:
     worker = getattr(request.app.state, "dispatch_worker", None)
     if worker is not None:
@@ -108,6 +114,7 @@ async def create_dispatches(
         note=data.note,
         actor=actor,
         request_id=rid,
+        recent_window=_recent_window(request),
     )
     await session.commit()
     _wake_worker(request)
@@ -166,10 +173,18 @@ async def list_dispatches(
     summary="One dispatch with the incident's facts and best location (read audited)",
 )
 async def get_dispatch(
-    dispatch_id: DispatchId, session: SessionDep, actor: DispatchReader, rid: RequestId
+    dispatch_id: DispatchId,
+    request: Request,
+    session: SessionDep,
+    actor: DispatchReader,
+    rid: RequestId,
 ) -> DispatchOut:
     view = await service.get_dispatch(
-        session=session, dispatch_id=dispatch_id, actor=actor, request_id=rid
+        session=session,
+        dispatch_id=dispatch_id,
+        actor=actor,
+        request_id=rid,
+        recent_window=_recent_window(request),
     )
     await session.commit()
     return _out(view)
@@ -202,6 +217,7 @@ async def update_dispatch(
         remark=data.remark,
         actor=actor,
         request_id=rid,
+        recent_window=_recent_window(request),
     )
     await session.commit()
     _wake_worker(request)

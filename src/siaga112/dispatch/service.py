@@ -53,6 +53,7 @@ from siaga112.incidents.lifecycle import can_transition as incident_can_transiti
 from siaga112.incidents.models import Incident, IncidentEvent
 from siaga112.incidents.service import add_timeline_event, get_incident
 from siaga112.locations.models import Location
+from siaga112.locations.service import DEFAULT_RECENT_WINDOW, best_location_of_incident
 
 # The timestamp column set when a dispatch reaches each status (sent is created_at).
 _STATUS_AT: dict[DispatchStatus, str] = {
@@ -85,20 +86,14 @@ def _scoped(stmt: Select[Any], actor: Actor) -> Select[Any]:
 # ---------------------------------------------------------------- facts
 
 
-async def best_location(*, session: AsyncSession, incident_id: int) -> Location | None:
-    """Operator-confirmed first, then the smallest radius, then the newest."""
-    return (
-        await session.scalars(
-            select(Location)
-            .where(Location.incident_id == incident_id, Location.lat.is_not(None))
-            .order_by(
-                Location.confirmed.desc(),
-                Location.radius_m.asc().nulls_last(),
-                Location.observed_at.desc(),
-            )
-            .limit(1)
-        )
-    ).first()
+async def _best_location(
+    *, session: AsyncSession, incident_id: int, recent_window: timedelta
+) -> Location | None:
+    # The operator's rule (siaga112.locations.service.best_location), never one of our own.
+    best = await best_location_of_incident(
+        session=session, incident_id=incident_id, recent_window=recent_window
+    )
+    return best.location if best is not None else None
 
 
 async def _notes(*, session: AsyncSession, incident_id: int) -> list[NoteComponent]:
@@ -176,10 +171,13 @@ async def _view(
     with_location: bool,
     actor: Actor,
     request_id: str | None,
+    recent_window: timedelta = DEFAULT_RECENT_WINDOW,
 ) -> DispatchView:
     agency = await session.get_one(Agency, dispatch.agency_id)
     incident = await session.get_one(Incident, dispatch.incident_id)
-    location = await best_location(session=session, incident_id=incident.id)
+    location = await _best_location(
+        session=session, incident_id=incident.id, recent_window=recent_window
+    )
     # Centre staff see the caller on the incident anyway; an agency only when allowed.
     share = actor.role is not Role.AGENCY or await _share_caller(
         session=session, agency_id=agency.id
@@ -189,9 +187,11 @@ async def _view(
         has_location=location is not None,
         caller=_caller(incident, share),
     )
-    if with_location and location is not None:
-        facts.location = LocationFacts.model_validate(location)
-        # Where a caller is, is personal data: every read of it is on record.
+    if with_location:
+        if location is not None:
+            facts.location = LocationFacts.model_validate(location)
+        # Where a caller is, is personal data: every read of it is on record (also one that
+        # found none yet).
         await record_audit(
             session=session,
             actor=actor,
@@ -199,7 +199,11 @@ async def _view(
             entity_type="incident",
             entity_id=str(incident.id),
             before=None,
-            after={"via": "dispatch", "dispatch_id": dispatch.id},
+            after={
+                "via": "dispatch",
+                "dispatch_id": dispatch.id,
+                "location_id": str(location.id) if location is not None else None,
+            },
             request_id=request_id,
         )
     return DispatchView(dispatch, agency, facts)
@@ -218,6 +222,7 @@ async def _enqueue(
     actor: Actor,
     notes: list[NoteComponent] | None = None,
     location: Location | None = None,
+    recent_window: timedelta = DEFAULT_RECENT_WINDOW,
 ) -> bool:
     """Writes the agency's message into the outbox (same transaction). False when the agency
     has no webhook: it then works from the API alone."""
@@ -230,7 +235,9 @@ async def _enqueue(
     if notes is None:
         notes = await _notes(session=session, incident_id=incident.id)
     if location is None:
-        location = await best_location(session=session, incident_id=incident.id)
+        location = await _best_location(
+            session=session, incident_id=incident.id, recent_window=recent_window
+        )
     message = WebhookMessage(
         message_id=key,
         event=event_name(status),
@@ -431,6 +438,7 @@ async def create_dispatches(
     note: str | None,
     actor: Actor,
     request_id: str | None,
+    recent_window: timedelta = DEFAULT_RECENT_WINDOW,
 ) -> DispatchBatch:
     # The incident row lock serialises dispatching of one incident.
     incident = await get_incident(session=session, incident_id=incident_id, lock=True)
@@ -502,7 +510,11 @@ async def create_dispatches(
 
     by_id = {a.id: a for a in targets}
     notes = await _notes(session=session, incident_id=incident.id) if created else []
-    location = await best_location(session=session, incident_id=incident.id) if created else None
+    location = (
+        await _best_location(session=session, incident_id=incident.id, recent_window=recent_window)
+        if created
+        else None
+    )
     for dispatch in created:
         await session.refresh(dispatch)
         agency = by_id[dispatch.agency_id]
@@ -585,11 +597,21 @@ async def _get_scoped(
 
 
 async def get_dispatch(
-    *, session: AsyncSession, dispatch_id: int, actor: Actor, request_id: str | None
+    *,
+    session: AsyncSession,
+    dispatch_id: int,
+    actor: Actor,
+    request_id: str | None,
+    recent_window: timedelta = DEFAULT_RECENT_WINDOW,
 ) -> DispatchView:
     dispatch = await _get_scoped(session=session, dispatch_id=dispatch_id, actor=actor)
     return await _view(
-        session=session, dispatch=dispatch, with_location=True, actor=actor, request_id=request_id
+        session=session,
+        dispatch=dispatch,
+        with_location=True,
+        actor=actor,
+        request_id=request_id,
+        recent_window=recent_window,
     )
 
 
@@ -644,6 +666,7 @@ async def update_dispatch_status(
     remark: str | None,
     actor: Actor,
     request_id: str | None,
+    recent_window: timedelta = DEFAULT_RECENT_WINDOW,
 ) -> DispatchView:
     if not (actor.can(Permission.WRITE_INCIDENTS) or actor.can(Permission.AGENCY_DISPATCHES)):
         raise Forbidden(f"role {actor.role.value} may not update dispatches")
@@ -694,6 +717,7 @@ async def update_dispatch_status(
         incident=incident,
         remark=remark,
         actor=actor,
+        recent_window=recent_window,
     )
     add_timeline_event(
         session,

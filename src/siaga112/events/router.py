@@ -8,7 +8,8 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
 
-from siaga112.api.deps import Reader
+from siaga112.api.deps import Reader, RequestId, SessionDep
+from siaga112.audit.service import record_audit
 from siaga112.errors import InvalidRequest
 from siaga112.events.hub import EventHub, LiveEvent
 from siaga112.schemas import ERROR_RESPONSES
@@ -32,14 +33,18 @@ def _frame(event: LiveEvent) -> bytes:
         "`duplicate_linked`, `location_added`, dispatch events ... Each SSE message has the "
         "event id, the kind as `event`, and JSON `data` with `incident_id`, `at`, `actor`, "
         "`kind` and `data`. Reconnect with the `Last-Event-ID` header (or `last_event_id`) to "
-        "receive what was missed. A comment line is sent every 15 s as a heartbeat."
+        "receive what was missed. A comment line is sent every 15 s as a heartbeat. "
+        "`location_added`/`location_confirmed` carry where the caller is: each connection is "
+        "audited once as `location.read` (entity `event_stream`), not each event."
     ),
     response_class=StreamingResponse,
     responses={200: {"content": {"text/event-stream": {}}}},
 )
 async def stream(
     request: Request,
-    _: Reader,
+    session: SessionDep,
+    actor: Reader,
+    rid: RequestId,
     kind: Annotated[list[str] | None, Query(max_length=40)] = None,
     incident_id: Annotated[int | None, Query(ge=1)] = None,
     last_event_id_q: Annotated[int | None, Query(alias="last_event_id", ge=0)] = None,
@@ -56,6 +61,25 @@ async def stream(
             )
         resume_from = int(last_event_id)
     kinds = set(kind) if kind else None
+    # Once per connection (a stream can carry any number of location events). Committing
+    # here also ends the request's transaction, so no database connection is held open for
+    # as long as the stream lasts.
+    await record_audit(
+        session=session,
+        actor=actor,
+        action="location.read",
+        entity_type="event_stream",
+        entity_id=str(incident_id) if incident_id is not None else "all",
+        before=None,
+        after={
+            "via": "events.stream",
+            "kinds": sorted(kinds) if kinds else None,
+            "incident_id": incident_id,
+            "resume_from": resume_from,
+        },
+        request_id=rid,
+    )
+    await session.commit()
 
     def wanted(event: LiveEvent) -> bool:
         return (kinds is None or event.kind in kinds) and (

@@ -200,8 +200,13 @@ async def add_note(
     responses=_404,
     summary="The incident's timeline: who did what, when",
 )
-async def timeline(incident_id: IncidentId, session: SessionDep, _: Reader) -> list[TimelineEntry]:
-    rows = await service.get_timeline(session=session, incident_id=incident_id)
+async def timeline(
+    incident_id: IncidentId, session: SessionDep, actor: Reader, rid: RequestId
+) -> list[TimelineEntry]:
+    rows = await service.get_timeline(
+        session=session, incident_id=incident_id, actor=actor, request_id=rid
+    )
+    await session.commit()  # the audit of the read
     return [TimelineEntry.model_validate(e) for e in rows]
 
 

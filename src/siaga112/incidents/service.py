@@ -116,30 +116,58 @@ async def get_details(
             .order_by(Location.observed_at)
         )
     ).all()
-    timeline = await get_timeline(session=session, incident_id=incident_id)
-    if locations:
-        # Where a caller is, is personal data: every read of it is on record.
-        await record_audit(
-            session=session,
-            actor=actor,
-            action="location.read",
-            entity_type="incident",
-            entity_id=str(incident_id),
-            before=None,
-            after={"locations": len(locations)},
-            request_id=request_id,
-        )
+    timeline = await _timeline_rows(session=session, incident_id=incident_id)
+    # Where a caller is, is personal data: every read of it is on record, also an empty one
+    # (the timeline in the detail carries the location events too).
+    await record_audit(
+        session=session,
+        actor=actor,
+        action="location.read",
+        entity_type="incident",
+        entity_id=str(incident_id),
+        before=None,
+        after={"locations": len(locations), "location_events": _location_events(timeline)},
+        request_id=request_id,
+    )
     return IncidentDetails(incident, list(calls), list(locations), list(timeline))
 
 
-async def get_timeline(*, session: AsyncSession, incident_id: int) -> list[IncidentEvent]:
-    await get_incident(session=session, incident_id=incident_id)
+# Timeline lines that carry a caller location (coordinates, address).
+LOCATION_EVENT_KINDS = frozenset({"location_added", "location_confirmed"})
+
+
+def _location_events(rows: list[IncidentEvent]) -> int:
+    return sum(1 for r in rows if r.kind in LOCATION_EVENT_KINDS)
+
+
+async def _timeline_rows(*, session: AsyncSession, incident_id: int) -> list[IncidentEvent]:
     rows = await session.scalars(
         select(IncidentEvent)
         .where(IncidentEvent.incident_id == incident_id)
         .order_by(IncidentEvent.at, IncidentEvent.id)
     )
     return list(rows.all())
+
+
+async def get_timeline(
+    *, session: AsyncSession, incident_id: int, actor: Actor, request_id: str | None
+) -> list[IncidentEvent]:
+    """The incident's timeline, oldest first. Its location lines carry where the caller is, so
+    the read is audited as ``location.read`` (via the timeline), whatever it holds; the caller
+    commits."""
+    await get_incident(session=session, incident_id=incident_id)
+    rows = await _timeline_rows(session=session, incident_id=incident_id)
+    await record_audit(
+        session=session,
+        actor=actor,
+        action="location.read",
+        entity_type="incident",
+        entity_id=str(incident_id),
+        before=None,
+        after={"via": "timeline", "location_events": _location_events(rows)},
+        request_id=request_id,
+    )
+    return rows
 
 
 async def refresh_kecamatan(

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, String, Text, func
+from sqlalchemy import CheckConstraint, ForeignKey, Index, String, Text, func, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from siaga112.db.base import Base
@@ -39,6 +39,9 @@ class AmlMessage(Base):
     observed_at: Mapped[datetime | None]
     reference_at: Mapped[datetime]
     status: Mapped[str] = mapped_column(String(12))
+    # Signed (SMS: received by the SMSC) longer than the replay window before it reached
+    # siaga112: accepted all the same (its digest is new), and marked.
+    late: Mapped[bool] = mapped_column(server_default=text("false"), default=False)
     call_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("calls.id", ondelete="SET NULL"), index=True
     )

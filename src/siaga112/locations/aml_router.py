@@ -22,7 +22,13 @@ MAX_AML_BODY = 8 * 1024
 
 _REJECTIONS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorOut, "description": "`invalid_signature`: no sender's secret verifies"},
-    409: {"model": ErrorOut, "description": "`replayed`: seen before, or signed too long ago"},
+    409: {
+        "model": ErrorOut,
+        "description": (
+            "`replayed`: seen before, or signed too far in the future; HTTPS also when signed "
+            "longer than the replay window ago (a late SMS is accepted, marked `late`)"
+        ),
+    },
     413: {"model": ErrorOut, "description": "request body too large"},
     422: {"model": ErrorOut, "description": "`malformed_aml`: signed, but not valid AML"},
 }
@@ -35,6 +41,8 @@ class AmlAccepted(Output):
     id: uuid.UUID
     status: str
     """``matched`` (attached to a call) or ``unmatched`` (kept until its call turns up)."""
+    late: bool = False
+    """An SMS the SMSC received longer than the replay window ago: kept, matched on that time."""
 
 
 class AmlMessageOut(Output):
@@ -51,6 +59,7 @@ class AmlMessageOut(Output):
     radius_m: float | None
     confidence: int | None
     method: str | None
+    late: bool
 
 
 def _policy(request: Request) -> AmlPolicy:
@@ -103,7 +112,9 @@ async def _receive(
         )
         raise
     _count(request, f"aml_{channel}_{receipt.status}")
-    return AmlAccepted(id=receipt.id, status=receipt.status)
+    if receipt.late:
+        _count(request, f"aml_{channel}_late")
+    return AmlAccepted(id=receipt.id, status=receipt.status, late=receipt.late)
 
 
 _SENDER = Header(
@@ -143,7 +154,10 @@ async def receive_https(
     description=(
         "Fields: `number` (the SMS originator), `text` (an AML text SMS, ETSI TS 103 625) or "
         "`data` (a data SMS's user data, base64; `udhi=1` when it starts with a user data "
-        "header), `timestamp` (when the SMSC received it, Unix ms), then `hmac` as for HTTPS."
+        "header), `timestamp` (when the SMSC received it, Unix ms), then `hmac` as for HTTPS. "
+        "The message is matched to its call on `timestamp`, not on the handset's fix time "
+        "`top`. An SMS whose `timestamp` is older than the replay window is accepted when it "
+        "was never received before, with `late: true`."
     ),
 )
 async def receive_sms(
@@ -171,6 +185,7 @@ def _out(row: Any) -> AmlMessageOut:
         radius_m=parsed.get("radius_m"),
         confidence=parsed.get("confidence"),
         method=parsed.get("method"),
+        late=bool(row.late),
     )
 
 

@@ -5,14 +5,28 @@ A message is checked in this order, and nothing is written unless every check pa
 1. **signature** (``invalid_signature``): HMAC-SHA256 of the body with a secret of a configured
    sender that may use the channel (:mod:`siaga112.locations.aml`);
 2. **form and content** (``malformed_aml``): the AML text or fields parse and validate;
-3. **freshness** (``replayed``): the signed timestamp is within the replay window of now;
+3. **freshness** (``replayed``): the signed timestamp is not ahead of now by more than the
+   replay window, nor behind it, except for SMS (below);
 4. **uniqueness** (``replayed``): no message with the same signed bytes was stored before (a
    unique digest, so two copies racing each other still give one row).
 
+Late SMS: an SMS is store-and-forward; an SMSC or gateway that was down or congested delivers
+genuine AML minutes or hours late, and refusing it would throw away a caller's location with
+nothing kept. The digest alone already refuses every replay (rows are never deleted), so an SMS
+received by the SMSC longer than the window ago is accepted when its digest is new, marked
+``late``, and matched on its own receive time like any other (so a late copy of an old message
+cannot attach to a current call). HTTPS keeps the window: it is posted by the handset (or a
+relay) within seconds of the call, and a stale one is more likely a replayed capture whose
+digest differs (re-signed) than a delayed delivery.
+
 Matching: the handset's number (``+62``, ``62`` or ``0`` forms, normalised to E.164) and time.
-A message belongs to the call of that number offered at most ``match_before`` after the message
-time (AML may arrive before the call's row exists) and at most ``match_after_end`` after the
-call ended (or while it lasts); the closest offered time wins. A matched message with a fix
+The time is, for SMS, when the SMSC received it (the gateway's ``timestamp``), not the handset's
+fix time ``top``: a fix may be minutes old, or the handset's clock wrong, while the SMS itself
+is sent when the call is made; ``top`` stays the observed time of the location. For HTTPS it is
+the call start the handset reports (``time``), else the fix time, else the relay's timestamp. A
+message belongs to the call of that number offered at most ``match_before`` after that time
+(AML may arrive before the call's row exists) and at most ``match_after_end`` after the call
+ended (or while it lasts); the closest offered time wins. A matched message with a fix
 becomes an ``aml_sms``/``aml_https`` location of the call and its incident. An unmatched one is
 kept and listed; :func:`attach_pending_aml` attaches it when its call is recorded later, and
 :func:`rematch_unmatched` retries the recent ones (for a message and a call that crossed).
@@ -106,6 +120,7 @@ class AmlReceipt:
     call_id: uuid.UUID | None
     incident_id: int | None
     location_id: uuid.UUID | None
+    late: bool = False
 
 
 # -- checks (no database) ---------------------------------------------------------------------
@@ -223,7 +238,11 @@ def _calls_for(
     )
 
 
-def _reference_time(message: AmlMessage, sent_at: datetime) -> datetime:
+def _reference_time(channel: str, message: AmlMessage, sent_at: datetime) -> datetime:
+    """The time a message is matched on (module docstring): for SMS when the SMSC received
+    it; for HTTPS the call start, else the fix time, else the relay's timestamp."""
+    if channel == "sms":
+        return sent_at
     return message.call_started_at or message.observed_at or sent_at
 
 
@@ -285,17 +304,24 @@ async def receive_aml(
         policy=policy, channel=channel, body=body, sender_hint=sender_hint
     )
     parsed = parse_signed(channel, signed)
-    if abs(now - parsed.sent_at) > policy.replay_window:
+    window = int(policy.replay_window.total_seconds())
+    if parsed.sent_at - now > policy.replay_window:
         raise Replayed(
-            f"signed at {parsed.sent_at.isoformat()}, outside the replay window of "
-            f"{int(policy.replay_window.total_seconds())} s",
+            f"signed at {parsed.sent_at.isoformat()}, more than {window} s in the future "
+            "(the sender's clock?)",
+            details=[{"field": "timestamp"}],
+        )
+    late = now - parsed.sent_at > policy.replay_window
+    if late and channel != "sms":
+        raise Replayed(
+            f"signed at {parsed.sent_at.isoformat()}, outside the replay window of {window} s",
             details=[{"field": "timestamp"}],
         )
     digest = hashlib.sha256(channel.encode() + b"\n" + signed).hexdigest()
     e164 = normalise_indonesian_number(parsed.number) if parsed.number else None
     if e164 is not None:
         await _lock_number(session, e164)
-    reference_at = _reference_time(parsed.message, parsed.sent_at)
+    reference_at = _reference_time(channel, parsed.message, parsed.sent_at)
     row_id = await session.scalar(
         insert(AmlRow)
         .values(
@@ -310,6 +336,7 @@ async def receive_aml(
             observed_at=parsed.message.observed_at,
             reference_at=reference_at,
             status="unmatched",
+            late=late,
         )
         .on_conflict_do_nothing(index_elements=["digest"])
         .returning(AmlRow.id)
@@ -330,13 +357,14 @@ async def receive_aml(
                 request_id=request_id,
             )
     log.info(
-        "aml %s from %s: %s%s",
+        "aml %s from %s: %s%s%s",
         channel,
         sender,
         row.status,
         f" to call {row.call_id}" if row.call_id else "",
+        f" (late: received {parsed.sent_at.isoformat()})" if late else "",
     )
-    return AmlReceipt(row.id, row.status, row.call_id, row.incident_id, row.location_id)
+    return AmlReceipt(row.id, row.status, row.call_id, row.incident_id, row.location_id, late)
 
 
 async def attach_pending_aml(
@@ -436,17 +464,17 @@ async def list_unmatched(
     rows = list(
         (await session.scalars(stmt.order_by(AmlRow.received_at.desc()).limit(limit))).all()
     )
-    if rows:
-        await record_audit(
-            session=session,
-            actor=actor,
-            action="aml.read_unmatched",
-            entity_type="aml_message",
-            entity_id="unmatched",
-            before=None,
-            after={"messages": len(rows)},
-            request_id=request_id,
-        )
+    # Audited also when the list is empty: every read of caller location is on record.
+    await record_audit(
+        session=session,
+        actor=actor,
+        action="aml.read_unmatched",
+        entity_type="aml_message",
+        entity_id="unmatched",
+        before=None,
+        after={"messages": len(rows)},
+        request_id=request_id,
+    )
     return rows
 
 

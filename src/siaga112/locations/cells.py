@@ -249,7 +249,9 @@ def _open_text(path: Path) -> tuple[IO[bytes], IO[str]]:
     magic = raw.read(2)
     raw.seek(0)
     binary = cast(IO[bytes], gzip.GzipFile(fileobj=raw, mode="rb")) if magic == b"\x1f\x8b" else raw
-    return raw, io.TextIOWrapper(binary, encoding="utf-8", errors="replace", newline="")
+    # utf-8-sig: a file saved by a spreadsheet starts with a byte order mark, which would
+    # otherwise stick to the header's first field and make the header a bad row.
+    return raw, io.TextIOWrapper(binary, encoding="utf-8-sig", errors="replace", newline="")
 
 
 def _batches(path: Path, batch_rows: int) -> Iterator[_Batch]:
@@ -257,6 +259,7 @@ def _batches(path: Path, batch_rows: int) -> Iterator[_Batch]:
     with raw, text:
         batch = _Batch([], 0, 0, [], 0)
         line_no = 0
+        first = True
         try:
             for line in text:
                 line_no += 1
@@ -264,8 +267,10 @@ def _batches(path: Path, batch_rows: int) -> Iterator[_Batch]:
                 if not stripped.strip():
                     continue
                 fields = stripped.split(",")
-                if line_no == 1 and fields[0].strip().lower() == "radio":
-                    continue  # header
+                if first:
+                    first = False
+                    if fields[0].strip().strip('"').lower() == "radio":
+                        continue  # header (the first line with content)
                 batch.read += 1
                 try:
                     batch.rows.append(parse_cell_row(fields))

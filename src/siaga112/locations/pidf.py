@@ -211,18 +211,32 @@ def _floats(text: str) -> list[float] | None:
     return out
 
 
-def _angle_deg(text: str | None, uom: str | None = None) -> float | None:
-    """An angle in degrees from ``"45"``, ``"45 degrees"``, ``"0.78 radians"`` or with a GML
-    uom (EPSG::9102 degrees, EPSG::9101 radians: RFC 5491 §6)."""
-    if text is None:
-        return None
+def _angle_deg(text: str | None, uom: str | None) -> float | None:
+    """An angle in degrees from its value and unit: a GML uom (EPSG::9102 degrees, EPSG::9101
+    radians: RFC 5491 §6) or Asterisk's label (``degrees``, ``radians``). No unit is degrees
+    (what Asterisk assumes too); None for any other unit: a band whose angles are in an unknown
+    unit is drawn as its whole outer circle, never guessed."""
     value = _float(text)
     if value is None:
         return None
-    unit = (uom or (text.strip().split(" ", 1)[1] if " " in text.strip() else "")).lower()
-    if unit.startswith("rad") or unit.endswith("9101"):
-        value = math.degrees(value)
-    return value
+    unit = (uom or "").strip().lower()
+    if not unit or unit.endswith("9102") or unit in {"deg", "degree", "degrees"}:
+        return value
+    if unit.endswith("9101") or unit in {"rad", "radian", "radians"}:
+        return math.degrees(value)
+    return None
+
+
+def _asterisk_angle(text: str) -> tuple[str, str | None]:
+    """An angle as Asterisk's effective_location writes it (``"80 degrees"``) as (value, unit).
+
+    Asterisk 22's pidf_to_eprofile.xslt labels an angle ``radians`` when the PIDF-LO said
+    EPSG::9101 and ``degrees`` for anything else (EPSG::9102, no uom, another uom): checked
+    through a real Asterisk 22.10 with ArcBands in both units (tests/e2e/test_pidf_call.py).
+    Older res_geolocation stylesheets labelled EPSG::9102 ``radians``; that test catches it
+    if such a build is ever used."""
+    value, _, label = text.strip().partition(" ")
+    return value, label.strip() or None
 
 
 def _length_m(text: str | None, uom: str | None = None) -> tuple[float | None, str | None]:
@@ -247,11 +261,12 @@ class _Shape:
     positions: list[list[float]] = field(default_factory=list)
     lengths: dict[str, tuple[str, str | None]] = field(default_factory=dict)
     angles: dict[str, tuple[str, str | None]] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
 
 
 def _resolve(shape: _Shape) -> tuple[dict[str, Any], list[str]]:
     """Centre, covering radius and altitude of a shape; problems say what was missing."""
-    problems: list[str] = []
+    problems: list[str] = list(shape.problems)
     points: list[tuple[float, float]] = []
     altitude: float | None = None
     for pos in shape.positions:
@@ -305,12 +320,17 @@ def _resolve(shape: _Shape) -> tuple[dict[str, Any], list[str]]:
             problems.append("ArcBand without an outer radius")
         elif inner is None or start is None or opening is None or not 0 < opening <= 360:
             # Without the band's angles the safe answer is the whole outer circle.
+            problems.append("ArcBand angles missing or in an unknown unit: whole outer circle")
             radius = outer
         else:
             steps = [start + opening * i / ARC_SAMPLES for i in range(ARC_SAMPLES + 1)]
             band = [_destination(lat, lon, b, outer) for b in steps]
             band += [_destination(lat, lon, b, inner) for b in reversed(steps)]
             lat, lon, radius = _covering(band)
+    if radius is not None and radius > MAX_RADIUS_M:
+        # A shape wider than any caller's location is junk (or a misread list): no point.
+        problems.append(f"{kind} covers a radius of {radius:.0f} m, over {MAX_RADIUS_M:.0f} m")
+        return out, problems
     out.update({"lat": lat, "lon": lon, "radius_m": radius})
     return out, problems
 
@@ -357,13 +377,33 @@ def _clean_method(method: str | None) -> str | None:
     return text or None
 
 
-def _split_positions(values: list[float], crs: str | None) -> list[list[float]]:
-    dim = 3 if (crs or "").lower() == "3d" else 2
-    if len(values) % dim:
-        dim = 3 if dim == 2 and len(values) % 3 == 0 else dim
-    if len(values) % dim:
-        return []
-    return [values[i : i + dim] for i in range(0, len(values), dim)]
+def _dimension(crs: str | None, declared: str | None = None) -> int | None:
+    """2 or 3 coordinates per position: from the CRS (EPSG 4326 / 4979, which Asterisk writes
+    as ``2d`` / ``3d``), else a GML ``srsDimension``; None when neither says."""
+    lowered = (crs or "").strip().lower()
+    if lowered == "2d":
+        return 2
+    if lowered == "3d":
+        return 3
+    if declared is not None and declared.strip() in {"2", "3"}:
+        return int(declared.strip())
+    return None
+
+
+def _split_positions(values: list[float], dim: int | None) -> tuple[list[list[float]], str | None]:
+    """A flat coordinate list as positions, or ([], why not). Without a stated dimension it is
+    inferred only when exactly one of 2 and 3 divides the count: 3D numbers read as 2D pairs
+    would put the caller somewhere else entirely, so an ambiguous list is refused."""
+    count = len(values)
+    if dim is None:
+        fits = [d for d in (2, 3) if count % d == 0]
+        if len(fits) != 1:
+            kind = "either 2D or 3D" if fits else "neither 2D nor 3D"
+            return [], f"{count} coordinates without srsName or srsDimension: {kind}"
+        dim = fits[0]
+    if count == 0 or count % dim:
+        return [], f"{count} coordinates are not a whole number of {dim}D positions"
+    return [values[i : i + dim] for i in range(0, count, dim)], None
 
 
 def parse_effective_location(value: str, method: str | None = None) -> ParsedLocation | None:
@@ -410,6 +450,7 @@ def _parse_effective(value: str, method: str | None) -> ParsedLocation | None:
     if shape_name is None:
         return None
     shape = _Shape(shape=shape_name, crs=keys.get("crs") or None)
+    dim = _dimension(shape.crs)
     for key, text in pairs:
         lower = key.lower()
         if lower in _POSITION_KEYS:
@@ -417,19 +458,23 @@ def _parse_effective(value: str, method: str | None) -> ParsedLocation | None:
             if coords is None:
                 problems.append(f"{key} {text[:60]!r} is not coordinates")
             elif len(coords) > 3:
-                shape.positions.extend(_split_positions(coords, shape.crs))
+                split, problem = _split_positions(coords, dim)
+                problems.extend([f"{key}: {problem}"] if problem else [])
+                shape.positions.extend(split)
             else:
                 shape.positions.append(coords)
         elif lower in _POSLIST_KEYS:
             coords = _floats(text)
-            split = _split_positions(coords, shape.crs) if coords else []
+            split, problem = _split_positions(coords, dim) if coords else ([], None)
             if not split:
-                problems.append(f"{key} is not a list of coordinates")
+                problems.append(
+                    f"{key} is not a list of coordinates" + (f": {problem}" if problem else "")
+                )
             shape.positions.extend(split)
         elif lower in _LENGTH_KEYS:
             shape.lengths[_LENGTH_KEYS[lower]] = (text, None)
         elif lower in _ANGLE_KEYS:
-            shape.angles[_ANGLE_KEYS[lower]] = (text, None)
+            shape.angles[_ANGLE_KEYS[lower]] = _asterisk_angle(text)
     resolved, shape_problems = _resolve(shape)
     if resolved.get("lat") is None:
         return None
@@ -557,8 +602,13 @@ def _shape_from_xml(element: ET.Element) -> _Shape:
                 shape.positions.append(coords)
         elif name == "posList":
             coords = _floats(text)
-            if coords is not None:
-                shape.positions.extend(_split_positions(coords, shape.crs))
+            dim = _dimension(shape.crs, child.get("srsDimension") or element.get("srsDimension"))
+            split, problem = _split_positions(coords, dim) if coords else ([], None)
+            if not split:
+                shape.problems.append(
+                    "posList is not a list of coordinates" + (f": {problem}" if problem else "")
+                )
+            shape.positions.extend(split)
         elif name.lower() in _LENGTH_KEYS:
             shape.lengths[_LENGTH_KEYS[name.lower()]] = (text, child.get("uom"))
         elif name.lower() in _ANGLE_KEYS:
@@ -621,8 +671,12 @@ def _parse_pidf(document: str | bytes) -> ParsedLocation | None:
     elements = [e for e in root if _local(e.tag) in ("device", "tuple", "person")]
     order = {"device": 0, "tuple": 1, "person": 2}
     elements.sort(key=lambda e: order[_local(e.tag)])
+    # The first shape with coordinates and the first civic address, wherever each is: a device
+    # that knows only its address must not hide the circle a later tuple gives, nor the reverse.
     geodetic: ParsedLocation | None = None
+    unplaced: ParsedLocation | None = None  # a shape that gave no point: its problems
     civic: dict[str, str] = {}
+    civic_meta: tuple[str | None, datetime | None] | None = None
     for element in elements:
         geopriv = _find(element, "geopriv")
         if geopriv is None:
@@ -634,24 +688,31 @@ def _parse_pidf(document: str | bytes) -> ParsedLocation | None:
                 name = _local(child.tag)
                 if name == "civicAddress" and not civic:
                     civic = {_local(c.tag): t for c in child if (t := _text(c)) and _local(c.tag)}
+                    if civic:
+                        civic_meta = (method, stamp)
                 elif name.lower() in _SHAPES_BY_LOWER and geodetic is None:
                     resolved, problems = _resolve(_shape_from_xml(child))
-                    geodetic = ParsedLocation(
+                    found = ParsedLocation(
                         method=method,
                         observed_at=stamp,
                         confidence=_confidence(_find(info, "confidence")),
                         problems=tuple(problems),
                         **resolved,
                     )
-            if geodetic is not None and civic:
-                break
-        if geodetic is None and civic:
-            geodetic = ParsedLocation(shape="civic", method=method, observed_at=stamp)
-    if geodetic is None:
+                    if found.has_coordinates:
+                        geodetic = found
+                    elif unplaced is None:
+                        unplaced = found
+        if geodetic is not None and civic:
+            break
+    result = geodetic or unplaced
+    if result is None and civic_meta is not None:
+        result = ParsedLocation(shape="civic", method=civic_meta[0], observed_at=civic_meta[1])
+    if result is None:
         return None
     if civic:
-        return replace(geodetic, civic=civic, address=civic_address_text(civic))
-    return geodetic
+        return replace(result, civic=civic, address=civic_address_text(civic))
+    return result
 
 
 # -- the Geolocation header -------------------------------------------------------------------

@@ -184,7 +184,10 @@ async def call_locations_geojson(
     response_model=LocationOut,
     status_code=status.HTTP_201_CREATED,
     responses=_404,
-    summary="Add a location entered by an operator (confirmed unless `confirm` is false)",
+    summary=(
+        "Add a location entered by an operator (confirmed when it has coordinates, unless "
+        "`confirm` is false)"
+    ),
 )
 async def add_operator_location(
     incident_id: IncidentId,

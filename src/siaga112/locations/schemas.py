@@ -60,9 +60,13 @@ class OperatorLocationCreate(StrictInput):
     radius_m: float | None = Field(default=None, ge=0, le=1_000_000)
     address: Address | None = None
     call_id: uuid.UUID | None = Field(default=None, description="the call it came from, if any")
-    confirm: bool = Field(
-        default=True,
-        description="make it the incident's confirmed location (an operator entered it)",
+    confirm: bool | None = Field(
+        default=None,
+        description=(
+            "make it the incident's confirmed (best) location; by default when it has "
+            "coordinates. An address alone is kept but never confirmed: `true` without lat/lon "
+            "is refused with 422 `coordinates_required`"
+        ),
     )
     note: ShortText | None = None
 

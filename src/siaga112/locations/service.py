@@ -14,13 +14,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import func, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from siaga112.audit.service import record_audit
 from siaga112.auth.service import Actor, system_actor
 from siaga112.calls.models import Call
-from siaga112.errors import InvalidRequest, NotFound
+from siaga112.errors import CoordinatesRequired, InvalidRequest, NotFound
 from siaga112.incidents.kecamatan import LocationFacts, kecamatan_of_location
 from siaga112.incidents.models import Incident
 from siaga112.incidents.service import add_timeline_event, refresh_kecamatan
@@ -381,47 +381,104 @@ async def referenced_location_for_call(
     )
 
 
-async def backfill_call_locations(
+def aml_number(
     *,
-    session: AsyncSession,
-    since: datetime,
-    limit: int = 500,
-    gnb_id_bits: int = DEFAULT_GNB_ID_BITS,
-    min_radius_m: float = DEFAULT_CELL_MIN_RADIUS_M,
-) -> int:
-    """Cell locations for calls offered since ``since`` that have a PANI but no network-cell
-    location yet: calls reconciled from the CDR file, created first by the AMI tracker, or
-    whose background derivation failed. Returns how many calls it handled; caller commits."""
+    asserted_number: str | None,
+    caller_e164: str | None,
+    caller_number: str | None,
+    caller_id_available: bool,
+) -> str | None:
+    """The number an AML message from this caller's handset would carry: the network-asserted
+    one when there is one (that is what the handset's own number is likely to equal)."""
+    if asserted_number or caller_e164:
+        return asserted_number or caller_e164
+    return caller_number if caller_id_available else None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallLocationJob:
+    """What a call's own signalling says about where the caller is: the input of one location
+    derivation, run after the AGI write or, when that was deferred or failed, by the sweep."""
+
+    call_id: uuid.UUID
+    incident_id: int | None
+    pani: str | None
+    geoloc_effective: str | None
+    geoloc_method: str | None
+    geolocation: str | None
+    """The raw Geolocation header (a by-reference URI is fetched only when configured)."""
+    aml_number: str | None
+    at: datetime
+
+    @property
+    def locatable(self) -> bool:
+        """Something to derive a location from (what the sweep looks for)."""
+        return bool(self.pani or self.geoloc_effective or self.geolocation)
+
+
+async def pending_location_jobs(
+    *, session: AsyncSession, since: datetime, before: datetime, limit: int = 200
+) -> list[CallLocationJob]:
+    """Calls offered between ``since`` and ``before`` with something to locate whose
+    derivation never finished: deferred under load (the backlog was full), failed, cut off by a
+    stop, created by the AMI tracker or reconciled from the CDR file. Oldest first."""
     rows = (
         await session.execute(
-            select(Call.id, Call.incident_id, Call.pani_raw, Call.offered_at)
+            select(
+                Call.id,
+                Call.incident_id,
+                Call.pani_raw,
+                Call.geoloc_effective,
+                Call.geoloc_method,
+                Call.geolocation_raw,
+                Call.asserted_number,
+                Call.caller_e164,
+                Call.caller_number,
+                Call.caller_id_available,
+                Call.offered_at,
+            )
             .where(
+                Call.locations_done_at.is_(None),
+                or_(
+                    Call.pani_raw.is_not(None),
+                    Call.geoloc_effective.is_not(None),
+                    Call.geolocation_raw.is_not(None),
+                ),
                 Call.offered_at >= since,
-                Call.pani_raw.is_not(None),
-                ~select(Location.id)
-                .where(
-                    Location.call_id == Call.id,
-                    Location.source == LocationSource.NETWORK_CELL.value,
-                )
-                .exists(),
+                Call.offered_at <= before,
             )
             .order_by(Call.offered_at)
             .limit(limit)
         )
     ).all()
-    for row in rows:
-        await locations_for_call(
-            session=session,
-            call_id=row.id,
-            incident_id=row.incident_id,
-            pani=row.pani_raw,
-            geoloc_effective=None,
-            geoloc_method=None,
-            observed_at=row.offered_at,
-            gnb_id_bits=gnb_id_bits,
-            min_radius_m=min_radius_m,
+    return [
+        CallLocationJob(
+            call_id=r.id,
+            incident_id=r.incident_id,
+            pani=r.pani_raw,
+            geoloc_effective=r.geoloc_effective,
+            geoloc_method=r.geoloc_method,
+            geolocation=r.geolocation_raw,
+            aml_number=aml_number(
+                asserted_number=r.asserted_number,
+                caller_e164=r.caller_e164,
+                caller_number=r.caller_number,
+                caller_id_available=r.caller_id_available,
+            ),
+            at=r.offered_at,
         )
-    return len(rows)
+        for r in rows
+    ]
+
+
+async def mark_locations_done(*, session: AsyncSession, call_id: uuid.UUID) -> None:
+    """The call's own locations are derived (whatever they gave): the sweep leaves it alone.
+    The caller commits, in the transaction that stored them."""
+    await session.execute(
+        update(Call)
+        .where(Call.id == call_id, Call.locations_done_at.is_(None))
+        .values(locations_done_at=func.now())
+    )
 
 
 # -- history, best location, confirmation -------------------------------------------------
@@ -470,6 +527,28 @@ def best_location(
     return BestLocation(chosen, reason, 0)
 
 
+async def best_location_of_incident(
+    *,
+    session: AsyncSession,
+    incident_id: int,
+    recent_window: timedelta = DEFAULT_RECENT_WINDOW,
+) -> BestLocation | None:
+    """The incident's best location by :func:`best_location`: the one rule behind the incident
+    detail, the location history and what agencies get (dispatch API and webhooks), so that an
+    agency is sent to the point the operator sees. Pass the configured window
+    (``SIAGA112_LOCATIONS__RECENT_WINDOW_S``). Not audited here: the caller audits the read."""
+    rows = (
+        await session.scalars(
+            select(Location).where(
+                Location.incident_id == incident_id,
+                Location.lat.is_not(None),
+                Location.lon.is_not(None),
+            )
+        )
+    ).all()
+    return best_location(rows, recent_window=recent_window)
+
+
 async def _audit_read(
     session: AsyncSession,
     *,
@@ -507,15 +586,15 @@ async def list_for_incident(
             )
         ).all()
     )
-    if rows:
-        await _audit_read(
-            session,
-            actor=actor,
-            entity_type="incident",
-            entity_id=str(incident_id),
-            count=len(rows),
-            request_id=request_id,
-        )
+    # Audited also when there is nothing yet: the attempt to learn where a caller is counts.
+    await _audit_read(
+        session,
+        actor=actor,
+        entity_type="incident",
+        entity_id=str(incident_id),
+        count=len(rows),
+        request_id=request_id,
+    )
     return rows
 
 
@@ -534,15 +613,15 @@ async def list_for_call(
             )
         ).all()
     )
-    if rows:
-        await _audit_read(
-            session,
-            actor=actor,
-            entity_type="call",
-            entity_id=str(call_id),
-            count=len(rows),
-            request_id=request_id,
-        )
+    # Audited also when there is nothing yet: the attempt to learn where a caller is counts.
+    await _audit_read(
+        session,
+        actor=actor,
+        entity_type="call",
+        entity_id=str(call_id),
+        count=len(rows),
+        request_id=request_id,
+    )
     return rows
 
 
@@ -555,17 +634,31 @@ async def add_operator_location(
     radius_m: float | None,
     address: str | None,
     call_id: uuid.UUID | None,
-    confirm: bool,
+    confirm: bool | None,
     note: str | None,
     actor: Actor,
     request_id: str | None,
 ) -> Location:
-    """A location an operator entered (from what the caller said, or a map click)."""
+    """A location an operator entered (from what the caller said, or a map click).
+
+    ``confirm``: None (the default) confirms it when it has coordinates; an address alone is
+    kept, shown in the history and used for the kecamatan, but is not a point to send anyone
+    to, so it never becomes the best location. Asking for ``confirm=True`` without coordinates
+    is refused (CoordinatesRequired) with nothing stored: the operator learns at once that the
+    map point still shown (and sent to agencies) is not the address just typed.
+    """
     if await session.get(Incident, incident_id) is None:
         raise NotFound(f"incident {incident_id} not found")
     if lat is None and lon is None and not address:
         raise InvalidRequest(
             "give coordinates, an address, or both", details=[{"field": "body.lat"}]
+        )
+    placed = lat is not None and lon is not None
+    if confirm and not placed:
+        raise CoordinatesRequired(
+            "a location without coordinates cannot be confirmed: give lat and lon too, "
+            "or send it with confirm false",
+            details=[{"field": "body.confirm"}],
         )
     if call_id is not None:
         owner = await session.scalar(select(Call.incident_id).where(Call.id == call_id))
@@ -590,7 +683,7 @@ async def add_operator_location(
         actor=actor,
         request_id=request_id,
     )
-    if confirm:
+    if placed if confirm is None else confirm:
         await _confirm(session, location, actor=actor, request_id=request_id)
     return location
 
@@ -658,8 +751,9 @@ async def confirm_location(
     if location is None:
         raise NotFound(f"location {location_id} not found")
     if location.lat is None or location.lon is None:
-        raise InvalidRequest(
-            "a location without coordinates cannot be confirmed; add an operator location",
+        raise CoordinatesRequired(
+            "a location without coordinates cannot be confirmed; add an operator location "
+            "with coordinates",
             details=[{"field": "location_id"}],
         )
     if location.confirmed and location.incident_id is not None:

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import uuid
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -22,8 +23,11 @@ from siaga112.config import Settings
 from siaga112.locations.aml_service import AmlPolicy, attach_pending_aml, rematch_unmatched
 from siaga112.locations.georef import fetch_location_reference, fetchable_reference
 from siaga112.locations.service import (
-    backfill_call_locations,
+    CallLocationJob,
+    aml_number,
     locations_for_call,
+    mark_locations_done,
+    pending_location_jobs,
     referenced_location_for_call,
 )
 from siaga112.operators.service import QueueTarget, reapply_sessions
@@ -46,10 +50,14 @@ log = logging.getLogger(__name__)
 RECONCILE_EVERY_S = 30.0
 # Location derivation runs after the AGI write, beside calls: a few at a time so a surge does
 # not take the database pool from the call path; beyond the backlog limit a call is left to the
-# sweep that follows every reconciliation pass.
+# sweep that follows every reconciliation pass (the call row holds all it needs: PANI, the
+# PIDF-LO location Asterisk resolved, the Geolocation header).
 LOCATION_WORKERS = 4
 LOCATION_BACKLOG = 2000
 LOCATION_SWEEP_WINDOW = timedelta(hours=24)
+# Calls younger than this are left to their own background task, not raced by the sweep.
+LOCATION_SWEEP_GRACE = timedelta(seconds=60)
+LOCATION_SWEEP_LIMIT = 200
 
 
 class Telephony:
@@ -98,6 +106,10 @@ class Telephony:
         self._periodic: asyncio.Task[None] | None = None
         self._location_tasks: set[asyncio.Task[None]] = set()
         self._location_slots = asyncio.Semaphore(LOCATION_WORKERS)
+        # Calls whose derivation is running in this process (the sweep skips them).
+        self._locating: set[uuid.UUID] = set()
+        self._sweep_lock = asyncio.Lock()
+        self._sweeps: set[asyncio.Task[None]] = set()
         self._reapplying: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
@@ -108,7 +120,9 @@ class Telephony:
         except Exception:
             self.metrics.inc("reconcile_failures")
             log.exception("reconciliation at start failed; will retry")
-        await self._sweep_locations()
+        # In the background: a sweep that fetches locations by reference must not hold up the
+        # AGI server's start.
+        self._kick_sweep()
         await self.agi.start()
         await self.ami.start()
         self._periodic = asyncio.get_running_loop().create_task(self._reconcile_forever())
@@ -135,8 +149,11 @@ class Telephony:
             log.exception("re-applying operator queue sessions failed")
 
     async def stop(self) -> None:
-        for task in list(self._reapplying):
+        sweeps = list(self._sweeps)
+        for task in list(self._reapplying) + sweeps:
             task.cancel()
+        # A sweep cut off leaves its calls unmarked: the next start's sweep does them.
+        await asyncio.gather(*sweeps, return_exceptions=True)
         if self._periodic is not None:
             self._periodic.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -165,7 +182,7 @@ class Telephony:
             self.metrics.inc("ami_resync_connected_callers")
         self.metrics.inc("ami_resyncs")
         await self.reconciler.run_once()
-        await self._sweep_locations()
+        self._kick_sweep()
 
     async def _reconcile_forever(self) -> None:
         while True:
@@ -199,15 +216,37 @@ class Telephony:
 
     # -- caller location, off the AGI hot path -------------------------------------------------
     def _schedule_locations(self, recorded: RecordedCall, facts: CallFacts, at: datetime) -> None:
-        fetch = self.settings.locations.fetch_geolocation_by_reference and facts.geolocation
-        if not (facts.pani or facts.geoloc_effective or fetch or _aml_number(facts)):
+        job = CallLocationJob(
+            call_id=recorded.call_id,
+            incident_id=recorded.incident_id,
+            pani=facts.pani,
+            geoloc_effective=facts.geoloc_effective,
+            geoloc_method=facts.geoloc_method,
+            geolocation=facts.geolocation,
+            aml_number=aml_number(
+                asserted_number=facts.asserted_number,
+                caller_e164=facts.caller_e164,
+                caller_number=facts.caller_number,
+                caller_id_available=facts.caller_id_available,
+            ),
+            at=at,
+        )
+        if not (job.locatable or job.aml_number):
             return
         if len(self._location_tasks) >= LOCATION_BACKLOG:
+            # Not lost: the row keeps what the derivation needs, and the sweep does it.
             self.metrics.inc("location_tasks_deferred")
             return
-        task = asyncio.get_running_loop().create_task(self._derive_locations(recorded, facts, at))
+        task = asyncio.get_running_loop().create_task(self._derive_tracked(job))
         self._location_tasks.add(task)
         task.add_done_callback(self._location_done)
+
+    async def _derive_tracked(self, job: CallLocationJob) -> None:
+        self._locating.add(job.call_id)
+        try:
+            await self._derive_locations(job)
+        finally:
+            self._locating.discard(job.call_id)
 
     def _location_done(self, task: asyncio.Task[None]) -> None:
         self._location_tasks.discard(task)
@@ -220,20 +259,22 @@ class Telephony:
         else:
             self.metrics.inc("location_tasks_done")
 
-    async def _derive_locations(
-        self, recorded: RecordedCall, facts: CallFacts, at: datetime
-    ) -> None:
-        await self._derive_signalled_locations(recorded, facts, at)
+    async def _derive_locations(self, job: CallLocationJob) -> None:
+        """Everything the call's signalling gives (cell, PIDF-LO by value, AML that came
+        first, by-reference fetch when configured), then the call is marked done. A failure
+        leaves it unmarked: the sweep tries again."""
         conf = self.settings.locations
-        reference = fetchable_reference(facts.geolocation)
-        if conf.fetch_geolocation_by_reference and reference is not None:
-            await self._fetch_referenced_location(recorded, reference.uri, at)
+        reference = (
+            fetchable_reference(job.geolocation) if conf.fetch_geolocation_by_reference else None
+        )
+        await self._derive_signalled_locations(job, done=reference is None)
+        if reference is not None:
+            await self._fetch_referenced_location(job, reference.uri)
 
-    async def _fetch_referenced_location(
-        self, recorded: RecordedCall, uri: str, at: datetime
-    ) -> None:
+    async def _fetch_referenced_location(self, job: CallLocationJob, uri: str) -> None:
         """A by-reference Geolocation, dereferenced when configured: after the call's own
-        locations are stored, and without holding a database connection during the GET."""
+        locations are stored, and without holding a database connection during the GET. One
+        try: a fetch that fails is counted and logged, and the call is done all the same."""
         conf = self.settings.locations
         fetched = await fetch_location_reference(
             uri,
@@ -242,78 +283,109 @@ class Telephony:
         )
         if not fetched.ok:
             self.metrics.inc("location_reference_failures")
-            log.warning(
-                "location reference of call %s not used: %s", recorded.call_id, fetched.error
-            )
-            return
+            log.warning("location reference of call %s not used: %s", job.call_id, fetched.error)
         async with self._location_slots, self.sessionmaker() as session:
-            await referenced_location_for_call(
-                session=session,
-                call_id=recorded.call_id,
-                incident_id=recorded.incident_id,
-                fetched=fetched,
-                observed_at=at,
-            )
+            if fetched.ok:
+                await referenced_location_for_call(
+                    session=session,
+                    call_id=job.call_id,
+                    incident_id=job.incident_id,
+                    fetched=fetched,
+                    observed_at=job.at,
+                )
+            await mark_locations_done(session=session, call_id=job.call_id)
             await session.commit()
-        self.metrics.inc("location_references_fetched")
+        if fetched.ok:
+            self.metrics.inc("location_references_fetched")
 
-    async def _derive_signalled_locations(
-        self, recorded: RecordedCall, facts: CallFacts, at: datetime
-    ) -> None:
+    async def _derive_signalled_locations(self, job: CallLocationJob, *, done: bool) -> None:
         conf = self.settings.locations
         async with self._location_slots:
             started = time.perf_counter()
             async with self.sessionmaker() as session:
                 await locations_for_call(
                     session=session,
-                    call_id=recorded.call_id,
-                    incident_id=recorded.incident_id,
-                    pani=facts.pani,
-                    geoloc_effective=facts.geoloc_effective,
-                    geoloc_method=facts.geoloc_method,
-                    observed_at=at,
+                    call_id=job.call_id,
+                    incident_id=job.incident_id,
+                    pani=job.pani,
+                    geoloc_effective=job.geoloc_effective,
+                    geoloc_method=job.geoloc_method,
+                    observed_at=job.at,
                     gnb_id_bits=conf.gnb_id_bits,
                     min_radius_m=conf.cell_min_radius_m,
                 )
                 # An AML message that came before the call was recorded waits for it.
-                number = _aml_number(facts)
-                if number is not None:
+                if job.aml_number is not None:
                     policy = AmlPolicy.from_settings(conf)
                     await attach_pending_aml(
                         session=session,
-                        call_id=recorded.call_id,
-                        incident_id=recorded.incident_id,
-                        number=number,
-                        offered_at=at,
+                        call_id=job.call_id,
+                        incident_id=job.incident_id,
+                        number=job.aml_number,
+                        offered_at=job.at,
                         match_before=policy.match_before,
                         match_after_end=policy.match_after_end,
                     )
+                if done and job.locatable:
+                    await mark_locations_done(session=session, call_id=job.call_id)
                 await session.commit()
             self.metrics.observe("location_derivation", time.perf_counter() - started)
 
+    def _kick_sweep(self) -> None:
+        task = asyncio.get_running_loop().create_task(self._sweep_locations())
+        self._sweeps.add(task)
+        task.add_done_callback(self._sweep_done)
+
+    def _sweep_done(self, task: asyncio.Task[None]) -> None:
+        self._sweeps.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self.metrics.inc("location_failures")
+            log.error("location sweep failed", exc_info=task.exception())
+
     async def _sweep_locations(self) -> None:
-        """Cell locations for calls that have a PANI but none yet (reconciled, AMI-first,
-        deferred or failed ones)."""
+        """Locations for calls whose derivation never finished (deferred, failed, cut off,
+        AMI-first or reconciled), the same derivation as a live call's, a few at a time; and
+        another try for unmatched AML. One sweep at a time per process (several processes are
+        safe: each call's derivation is serialised and idempotent)."""
+        if self._sweep_lock.locked():
+            return
+        async with self._sweep_lock:
+            await self._sweep_once()
+
+    async def _sweep_once(self) -> None:
         conf = self.settings.locations
+        now = datetime.now(UTC)
         try:
             async with self.sessionmaker() as session:
-                done = await backfill_call_locations(
+                jobs = await pending_location_jobs(
                     session=session,
-                    since=datetime.now(UTC) - LOCATION_SWEEP_WINDOW,
-                    gnb_id_bits=conf.gnb_id_bits,
-                    min_radius_m=conf.cell_min_radius_m,
+                    since=now - LOCATION_SWEEP_WINDOW,
+                    before=now - LOCATION_SWEEP_GRACE,
+                    limit=LOCATION_SWEEP_LIMIT,
                 )
                 policy = AmlPolicy.from_settings(conf)
-                done += await rematch_unmatched(
-                    session=session,
-                    policy=policy,
-                    since=datetime.now(UTC) - policy.match_after_end,
+                matched = await rematch_unmatched(
+                    session=session, policy=policy, since=now - policy.match_after_end
                 )
                 await session.commit()
         except Exception:
             self.metrics.inc("location_failures")
             log.exception("location sweep failed; will retry")
             return
+        jobs = [j for j in jobs if j.call_id not in self._locating]
+        slots = asyncio.Semaphore(LOCATION_WORKERS)  # fetches included, not only the database
+
+        async def one(job: CallLocationJob) -> None:
+            async with slots:
+                await self._derive_tracked(job)
+
+        results = await asyncio.gather(*(one(j) for j in jobs), return_exceptions=True)
+        failed = [r for r in results if isinstance(r, BaseException)]
+        for exc in failed:
+            log.error("sweep: deriving a call's location failed: %s", exc, exc_info=exc)
+        if failed:
+            self.metrics.inc("location_failures", len(failed))
+        done = len(jobs) - len(failed) + matched
         if done:
             self.metrics.inc("locations_swept", done)
 
@@ -329,12 +401,6 @@ class Telephony:
             missing = await apply_progress(session=session, updates=updates)
             await session.commit()
             return missing
-
-
-def _aml_number(facts: CallFacts) -> str | None:
-    if facts.asserted_number or facts.caller_e164:
-        return facts.asserted_number or facts.caller_e164
-    return facts.caller_number if facts.caller_id_available else None
 
 
 def _autocommit(

@@ -483,15 +483,85 @@ async def test_replayed_message_is_refused_and_nothing_stored(
     await _refused(aml_client, sessionmaker, "/aml/v1/sms", sms, 409, "replayed")
 
 
-async def test_message_signed_outside_the_window_is_refused_as_replayed(
+async def test_https_signed_outside_the_window_is_refused_as_replayed(
     aml_client: httpx.AsyncClient, sessionmaker: Sessions
 ) -> None:
     old = datetime.now(UTC) - timedelta(hours=2)
     body = signed(https_fields(new_number(), at=old))
     error = await _refused(aml_client, sessionmaker, "/aml/v1/https", body, 409, "replayed")
     assert "window" in str(error["message"])
-    sms = signed([("number", new_number()), ("text", sms_text(old)), ("timestamp", ms(old))])
+
+
+async def test_late_sms_is_kept_marked_late_and_a_copy_of_it_is_still_refused(
+    aml_client: httpx.AsyncClient, sessionmaker: Sessions, metrics: Metrics
+) -> None:
+    old = datetime.now(UTC) - timedelta(hours=2)
+    number = new_number()
+    sms = signed([("number", number), ("text", sms_text(old)), ("timestamp", ms(old))])
+    r = await aml_client.post("/aml/v1/sms", content=sms, headers=FORM)
+    assert r.status_code == 200, r.text
+    assert (r.json()["status"], r.json()["late"]) == ("unmatched", True)
+    async with sessionmaker() as session:
+        row = await session.get(AmlMessage, uuid.UUID(r.json()["id"]))
+    assert row is not None
+    assert (row.late, row.number_e164) == (True, number)
+    assert abs(row.reference_at - old) < timedelta(milliseconds=2), "matched on receive time"
+    assert metrics.counters["aml_sms_late"] == 1
     await _refused(aml_client, sessionmaker, "/aml/v1/sms", sms, 409, "replayed")
+
+
+async def test_message_signed_in_the_future_is_refused(
+    aml_client: httpx.AsyncClient, sessionmaker: Sessions
+) -> None:
+    ahead = datetime.now(UTC) + timedelta(hours=1)
+    sms = signed([("number", new_number()), ("text", sms_text(ahead)), ("timestamp", ms(ahead))])
+    error = await _refused(aml_client, sessionmaker, "/aml/v1/sms", sms, 409, "replayed")
+    assert "future" in str(error["message"])
+
+
+async def test_sms_is_matched_on_its_receive_time_not_on_a_stale_fix_time(
+    aml_client: httpx.AsyncClient, sessionmaker: Sessions
+) -> None:
+    """The handset's last fix is 40 minutes old (or its clock is wrong); the SMS itself came
+    with the call. It belongs to the call, and the location keeps the fix's own time."""
+    number = new_number()
+    now = datetime.now(UTC)
+    call_id, _ = await add_call(
+        sessionmaker,
+        caller_number=number,
+        caller_e164=number,
+        offered_at=now - timedelta(seconds=5),
+    )
+    fix = now - timedelta(minutes=40)
+    fields = [("number", number), ("text", sms_text(fix)), ("timestamp", ms(now))]
+    r = await aml_client.post("/aml/v1/sms", content=signed(fields, GATEWAY_SECRET), headers=FORM)
+    assert r.status_code == 200, r.text
+    assert (r.json()["status"], r.json()["late"]) == ("matched", False)
+    [loc] = await locations_of(sessionmaker, call_id)
+    assert loc.observed_at == fix.replace(microsecond=0)
+
+
+async def test_late_sms_received_during_an_earlier_call_matches_that_call(
+    aml_client: httpx.AsyncClient, sessionmaker: Sessions
+) -> None:
+    """The SMSC got the SMS during the call 20 minutes ago; the gateway forwards it only now.
+    It is accepted (late) and attached to that call, by the SMSC's receive time."""
+    number = new_number()
+    now = datetime.now(UTC)
+    call_id, incident_id = await add_call(
+        sessionmaker,
+        caller_number=number,
+        caller_e164=number,
+        offered_at=now - timedelta(minutes=20),
+        ended_at=now - timedelta(minutes=17),
+    )
+    received = now - timedelta(minutes=20) + timedelta(seconds=8)
+    fields = [("number", number), ("text", sms_text(received)), ("timestamp", ms(received))]
+    r = await aml_client.post("/aml/v1/sms", content=signed(fields, GATEWAY_SECRET), headers=FORM)
+    assert r.status_code == 200, r.text
+    assert (r.json()["status"], r.json()["late"]) == ("matched", True)
+    [loc] = await locations_of(sessionmaker, call_id)
+    assert (loc.source, loc.incident_id) == ("aml_sms", incident_id)
 
 
 @pytest.mark.parametrize(

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from siaga112.audit.models import AuditEvent
 from siaga112.auth.roles import Role
 from siaga112.auth.service import system_actor
+from siaga112.locations.models import Location
 from siaga112.locations.service import add_location
 from siaga112.locations.sources import LocationSource
 from tests.conftest import auth
@@ -252,4 +253,105 @@ async def test_location_without_coordinates_cannot_be_confirmed(
         )
     ).json()
     r = await client.post(f"/v1/locations/{created['id']}/confirm", headers=auth(key))
-    assert (r.status_code, r.json()["code"]) == (422, "validation_error")
+    assert (r.status_code, r.json()["code"]) == (422, "coordinates_required")
+
+
+async def _location_count(sessionmaker: Sessions, incident_id: int) -> tuple[int, int]:
+    """(locations of the incident, location.add audit events) right now."""
+    async with sessionmaker() as session:
+        locations = await session.scalar(
+            select(func.count()).select_from(Location).where(Location.incident_id == incident_id)
+        )
+        audits = await session.scalar(
+            select(func.count()).select_from(AuditEvent).where(AuditEvent.action == "location.add")
+        )
+        return int(locations or 0), int(audits or 0)
+
+
+async def test_confirming_an_address_without_coordinates_is_refused_and_stores_nothing(
+    client: httpx.AsyncClient, keys: dict[Role, str], sessionmaker: Sessions
+) -> None:
+    incident_id, _ = await _call_with_locations(sessionmaker)
+    key = keys[Role.OPERATOR]
+    before = await _location_count(sessionmaker, incident_id)
+    r = await client.post(
+        f"/v1/incidents/{incident_id}/locations",
+        headers=auth(key),
+        json={"address": "Gang Mawar 3, Jatiasih", "confirm": True},
+    )
+    assert (r.status_code, r.json()["code"]) == (422, "coordinates_required")
+    assert r.json()["details"] == [{"field": "body.confirm"}]
+    assert await _location_count(sessionmaker, incident_id) == before
+
+
+async def test_address_only_operator_location_is_kept_unconfirmed_by_default(
+    client: httpx.AsyncClient, keys: dict[Role, str], sessionmaker: Sessions
+) -> None:
+    incident_id, _ = await _call_with_locations(sessionmaker)
+    key = keys[Role.OPERATOR]
+    r = await client.post(
+        f"/v1/incidents/{incident_id}/locations",
+        headers=auth(key),
+        json={"address": "Gang Mawar 3, Jatiasih"},
+    )
+    assert r.status_code == 201, r.text
+    entered = r.json()
+    assert (entered["confirmed"], entered["lat"], entered["address"]) == (
+        False,
+        None,
+        "Gang Mawar 3, Jatiasih",
+    )
+    detail = (await client.get(f"/v1/incidents/{incident_id}", headers=auth(key))).json()
+    # The map point stays the precise AML fix, and says it is not operator-confirmed.
+    assert detail["best_location"]["location"]["source"] == "aml_sms"
+    assert detail["best_location"]["reason"] == "most_precise_recent"
+    kinds = [e["kind"] for e in detail["timeline"]]
+    assert "location_added" in kinds
+    assert "location_confirmed" not in kinds
+
+
+async def _audits(sessionmaker: Sessions, action: str, entity_id: str | None = None) -> list[Any]:
+    async with sessionmaker() as session:
+        stmt = select(AuditEvent.after).where(AuditEvent.action == action)
+        if entity_id is not None:
+            stmt = stmt.where(AuditEvent.entity_id == entity_id)
+        return list(await session.scalars(stmt))
+
+
+async def test_reads_that_find_no_location_are_audited_too(
+    client: httpx.AsyncClient, keys: dict[Role, str], sessionmaker: Sessions
+) -> None:
+    key = keys[Role.INTEGRATOR]
+    async with sessionmaker() as session:
+        call = await record_call(session, f"empty-{uuid.uuid4().hex[:8]}", pani=None)
+        await session.commit()
+    r = await client.get(f"/v1/incidents/{call.incident_id}/locations", headers=auth(key))
+    assert (r.status_code, r.json()["items"]) == (200, [])
+    r = await client.get(f"/v1/calls/{call.call_id}/locations.geojson", headers=auth(key))
+    assert (r.status_code, r.json()["features"]) == (200, [])
+    r = await client.get(f"/v1/incidents/{call.incident_id}", headers=auth(key))
+    assert (r.status_code, r.json()["locations"]) == (200, [])
+    assert await _reads(sessionmaker, "incident", str(call.incident_id)) == 2
+    assert await _reads(sessionmaker, "call", str(call.call_id)) == 1
+    before = len(await _audits(sessionmaker, "aml.read_unmatched"))
+    r = await client.get(
+        "/v1/aml/unmatched", params={"since": "2999-01-01T00:00:00Z"}, headers=auth(key)
+    )
+    assert (r.status_code, r.json()) == (200, [])
+    after = await _audits(sessionmaker, "aml.read_unmatched")
+    assert len(after) == before + 1
+    assert {"messages": 0} in after
+
+
+async def test_timeline_read_is_audited_as_a_location_read(
+    client: httpx.AsyncClient, keys: dict[Role, str], sessionmaker: Sessions
+) -> None:
+    incident_id, _ = await _call_with_locations(sessionmaker)
+    key = keys[Role.INTEGRATOR]
+    r = await client.get(f"/v1/incidents/{incident_id}/timeline", headers=auth(key))
+    assert r.status_code == 200
+    carried = [e for e in r.json() if e["kind"] == "location_added"]
+    assert len(carried) == 2
+    assert carried[0]["data"]["lat"] == -6.28
+    reads = await _audits(sessionmaker, "location.read", str(incident_id))
+    assert reads == [{"via": "timeline", "location_events": 2}]

@@ -4,6 +4,7 @@ transaction, agency-scoped keys, and delivery settings whose secret is never sho
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -17,6 +18,8 @@ from siaga112.auth.service import system_actor
 from siaga112.dispatch import service
 from siaga112.dispatch.models import WebhookOutbox
 from siaga112.errors import InvalidRequest, NotFound
+from siaga112.locations.service import add_location
+from siaga112.locations.sources import LocationSource
 from tests.conftest import auth
 from tests.integration.dispatch.conftest import make_key
 
@@ -434,3 +437,93 @@ async def test_agency_allowed_the_caller_gets_the_number(
     batch = await _dispatch(client, keys[Role.OPERATOR], inc["id"], ["dinkes"])
     r = await client.get(f"/v1/dispatches/{batch['items'][0]['id']}", headers=key)
     assert r.json()["incident"]["caller"]["number"] == "+6281234567890"
+
+
+# ------------------------------------------------------------------ the point agencies get
+
+
+async def test_agencies_get_the_point_the_operator_sees(
+    client: httpx.AsyncClient, keys: dict[Role, str], sessionmaker: SM
+) -> None:
+    """A precise fix from 20 minutes ago and a coarse one now: the operator's rule shows the
+    recent one (the caller may have moved); the dispatch API and the webhook must send the
+    agency to that same point, not to the smallest radius ever seen."""
+    sup = auth(keys[Role.SUPERVISOR])
+    agencies = (await client.get("/v1/agencies", headers=sup)).json()
+    damkar = next(a for a in agencies if a["code"] == "damkar")
+    await client.put(
+        f"/v1/agencies/{damkar['id']}/dispatch-settings",
+        headers=sup,
+        json={"webhook_url": "http://127.0.0.1:9/hook"},
+    )
+    op = keys[Role.OPERATOR]
+    inc = await _incident(client, op, category="kebakaran")
+    now = datetime.now(UTC)
+    async with sessionmaker() as session:
+        for source, lat, radius, age_min in (
+            (LocationSource.AML_SMS, -6.30, 10.0, 20),
+            (LocationSource.NETWORK_CELL, -6.25, 1200.0, 0),
+        ):
+            await add_location(
+                session=session,
+                call_id=None,
+                incident_id=inc["id"],
+                source=source,
+                lat=lat,
+                lon=106.97,
+                radius_m=radius,
+                confidence=None,
+                method=None,
+                observed_at=now - timedelta(minutes=age_min),
+                raw=None,
+                address=None,
+                actor=system_actor("tests"),
+            )
+        await session.commit()
+    detail = (await client.get(f"/v1/incidents/{inc['id']}", headers=auth(op))).json()
+    shown = detail["best_location"]["location"]
+    assert (shown["lat"], shown["radius_m"]) == (-6.25, 1200.0)
+    (d,) = (await _dispatch(client, op, inc["id"]))["items"]
+    async with sessionmaker() as session:
+        (row,) = (
+            await session.scalars(select(WebhookOutbox).where(WebhookOutbox.dispatch_id == d["id"]))
+        ).all()
+    sent = row.payload["location"]
+    assert (sent["lat"], sent["lon"], sent["radius_m"]) == (shown["lat"], shown["lon"], 1200.0)
+    agency = auth(await make_key(sessionmaker, Role.AGENCY, "damkar"))
+    r = await client.get(f"/v1/dispatches/{d['id']}", headers=agency)
+    assert r.status_code == 200, r.text
+    facts = r.json()["incident"]["location"]
+    assert (facts["lat"], facts["lon"], facts["radius_m"]) == (-6.25, 106.97, 1200.0)
+    # Acknowledging sends the agency the same point again.
+    r = await client.patch(
+        f"/v1/dispatches/{d['id']}", headers=agency, json={"status": "acknowledged"}
+    )
+    assert r.status_code == 200, r.text
+    async with sessionmaker() as session:
+        payloads = (
+            await session.scalars(
+                select(WebhookOutbox.payload).where(WebhookOutbox.dispatch_id == d["id"])
+            )
+        ).all()
+    assert [p["location"]["radius_m"] for p in payloads] == [1200.0, 1200.0]
+
+
+async def test_dispatch_read_without_any_location_is_audited(
+    client: httpx.AsyncClient, keys: dict[Role, str], sessionmaker: SM
+) -> None:
+    op = keys[Role.OPERATOR]
+    inc = await _incident(client, op, category="kebakaran")
+    (d,) = (await _dispatch(client, op, inc["id"]))["items"]
+    r = await client.get(f"/v1/dispatches/{d['id']}", headers=auth(op))
+    assert r.json()["incident"]["location"] is None
+    async with sessionmaker() as session:
+        reads = (
+            await session.scalars(
+                select(AuditEvent.after).where(
+                    AuditEvent.action == "location.read",
+                    AuditEvent.entity_id == str(inc["id"]),
+                )
+            )
+        ).all()
+    assert {"via": "dispatch", "dispatch_id": d["id"], "location_id": None} in reads

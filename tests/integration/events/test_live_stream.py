@@ -11,9 +11,11 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from siaga112.app import create_app
+from siaga112.audit.models import AuditEvent
 from siaga112.auth.roles import Role
 from siaga112.auth.service import create_key, system_actor
 from siaga112.config import Settings
@@ -23,9 +25,13 @@ from siaga112.telephony.metrics import Metrics
 
 
 class Server:
-    def __init__(self, base: str, key: str) -> None:
+    def __init__(
+        self, base: str, key: str, key_id: str, sessionmaker: async_sessionmaker[AsyncSession]
+    ) -> None:
         self.base = base
         self.headers = {"Authorization": f"Bearer {key}"}
+        self.key_id = key_id
+        self.sessionmaker = sessionmaker
 
 
 @pytest.fixture
@@ -52,7 +58,7 @@ async def server(settings: Settings, engine: AsyncEngine) -> AsyncIterator[Serve
             break
         await asyncio.sleep(0.02)
     port = srv.servers[0].sockets[0].getsockname()[1]
-    yield Server(f"http://127.0.0.1:{port}", key.raw)
+    yield Server(f"http://127.0.0.1:{port}", key.raw, str(key.id), committed)
     srv.should_exit = True
     await hub.stop()
     await task
@@ -110,3 +116,45 @@ async def test_bad_last_event_id_is_422(server: Server) -> None:
         r = await client.get("/v1/events/stream", headers={"Last-Event-ID": "abc"})
     assert r.status_code == 422
     assert r.json()["code"] == "validation_error"
+
+
+async def _stream_reads(server: Server) -> list[dict[str, Any]]:
+    async with server.sessionmaker() as session:
+        rows = await session.scalars(
+            select(AuditEvent.after).where(
+                AuditEvent.action == "location.read",
+                AuditEvent.entity_type == "event_stream",
+                AuditEvent.actor_key_id == server.key_id,
+            )
+        )
+        return [dict(r or {}) for r in rows]
+
+
+async def test_each_stream_connection_is_audited_once_not_per_event(server: Server) -> None:
+    async with httpx.AsyncClient(
+        base_url=server.base, headers=server.headers, timeout=10
+    ) as client:
+        async with client.stream(
+            "GET", "/v1/events/stream", params={"kind": ["created", "note"]}
+        ) as response:
+            it = frames(response)
+            assert await next_frame(it) == {"connected": True}
+            r = await client.post("/v1/incidents", json={"channel": "radio", "summary": "a"})
+            incident = r.json()["id"]
+            await client.post(f"/v1/incidents/{incident}/notes", json={"text": "satu"})
+            await client.post(f"/v1/incidents/{incident}/notes", json={"text": "dua"})
+            got = [await next_frame(it) for _ in range(3)]
+        assert [g["event"] for g in got] == ["created", "note", "note"]
+        assert await _stream_reads(server) == [
+            {
+                "via": "events.stream",
+                "kinds": ["created", "note"],
+                "incident_id": None,
+                "resume_from": None,
+            }
+        ]
+        async with client.stream(
+            "GET", "/v1/events/stream", params={"incident_id": incident}
+        ) as response:
+            assert await next_frame(frames(response)) == {"connected": True}
+        assert len(await _stream_reads(server)) == 2

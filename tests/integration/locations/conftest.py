@@ -39,7 +39,11 @@ async def driver(connection: AsyncConnection) -> Any:
 
 
 async def record_call(
-    session: AsyncSession, uniqueid: str, *, pani: str | None = TEST_PANI
+    session: AsyncSession,
+    uniqueid: str,
+    *,
+    pani: str | None = TEST_PANI,
+    geoloc_effective: str | None = None,
 ) -> RecordedCall:
     facts = CallFacts(
         uniqueid=uniqueid,
@@ -55,6 +59,8 @@ async def record_call(
         dialled_number="112",
         pai=None,
         pani=pani,
-        geolocation=None,
+        geolocation="<cid:loc@carrier.invalid>" if geoloc_effective else None,
+        geoloc_effective=geoloc_effective,
+        geoloc_method="gps" if geoloc_effective else None,
     )
     return await record_incoming(session=session, facts=facts, at=datetime.now(UTC))

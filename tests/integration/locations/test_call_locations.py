@@ -18,7 +18,12 @@ from siaga112.errors import InvalidRequest, NotFound
 from siaga112.incidents.models import IncidentEvent
 from siaga112.locations.cells import import_cells
 from siaga112.locations.models import Location
-from siaga112.locations.service import add_location, backfill_call_locations, locations_for_call
+from siaga112.locations.service import (
+    add_location,
+    locations_for_call,
+    mark_locations_done,
+    pending_location_jobs,
+)
 from siaga112.locations.sources import LocationSource
 from tests.integration.locations.conftest import (
     TEST_CELL,
@@ -136,7 +141,9 @@ async def test_unparsable_pani_is_kept_raw_with_reason(sessionmaker: Sessions) -
 
 
 @pytest.mark.usefixtures("cell_table")
-async def test_replayed_derivation_and_sweep_add_nothing_twice(sessionmaker: Sessions) -> None:
+async def test_replayed_derivation_adds_nothing_twice_and_a_done_call_is_not_pending(
+    sessionmaker: Sessions,
+) -> None:
     async with sessionmaker() as session:
         call = await record_call(session, f"loc-{uuid.uuid4().hex[:8]}")
         for _ in range(2):
@@ -149,31 +156,43 @@ async def test_replayed_derivation_and_sweep_add_nothing_twice(sessionmaker: Ses
                 geoloc_method=None,
                 observed_at=datetime.now(UTC),
             )
-        swept = await backfill_call_locations(
-            session=session, since=datetime.now(UTC) - timedelta(hours=1)
-        )
-        assert swept == 0
         rows = (
             await session.scalars(select(Location).where(Location.call_id == call.call_id))
         ).all()
         assert len(rows) == 1
-
-
-@pytest.mark.usefixtures("cell_table")
-async def test_sweep_places_calls_recorded_without_a_derivation(sessionmaker: Sessions) -> None:
-    async with sessionmaker() as session:
-        call = await record_call(session, f"rec-{uuid.uuid4().hex[:8]}")
-        no_pani = await record_call(session, f"rec-{uuid.uuid4().hex[:8]}", pani=None)
-        swept = await backfill_call_locations(
-            session=session, since=datetime.now(UTC) - timedelta(hours=1)
+        await mark_locations_done(session=session, call_id=call.call_id)
+        pending = await pending_location_jobs(
+            session=session,
+            since=datetime.now(UTC) - timedelta(hours=1),
+            before=datetime.now(UTC) + timedelta(minutes=1),
         )
-        assert swept >= 1
-        loc = await session.scalar(select(Location).where(Location.call_id == call.call_id))
-        assert loc is not None
-        assert loc.lat == -6.28211
-        assert loc.incident_id == call.incident_id
-        none = await session.scalar(select(Location).where(Location.call_id == no_pani.call_id))
-        assert none is None
+        assert call.call_id not in [j.call_id for j in pending]
+
+
+async def test_calls_never_located_are_pending_with_what_their_row_kept(
+    sessionmaker: Sessions,
+) -> None:
+    effective = 'shape="Point",crs="2d",pos="-6.2 106.8"'
+    async with sessionmaker() as session:
+        call = await record_call(session, f"rec-{uuid.uuid4().hex[:8]}", geoloc_effective=effective)
+        no_pani = await record_call(session, f"rec-{uuid.uuid4().hex[:8]}", pani=None)
+        pending = {
+            j.call_id: j
+            for j in await pending_location_jobs(
+                session=session,
+                since=datetime.now(UTC) - timedelta(hours=1),
+                before=datetime.now(UTC) + timedelta(minutes=1),
+            )
+        }
+    job = pending[call.call_id]
+    assert (job.pani, job.geoloc_effective, job.geoloc_method, job.incident_id) == (
+        TEST_PANI,
+        effective,
+        "gps",
+        call.incident_id,
+    )
+    assert job.aml_number == "+6281234567890"
+    assert no_pani.call_id not in pending, "nothing to locate: never pending"
 
 
 async def test_add_location_takes_the_incident_from_the_call(sessionmaker: Sessions) -> None:

@@ -3,6 +3,7 @@ older rows never replacing newer ones, progress reported; lookup of a parsed cel
 
 from __future__ import annotations
 
+import gzip
 from pathlib import Path
 
 from sqlalchemy import func, select
@@ -11,7 +12,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection, async_sessionmaker
 from siaga112.locations.cells import ImportProgress, find_cell, import_cells
 from siaga112.locations.models import CellTower
 from siaga112.locations.pani import parse_pani
-from tests.integration.locations.conftest import TEST_CELL, TEST_PANI, driver, write_csv
+from tests.integration.locations.conftest import (
+    HEADER,
+    TEST_CELL,
+    TEST_PANI,
+    driver,
+    write_csv,
+)
 
 
 async def _count(connection: AsyncConnection) -> int:
@@ -76,3 +83,17 @@ async def test_parsed_cell_is_found_and_unknown_cell_is_none(
         assert position is not None
         assert (position.lat, position.lon, position.range_m) == (-6.28211, 106.97432, 1200)
         assert await find_cell(session=session, cell=other) is None
+
+
+async def test_file_starting_with_a_byte_order_mark_has_its_header_skipped(
+    connection: AsyncConnection, tmp_path: Path
+) -> None:
+    # As a spreadsheet saves "CSV UTF-8": BOM, header, CRLF line ends.
+    path = tmp_path / "bom.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + "\r\n".join([HEADER, TEST_CELL]).encode() + b"\r\n")
+    report = await import_cells(await driver(connection), path)
+    assert (report.rows_read, report.bad_rows, report.bad_examples) == (1, 0, ())
+    gz = write_csv(tmp_path / "bom.csv.gz", [TEST_CELL], gz=True)
+    gz.write_bytes(gzip.compress(b"\xef\xbb\xbf" + gzip.decompress(gz.read_bytes())))
+    report = await import_cells(await driver(connection), gz)
+    assert (report.rows_read, report.bad_rows) == (1, 0)

@@ -10,7 +10,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -229,3 +229,48 @@ async def test_runtime_fetches_nothing_by_default(
     tel = _telephony(settings, sessionmaker, tmp_path, fetch=False)
     assert await _call_with(tel, sessionmaker, lis.url("/loc/ok")) == []
     assert lis.paths == []
+
+
+async def test_reference_of_a_call_deferred_by_the_backlog_is_fetched_by_the_sweep_once(
+    settings: Settings,
+    sessionmaker: Sessions,
+    tmp_path: Path,
+    lis: LocationServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("siaga112.telephony.runtime.LOCATION_BACKLOG", 0)
+    tel = _telephony(settings, sessionmaker, tmp_path, fetch=True)
+    uri = lis.url("/loc/ok")
+    recorded = await tel._record_call(
+        _facts(f"ref-{uuid.uuid4().hex[:8]}", f"<{uri}>"),
+        datetime.now(UTC) - timedelta(minutes=2),
+    )
+    assert not tel._location_tasks
+    assert lis.paths == []
+    for _ in range(2):  # the second sweep finds the call done
+        await tel._sweep_locations()
+    async with sessionmaker() as session:
+        locations = list(
+            await session.scalars(select(Location).where(Location.call_id == recorded.call_id))
+        )
+    assert [(loc.source, loc.radius_m) for loc in locations] == [("pidf_lo", 15.0)]
+    assert locations[0].raw is not None
+    assert locations[0].raw["fetched_from"] == uri
+    assert lis.paths == ["/loc/ok"]
+
+
+async def test_failed_fetch_is_tried_once_not_by_every_sweep(
+    settings: Settings,
+    sessionmaker: Sessions,
+    tmp_path: Path,
+    lis: LocationServer,
+) -> None:
+    tel = _telephony(settings, sessionmaker, tmp_path, fetch=True)
+    await tel._record_call(
+        _facts(f"ref-{uuid.uuid4().hex[:8]}", f"<{lis.url('/loc/missing')}>"),
+        datetime.now(UTC) - timedelta(minutes=2),
+    )
+    await asyncio.gather(*tel._location_tasks)
+    await tel._sweep_locations()
+    assert lis.paths == ["/loc/missing"]
+    assert tel.metrics.counters["location_reference_failures"] == 1

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -14,6 +14,7 @@ from pydantic import SecretStr
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
+from siaga112.calls.models import Call
 from siaga112.calls.recorder import CallFacts
 from siaga112.config import AmiSettings, Settings
 from siaga112.locations.cells import import_cells
@@ -42,6 +43,11 @@ def _facts(uniqueid: str, pani: str | None) -> CallFacts:
         pani=pani,
         geolocation=None,
     )
+
+
+@pytest.fixture
+async def cell_table(connection: AsyncConnection, tmp_path: Path) -> None:
+    await import_cells(await driver(connection), write_csv(tmp_path / "c.csv", [TEST_CELL]))
 
 
 def _telephony(settings: Settings, sessionmaker: Sessions, tmp_path: Path) -> Telephony:
@@ -115,3 +121,88 @@ async def test_failed_derivation_is_counted_and_the_call_unaffected(
     await asyncio.sleep(0)
     assert tel.metrics.counters["location_failures"] == 1
     assert not tel._location_tasks
+
+
+EFFECTIVE = 'shape="Circle",crs="2d",pos="-6.30001 106.90002",radius="15"'
+
+
+async def _sources(sessionmaker: Sessions, call_id: uuid.UUID) -> list[tuple[str, float | None]]:
+    async with sessionmaker() as session:
+        rows = await session.scalars(
+            select(Location).where(Location.call_id == call_id).order_by(Location.source)
+        )
+        return [(r.source, r.radius_m) for r in rows]
+
+
+async def _done_at(sessionmaker: Sessions, call_id: uuid.UUID) -> datetime | None:
+    async with sessionmaker() as session:
+        return await session.scalar(select(Call.locations_done_at).where(Call.id == call_id))
+
+
+@pytest.mark.usefixtures("cell_table")
+async def test_call_deferred_by_the_backlog_gets_cell_and_pidf_location_from_the_sweep(
+    settings: Settings,
+    sessionmaker: Sessions,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("siaga112.telephony.runtime.LOCATION_BACKLOG", 0)
+    tel = _telephony(settings, sessionmaker, tmp_path)
+    facts = replace(
+        _facts(f"rt-{uuid.uuid4().hex[:8]}", TEST_PANI),
+        geolocation="<cid:loc-1@carrier.invalid>",
+        geoloc_effective=EFFECTIVE,
+        geoloc_method="gps",
+    )
+    recorded = await tel._record_call(facts, datetime.now(UTC) - timedelta(minutes=2))
+    assert not tel._location_tasks
+    assert tel.metrics.counters["location_tasks_deferred"] == 1
+    assert await _sources(sessionmaker, recorded.call_id) == []
+    await tel._sweep_locations()
+    assert await _sources(sessionmaker, recorded.call_id) == [
+        ("network_cell", 1200.0),
+        ("pidf_lo", 15.0),
+    ]
+    assert await _done_at(sessionmaker, recorded.call_id) is not None
+    await tel._sweep_locations()  # done: nothing twice
+    assert len(await _sources(sessionmaker, recorded.call_id)) == 2
+
+
+@pytest.mark.usefixtures("cell_table")
+async def test_failed_derivation_is_retried_by_the_sweep(
+    settings: Settings,
+    sessionmaker: Sessions,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def broken(**_: object) -> list[Location]:
+        raise RuntimeError("database hiccup")
+
+    tel = _telephony(settings, sessionmaker, tmp_path)
+    with monkeypatch.context() as patch:
+        patch.setattr("siaga112.telephony.runtime.locations_for_call", broken)
+        recorded = await tel._record_call(
+            _facts(f"rt-{uuid.uuid4().hex[:8]}", TEST_PANI),
+            datetime.now(UTC) - timedelta(minutes=2),
+        )
+        await asyncio.gather(*tel._location_tasks, return_exceptions=True)
+    assert await _done_at(sessionmaker, recorded.call_id) is None
+    await tel._sweep_locations()
+    assert await _sources(sessionmaker, recorded.call_id) == [("network_cell", 1200.0)]
+
+
+async def test_a_live_call_is_marked_done_and_a_young_one_left_to_its_task(
+    settings: Settings, sessionmaker: Sessions, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tel = _telephony(settings, sessionmaker, tmp_path)
+    live = await tel._record_call(
+        _facts(f"rt-{uuid.uuid4().hex[:8]}", TEST_PANI), datetime.now(UTC) - timedelta(minutes=2)
+    )
+    await asyncio.gather(*tel._location_tasks)
+    assert await _done_at(sessionmaker, live.call_id) is not None
+    monkeypatch.setattr("siaga112.telephony.runtime.LOCATION_BACKLOG", 0)
+    young = await tel._record_call(
+        _facts(f"rt-{uuid.uuid4().hex[:8]}", TEST_PANI), datetime.now(UTC)
+    )
+    await tel._sweep_locations()
+    assert await _done_at(sessionmaker, young.call_id) is None, "within the grace period"
