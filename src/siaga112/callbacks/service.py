@@ -385,7 +385,7 @@ async def claim(
     token = uuid.uuid4().hex
     try:
         async with session.begin_nested():
-            cb = await session.get(Callback, call_id, with_for_update=True)
+            cb = await session.get(Callback, call_id, with_for_update=True, populate_existing=True)
             if cb is None:
                 cb = Callback(
                     call_id=call_id,
@@ -395,6 +395,12 @@ async def claim(
                     attempts=0,
                 )
                 session.add(cb)
+            elif cb.status == "in_progress":
+                # Claimed by a request that committed while this one read the worklist.
+                raise CallbackInProgress(
+                    f"{cb.operator_extension} is already calling {item.number} back",
+                    details=[{"operator_extension": cb.operator_extension}],
+                )
             before = _snapshot(cb)
             cb.status = "in_progress"
             cb.attempts = (cb.attempts or 0) + 1
@@ -422,7 +428,9 @@ async def claim(
                 f"operator {operator_extension} already has a callback under way",
                 details=[{"field": "body.operator_extension"}],
             ) from exc
-        if "ux_callbacks_number_in_progress" in str(exc.orig):
+        if any(
+            name in str(exc.orig) for name in ("ux_callbacks_number_in_progress", "pk_callbacks")
+        ):
             raise CallbackInProgress(
                 f"someone is already calling {item.number} back",
                 details=[{"field": "path.call_id"}],
@@ -624,7 +632,7 @@ async def _decide(
     attempt.decided_at = now
     if detail and not attempt.hangup_cause:
         attempt.hangup_cause = detail[:80]
-    cb = await session.get(Callback, attempt.call_id, with_for_update=True)
+    cb = await session.get(Callback, attempt.call_id, with_for_update=True, populate_existing=True)
     if cb is None:  # pragma: no cover - attempts cascade with their callback
         return
     before = _snapshot(cb)
@@ -675,7 +683,7 @@ async def dismiss(
         )
     if item.status == "reached":
         raise InvalidTransition(f"callback of call {call_id} already reached the caller")
-    cb = await session.get(Callback, call_id, with_for_update=True)
+    cb = await session.get(Callback, call_id, with_for_update=True, populate_existing=True)
     if cb is None:
         cb = Callback(
             call_id=call_id,

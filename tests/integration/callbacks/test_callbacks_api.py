@@ -4,6 +4,7 @@ from real Asterisk transcripts, audit and timeline, and refusals that change not
 
 from __future__ import annotations
 
+import asyncio
 import random
 import uuid
 from collections.abc import AsyncIterator
@@ -13,16 +14,18 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from siaga112.app import create_app
 from siaga112.audit.models import AuditEvent
 from siaga112.auth.roles import Role
+from siaga112.auth.service import system_actor
 from siaga112.callbacks import service
 from siaga112.callbacks.models import Callback, CallbackAttempt
 from siaga112.calls.models import Call
 from siaga112.config import Settings
+from siaga112.errors import CallbackInProgress
 from siaga112.incidents.models import Incident, IncidentEvent
 from siaga112.telephony.ami_events import parse_event, split_transcript
 from siaga112.telephony.callback_legs import CALLBACK_ID_PREFIX, fact_of
@@ -541,3 +544,56 @@ async def test_operator_dismisses_a_callback_with_a_note(
     assert (r.status_code, r.json()["code"]) == (409, "callback_in_progress")
     r = await api.post(f"/v1/callbacks/{call.id}/dismiss", headers=auth(key), json={"note": ""})
     assert (r.status_code, r.json()["code"]) == (422, "validation_error")
+
+
+async def test_concurrent_claims_of_one_caller_let_exactly_one_through(
+    engine: AsyncEngine, settings: Settings
+) -> None:
+    """Two operators press "call back" at the same moment, each in its own transaction."""
+    committed = async_sessionmaker(engine, expire_on_commit=False)
+    number = new_number()
+    calls = [await add_call(committed, number=number, minutes_ago=m) for m in (9, 8)]
+    policy = service.CallbackPolicy.from_settings(settings)
+
+    async def press(call: Call, extension: str) -> str:
+        async with committed() as session:
+            try:
+                await service.claim(
+                    session=session,
+                    call_id=call.id,
+                    operator_extension=extension,
+                    force=False,
+                    policy=policy,
+                    actor=system_actor(f"op{extension}"),
+                    request_id=None,
+                )
+                await session.commit()
+            except CallbackInProgress:
+                return "refused"
+            return "claimed"
+
+    try:
+        # No row yet; two rows of one number; one row that exists already.
+        for first, second in ((calls[0], calls[0]), (calls[0], calls[1]), (calls[0], calls[0])):
+            results = await asyncio.gather(press(first, "6001"), press(second, "6002"))
+            assert sorted(results) == ["claimed", "refused"]
+            async with committed() as session:
+                assert (
+                    await service.expire_stale_attempts(
+                        session=session, now=datetime.now(UTC) + timedelta(hours=1)
+                    )
+                    == 1
+                )
+                await session.commit()
+    finally:
+        async with committed() as session:
+            ids = [c.id for c in calls]
+            await session.execute(delete(Callback).where(Callback.call_id.in_(ids)))
+            await session.execute(
+                delete(AuditEvent).where(AuditEvent.entity_id.in_([str(i) for i in ids]))
+            )
+            await session.execute(delete(Call).where(Call.id.in_(ids)))
+            await session.execute(
+                delete(Incident).where(Incident.id.in_([c.incident_id for c in calls]))
+            )
+            await session.commit()
