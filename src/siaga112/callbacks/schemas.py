@@ -28,7 +28,7 @@ class CallbackOut(Output):
     status: CallbackStatus
     offered_at: datetime
     ended_at: datetime | None
-    waited_s: float | None = Field(description="time in the queue before the caller hung up")
+    waited_s: float | None = Field(description="time in the queue before an answer or the hang-up")
     queue: str | None
     attempts: int
     last_attempt_at: datetime | None

@@ -218,8 +218,9 @@ def _item(row: Any) -> WorklistItem:
     call: Call = row.Call
     cb: Callback | None = row.Callback
     waited = None
-    if call.enqueued_at is not None and call.ended_at is not None:
-        waited = max(0.0, (call.ended_at - call.enqueued_at).total_seconds())
+    left_queue = call.answered_at or call.ended_at
+    if call.enqueued_at is not None and left_queue is not None:
+        waited = max(0.0, (left_queue - call.enqueued_at).total_seconds())
     in_progress = row.status == "in_progress"
     return WorklistItem(
         call_id=call.id,

@@ -137,10 +137,17 @@ async def replay(sessionmaker: Sessions, transcript: str, channel_id: str) -> No
     telephony runtime uses."""
     text = (FIXTURES / transcript).read_text()
     text = text.replace(CALLBACK_ID_PREFIX + CAPTURED[transcript], channel_id)
+    messages = split_transcript(text)
+    # As if it happened now: the transcript's times shifted, their spacing kept.
+    stamps = [float(str(m["Timestamp"])) for m in messages if "Timestamp" in m]
+    shift = datetime.now(UTC).timestamp() - min(stamps)
+    for m in messages:
+        if "Timestamp" in m:
+            m["Timestamp"] = f"{float(str(m['Timestamp'])) + shift:.6f}"
     tracker = CallbackTracker(sessionmaker=sessionmaker, metrics=Metrics())
     await tracker.start()
     received = datetime.now(UTC)
-    for message in split_transcript(text):
+    for message in messages:
         event = parse_event(message, received_at=received)
         if event is not None:
             tracker.feed(event)
