@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from siaga112 import __version__
 from siaga112.agencies.router import router as agencies_router
 from siaga112.api.middleware import BodyLimitMiddleware, RequestIdMiddleware
+from siaga112.callbacks.router import router as callbacks_router
 from siaga112.callcontrol.router import router as callcontrol_router
 from siaga112.callers.router import router as callers_router
 from siaga112.calls.router import router as calls_router
@@ -101,6 +102,10 @@ def create_app(
                 "name": "recordings",
                 "description": "Call recordings: metadata; audio for supervisors (audited)",
             },
+            {
+                "name": "callbacks",
+                "description": "Abandoned and silent calls to call back; callback attempts",
+            },
             {"name": "stats", "description": "Service levels (NENA / EU 112 figures)"},
             {
                 "name": "reports",
@@ -133,6 +138,7 @@ def create_app(
     v1.include_router(calls_router)
     v1.include_router(callcontrol_router)
     v1.include_router(recordings_router)
+    v1.include_router(callbacks_router)
     v1.include_router(agencies_router)
     v1.include_router(operators_router)
     v1.include_router(queue_router)

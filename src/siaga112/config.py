@@ -239,6 +239,22 @@ class DuplicateSettings(BaseModel):
     max_scanned: int = Field(default=500, ge=1, le=5000)
 
 
+class CallbackSettings(BaseModel):
+    """Callbacks of abandoned and silent calls: the operator's phone rings first (AMI
+    Originate), then the caller is dialled out through the carrier trunk."""
+
+    # How long the operator's phone rings before the attempt counts as not taken.
+    operator_ring_s: int = Field(default=30, ge=5, le=120)
+    # How long the caller's phone rings (Dial timeout) before the attempt is `no_answer`.
+    caller_ring_s: int = Field(default=45, ge=5, le=180)
+    # The number the caller sees (the trunk may override it); digits only, as it goes into the
+    # dialplan through an AMI variable.
+    caller_id: str = Field(default="112", pattern=r"^\+?[0-9]{2,20}$")
+    # An attempt whose outcome never arrived (events lost, siaga112 restarted) is closed as
+    # `failed` once both ring times and this margin have passed, and its claim released.
+    outcome_margin_s: int = Field(default=30, ge=5, le=600)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="SIAGA112_",
@@ -259,6 +275,7 @@ class Settings(BaseSettings):
     locations: LocationSettings = Field(default_factory=LocationSettings)
     duplicates: DuplicateSettings = Field(default_factory=DuplicateSettings)
     recordings: RecordingSettings = Field(default_factory=RecordingSettings)
+    callbacks: CallbackSettings = Field(default_factory=CallbackSettings)
 
     @property
     def database_url_str(self) -> str:

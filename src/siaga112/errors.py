@@ -97,6 +97,14 @@ class MalformedAml(DomainError):
     code = "malformed_aml"
 
 
+class CallbackInProgress(DomainError):
+    """Someone is already calling this number back (two operators never call one caller at
+    once), or the operator already has a callback ringing."""
+
+    status_code = 409
+    code = "callback_in_progress"
+
+
 def error_body(
     code: str, message: str, details: list[dict[str, Any]] | None = None
 ) -> dict[str, Any]:

@@ -72,6 +72,12 @@ def test_manager_is_loopback_with_the_secret_and_only_tracked_events(tmp_path: P
     assert "VarSet" not in filtered
     assert re.findall(r"^permit = (\S+)$", manager, re.M) == ["127.0.0.1/32"]
     assert "deny = 0.0.0.0/0.0.0.0" in manager
+    # DialEnd only of siaga112's callback legs: app_queue raises one for every member it rings.
+    assert "DialEnd" not in filtered
+    assert (
+        "eventfilter(action(include),name(DialEnd),header(Uniqueid),method(starts_with))"
+        " = siaga112-cb-"
+    ) in manager
 
 
 def test_ami_permits_the_service_hosts_of_a_deployment(tmp_path: Path) -> None:
@@ -84,6 +90,24 @@ def test_ami_permits_the_service_hosts_of_a_deployment(tmp_path: Path) -> None:
     assert re.findall(r"^permit = (\S+)$", manager, re.M) == ["10.1.2.3/32", "10.9.0.0/16"]
     with pytest.raises(ValueError, match="permit"):
         AmiSettings(permit=["not-an-address"])
+
+
+def test_callback_context_dials_out_through_the_trunk_and_phones_cannot_reach_it(
+    tmp_path: Path,
+) -> None:
+    conf = render_config(
+        _settings(tmp_path, outbound_trunk="10.20.0.9:5060"),
+        operator_passwords={"6001": "a", "6002": "b"},
+        hostname="h",
+    )["extensions.conf"]
+    assert "SIAGA112_OUTBOUND_TRUNK = 10.20.0.9:5060" in conf
+    block = conf[conf.index("[siaga112-callback]") :]
+    assert (
+        "Dial(PJSIP/carrier/sip:${EXTEN}@${SIAGA112_OUTBOUND_TRUNK},${SIAGA112_CALLBACK_RING_S})"
+        in block
+    )
+    operators = conf[conf.index("[operators]") : conf.index("[siaga112-transfer]")]
+    assert "include" not in operators
 
 
 def test_queue_never_rejects_callers_when_nobody_is_logged_in(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from siaga112.agencies.models import Agency
 from siaga112.audit.models import AuditEvent
 from siaga112.auth.models import ApiKey
+from siaga112.callbacks.models import Callback, CallbackAttempt
 from siaga112.calls.cursors import ReadCursor
 from siaga112.calls.models import Call
 from siaga112.db.base import Base
@@ -27,6 +28,8 @@ __all__ = [
     "AuditEvent",
     "Base",
     "Call",
+    "Callback",
+    "CallbackAttempt",
     "CategoryAgency",
     "CellTower",
     "Dispatch",

@@ -69,7 +69,10 @@ class AmiLink:
             on_login=self._on_login,
             on_disconnect=self._on_disconnect,
             on_connect=lambda _m: None,
-            forgetable_actions=("ping", "login"),
+            # panoramisk re-sends, after a reconnect, actions that got no answer: an Originate
+            # re-sent seconds later would ring an operator who gave up on it. Forget it; the
+            # attempt then runs out of time and is closed as failed.
+            forgetable_actions=("ping", "login", "originate"),
         )
         self._manager.min_delay = min_delay
         self._manager.max_delay = max_delay

@@ -51,8 +51,10 @@ __all__ = [
     "ChannelEvent",
     "ChannelHungUp",
     "ChannelStateChanged",
+    "DialEnded",
     "FullyBooted",
     "Malformed",
+    "OriginateResult",
     "QueueEvent",
     "operator_from_interface",
     "overflow_target",
@@ -198,6 +200,35 @@ class FullyBooted(_Timed):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class OriginateResult(_Timed):
+    """OriginateResponse: how an asynchronous Originate ended for its first leg.
+
+    ``success`` once the originated channel answered (and went on to its dialplan); otherwise
+    ``reason`` is the last control frame Asterisk saw on it (3 rang out, 5 busy, 1 hung up,
+    0 or 8 could not be reached). On failure ``uniqueid`` may be empty: the channel may never
+    have existed, hence ``action_id``."""
+
+    action_id: str
+    uniqueid: str
+    channel: str
+    success: bool
+    reason: int | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DialEnded(_Timed):
+    """DialEnd: a Dial() (or a queue ringing a member) ended. ``uniqueid``/``channel`` are the
+    dialling channel, ``dest_*`` the dialled one, ``dial_status`` its ${DIALSTATUS}. Not a
+    :class:`ChannelEvent`: it never changes a call's state."""
+
+    uniqueid: str
+    channel: str
+    dest_uniqueid: str
+    dest_channel: str
+    dial_status: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Malformed(_Timed):
     """A used event that could not be turned into a call event; ``reason`` says why."""
 
@@ -217,7 +248,7 @@ CallEvent: TypeAlias = (
     | AgentFinished
     | AgentNoAnswer
 )
-AmiEvent: TypeAlias = CallEvent | FullyBooted | Malformed
+AmiEvent: TypeAlias = CallEvent | FullyBooted | OriginateResult | DialEnded | Malformed
 
 _Fields = dict[str, str]
 
@@ -234,9 +265,34 @@ def parse_event(msg: Mapping[str, object], *, received_at: datetime) -> AmiEvent
     if not name:
         return None
     at = _timestamp(fields.get("timestamp", "")) or received_at
-    if name.lower() == "fullybooted":
+    lowered = name.lower()
+    if lowered == "fullybooted":
         return FullyBooted(at=at, received_at=received_at, status=fields.get("status", ""))
-    build = _BUILDERS.get(name.lower())
+    if lowered == "originateresponse":
+        return OriginateResult(
+            at=at,
+            received_at=received_at,
+            action_id=fields.get("actionid", ""),
+            uniqueid=_caller_id(fields.get("uniqueid", "")).replace("<null>", ""),
+            channel=fields.get("channel", ""),
+            success=fields.get("response", "").lower() == "success",
+            reason=_int(fields.get("reason")),
+        )
+    if lowered == "dialend":
+        if not fields.get("uniqueid"):
+            return Malformed(
+                at=at, received_at=received_at, event_name=name, reason="no Uniqueid: cannot route"
+            )
+        return DialEnded(
+            at=at,
+            received_at=received_at,
+            uniqueid=fields.get("uniqueid", ""),
+            channel=fields.get("channel", ""),
+            dest_uniqueid=fields.get("destuniqueid", ""),
+            dest_channel=fields.get("destchannel", ""),
+            dial_status=fields.get("dialstatus", "").upper(),
+        )
+    build = _BUILDERS.get(lowered)
     if build is None:
         return None
     if not fields.get("uniqueid"):

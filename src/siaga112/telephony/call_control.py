@@ -3,6 +3,7 @@ implementation. Domain services never see an AMI dict: they get typed member sta
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
@@ -25,6 +26,18 @@ _DEVICE_STATUS = {
 
 class CallControlError(Exception):
     """Asterisk refused an action or could not be reached; the message says why."""
+
+
+# What may go into an AMI header value: no line breaks (a CR/LF would start a new header or
+# action) and, inside a Variable header, no comma (Asterisk splits variables on commas).
+_HEADER_UNSAFE = re.compile(r"[\r\n]")
+_VARIABLE_UNSAFE = re.compile(r"[\r\n,=]")
+
+
+def _header_value(name: str, value: str) -> str:
+    if _HEADER_UNSAFE.search(value):
+        raise CallControlError(f"{name} must be one line")
+    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,13 +139,30 @@ class CallControl(Protocol):
 
     async def reload_sip_accounts(self) -> None: ...
 
+    async def originate(
+        self,
+        *,
+        endpoint: str,
+        context: str,
+        exten: str,
+        caller_id: str,
+        ring_s: int,
+        channel_id: str,
+        variables: Mapping[str, str],
+    ) -> None:
+        """Ring ``endpoint`` (e.g. ``PJSIP/6001``) for up to ``ring_s``; once answered, run it
+        at ``context``/``exten``. Returns once Asterisk queued it: how it ends comes as events
+        about the channel, whose Uniqueid is ``channel_id``."""
+        ...
+
 
 SendAction = Callable[[Mapping[str, str]], Awaitable[Mapping[str, str]]]
 SendList = Callable[[Mapping[str, str]], Awaitable[list[Mapping[str, str]]]]
 
 
 class AmiCallControl:
-    """CallControl over AMI actions (QueueAdd, QueueRemove, QueuePause, QueueStatus)."""
+    """CallControl over AMI actions (QueueAdd, QueueRemove, QueuePause, QueueStatus, Hangup,
+    Redirect, Originate, Reload)."""
 
     def __init__(self, *, send_action: SendAction, send_list: SendList) -> None:
         self._send = send_action
@@ -203,3 +233,36 @@ class AmiCallControl:
         # registrations' state (hence the device state app_queue rings by) only for endpoints
         # it has seen at load or reload: without this, a new operator stays "Unavailable".
         await self._ok({"Action": "Reload", "Module": "res_pjsip.so"})
+
+    async def originate(
+        self,
+        *,
+        endpoint: str,
+        context: str,
+        exten: str,
+        caller_id: str,
+        ring_s: int,
+        channel_id: str,
+        variables: Mapping[str, str],
+    ) -> None:
+        for key, value in variables.items():
+            if not key or _VARIABLE_UNSAFE.search(key) or _VARIABLE_UNSAFE.search(value):
+                raise CallControlError(f"variable {key!r} cannot be passed to Originate")
+        action = {
+            "Action": "Originate",
+            # The same id twice: OriginateResponse names the ActionID (also when the channel
+            # never existed), every channel event the Uniqueid.
+            "ActionID": _header_value("ChannelId", channel_id),
+            "ChannelId": channel_id,
+            "Channel": _header_value("Channel", endpoint),
+            "Context": _header_value("Context", context),
+            "Exten": _header_value("Exten", exten),
+            "Priority": "1",
+            "CallerID": _header_value("CallerID", caller_id),
+            "Timeout": str(max(1, ring_s) * 1000),
+            # Async: the answer comes at once; how the call went comes as events.
+            "Async": "true",
+        }
+        if variables:
+            action["Variable"] = ",".join(f"{k}={v}" for k, v in variables.items())
+        await self._ok(action)

@@ -54,9 +54,11 @@ from sqlalchemy.engine import make_url
 
 from siaga112.config import LOW_QUEUE_SUFFIX, PbxSettings, Settings
 from siaga112.telephony.ami_events import OVERFLOW_CONTEXT, OVERFLOW_MEMBER_PREFIX
+from siaga112.telephony.callback_legs import CALLBACK_ID_PREFIX
 
 __all__ = [
     "AMI_EVENTS",
+    "AMI_SCOPED_EVENTS",
     "BENCH_AGI_NUMBER",
     "BENCH_OPERATOR_CONTACT",
     "BENCH_PLAIN_NUMBER",
@@ -99,7 +101,14 @@ AMI_EVENTS: tuple[str, ...] = (
     "QueueMemberAdded",
     "QueueMemberRemoved",
     "QueueMemberPause",
+    # Callbacks: the first leg of siaga112's own Originates (only they raise it).
+    "OriginateResponse",
 )
+
+# Events that pass only for some channels (advanced eventfilter: name, header, starts_with):
+# DialEnd of callback legs, whose Uniqueid siaga112 chose. app_queue raises DialEnd for every
+# member it rings, so an unscoped DialEnd would grow the stream with every 112 call.
+AMI_SCOPED_EVENTS: tuple[tuple[str, str, str], ...] = (("DialEnd", "Uniqueid", CALLBACK_ID_PREFIX),)
 
 CDR_FILE_NAME = "siaga112-cdr.csv"
 
@@ -464,7 +473,11 @@ def render_config(
         "ami_username": settings.ami.username,
         "ami_secret": settings.ami_secret.get_secret_value(),
         "eventfilter_lines": "\n".join(
-            f"eventfilter(action(include),name({e})) =" for e in AMI_EVENTS
+            [f"eventfilter(action(include),name({e})) =" for e in AMI_EVENTS]
+            + [
+                f"eventfilter(action(include),name({e}),header({h}),method(starts_with)) = {v}"
+                for e, h, v in AMI_SCOPED_EVENTS
+            ]
         ),
         "noload_lines": "\n".join(f"noload => {m}.so" for m in NOLOAD_MODULES),
         "rtp_start": pbx.rtp_start,

@@ -35,6 +35,7 @@ from siaga112.telephony.agi_server import AgiServer
 from siaga112.telephony.ami_client import AmiLink
 from siaga112.telephony.ami_events import AmiEvent, FullyBooted
 from siaga112.telephony.call_control import AmiCallControl
+from siaga112.telephony.callback_tracking import CallbackTracker
 from siaga112.telephony.metrics import Metrics
 from siaga112.telephony.pbx import cdr_csv_path
 from siaga112.telephony.reconcile import CdrReconciler
@@ -84,6 +85,7 @@ class Telephony:
         self.tracker = CallTracker(
             write_progress=self._write_progress, create_call=self._create_call, metrics=metrics
         )
+        self.callbacks = CallbackTracker(sessionmaker=sessionmaker, metrics=metrics)
         self.reconciler = CdrReconciler(
             path=settings.pbx.cdr_path or cdr_csv_path(settings),
             sessionmaker=sessionmaker,
@@ -114,6 +116,8 @@ class Telephony:
 
     async def start(self) -> None:
         await self.tracker.start()
+        await self.callbacks.start()
+        await self.callbacks.sweep()
         # What Asterisk recorded while siaga112 was down, before new calls come in.
         try:
             await self.reconciler.run_once()
@@ -129,6 +133,7 @@ class Telephony:
 
     def _on_event(self, event: AmiEvent) -> None:
         self.tracker.feed(event)
+        self.callbacks.feed(event)
         if isinstance(event, FullyBooted):
             # Sent on every AMI login and when Asterisk has (re)started with empty dynamic
             # queues: put logged-in operators back (idempotent).
@@ -161,6 +166,7 @@ class Telephony:
         await self.ami.stop()
         await self.agi.stop()
         await self.tracker.stop()
+        await self.callbacks.stop()
         if self._location_tasks:
             # Short tasks: let them finish; the sweep at next start covers any cut off.
             _, late = await asyncio.wait(self._location_tasks, timeout=5.0)
@@ -193,6 +199,7 @@ class Telephony:
                 self.metrics.inc("reconcile_failures")
                 log.exception("periodic reconciliation failed")
             await self._sweep_locations()
+            await self.callbacks.sweep()
 
     async def readiness_ami(self) -> tuple[bool, str]:
         return (True, "logged in") if self.ami.ready else (False, "not connected")

@@ -5,7 +5,8 @@ through the call-control protocol, and who may do what."""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
 
 import httpx
 import pytest
@@ -31,6 +32,7 @@ class FakeControl:
         self.reloads = 0
         self.entries: list[QueueEntryState] = []
         self.actions: list[tuple[str, ...]] = []
+        self.originated: list[dict[str, Any]] = []
 
     async def queue_add(self, *, queue: str, interface: str, member_name: str) -> None:
         if self.fail:
@@ -79,6 +81,31 @@ class FakeControl:
         if self.fail:
             raise CallControlError("Reload failed: no AMI")
         self.reloads += 1
+
+    async def originate(
+        self,
+        *,
+        endpoint: str,
+        context: str,
+        exten: str,
+        caller_id: str,
+        ring_s: int,
+        channel_id: str,
+        variables: Mapping[str, str],
+    ) -> None:
+        if self.fail:
+            raise CallControlError("Originate failed: no AMI")
+        self.originated.append(
+            {
+                "endpoint": endpoint,
+                "context": context,
+                "exten": exten,
+                "caller_id": caller_id,
+                "ring_s": ring_s,
+                "channel_id": channel_id,
+                "variables": dict(variables),
+            }
+        )
 
 
 @pytest.fixture
