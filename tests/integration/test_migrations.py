@@ -71,7 +71,12 @@ def test_database_migrated_by_other_code_is_refused_and_left_alone(scratch_url: 
             await engine.dispose()
 
     # As if a newer release (or another branch) had migrated this database.
-    before = asyncio.run(stamp("UPDATE alembic_version SET version_num = 'f00dfeed'"))
+    before = asyncio.run(
+        stamp(
+            "UPDATE alembic_version SET version_num = 'f00dfeed' "
+            "WHERE version_num = (SELECT min(version_num) FROM alembic_version)"
+        )
+    )
     with pytest.raises(UnknownRevision, match="f00dfeed"):
         upgrade(scratch_url)
     with pytest.raises(UnknownRevision, match="f00dfeed"):
