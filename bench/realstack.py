@@ -76,9 +76,26 @@ def _without_pbx(cmd: str) -> bool:
     return bool(paths) and all(a.startswith(("tests/unit", "tests/integration")) for a in paths)
 
 
+def _ancestors() -> set[int]:
+    """This process and those that started it (``flock ... timeout ... python -m bench...``)."""
+    pids = {os.getpid()}
+    pid = os.getppid()
+    while pid > 1 and pid not in pids:
+        pids.add(pid)
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            break
+        pid = int(stat.rpartition(")")[2].split()[1])
+    return pids
+
+
 def busy_processes() -> list[str]:
-    """Other users of the sandbox's ports: a running service, SIPp, a test run, a bench."""
-    own = {os.getpid(), os.getppid()}
+    """Other users of the sandbox's ports: a running service, SIPp, a test run, a bench.
+
+    A command still waiting for the sandbox's lock (``flock /tmp/siaga112-pbx.lock ...``) does
+    not count: once it has the lock, what it runs shows as a process of its own."""
+    own = _ancestors()
     found: list[str] = []
     for args in (["pgrep", "-af", "siaga112 serve"], ["pgrep", "-ax", "sipp"],
                  ["pgrep", "-af", "pytest"], ["pgrep", "-af", "bench.surge"],
@@ -87,6 +104,8 @@ def busy_processes() -> list[str]:
         for line in proc.stdout.splitlines():
             pid, _, cmd = line.partition(" ")
             if not pid.isdigit() or int(pid) in own or "pgrep" in cmd:
+                continue
+            if "flock" in cmd.split():
                 continue
             if "pytest" in cmd and _without_pbx(cmd):
                 continue

@@ -28,10 +28,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -77,14 +78,14 @@ SELECT count(*) FROM pg_locks WHERE locktype = 'virtualxid' AND virtualxid = ANY
 """
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, order=True)
 class LiveEvent:
     id: int
-    incident_id: int | None
-    at: datetime
-    actor: str
-    kind: str
-    data: dict[str, Any]
+    incident_id: int | None = field(compare=False)
+    at: datetime = field(compare=False)
+    actor: str = field(compare=False)
+    kind: str = field(compare=False)
+    data: dict[str, Any] = field(compare=False)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -148,6 +149,8 @@ class EventHub:
         self._conn: asyncpg.Connection | None = None
         self._probe: _Probe | None = None
         self._settled_upto = 0
+        # Read but not yet published (a hole before them), smallest id first.
+        self._buffer: list[LiveEvent] = []
         self._idle_advanced_at = 0.0
 
     async def start(self) -> None:
@@ -258,33 +261,43 @@ class EventHub:
         self.last_id = max(self.last_id or 0, self._probe.upto)
         self._settled_upto = max(self._settled_upto, self._probe.upto)
         self._probe = None
+        self._buffer.clear()  # read again, if needed, when a subscriber comes
         self._idle_advanced_at = now
         self._ready.set()
 
     async def _deliver_new(self, conn: asyncpg.Connection) -> None:
+        """Publishes what follows ``last_id``. Rows read beyond a hole wait in ``_buffer``; while
+        the hole is open only the hole itself is read again, never the rows behind it."""
         assert self.last_id is not None
         while True:
-            rows = await conn.fetch(_EVENTS_SQL, self.last_id, MAX_ID, BATCH)
-            events = [_event(r) for r in rows]
-            hole_at: LiveEvent | None = None
-            for event in events:
-                if event.id != self.last_id + 1 and event.id > self._settled_upto:
-                    hole_at = event
-                    break
+            hole_only = bool(self._buffer)
+            upto = self._buffer[0].id - 1 if hole_only else MAX_ID
+            rows = await conn.fetch(_EVENTS_SQL, self.last_id, upto, BATCH)
+            for row in rows:
+                heapq.heappush(self._buffer, _event(row))
+            while self._buffer and (
+                self._buffer[0].id == self.last_id + 1 or self._buffer[0].id <= self._settled_upto
+            ):
+                event = heapq.heappop(self._buffer)
                 self.last_id = event.id
                 self._publish(event)
-            if hole_at is None:
-                if len(events) < BATCH:
+            if not self._buffer:
+                if len(rows) < BATCH and not hole_only:
                     return
-                continue
-            if self._probe is None or self._probe.upto < hole_at.id:
-                self._probe = await self._new_probe(conn, events[-1].id)
+                continue  # a full batch, or the hole closed: what came after it
+            # A hole before _buffer[0]: every id below the highest one read is final once the
+            # tables' writers seen now have ended.
+            if self._probe is None or self._probe.upto < self._buffer[0].id:
+                self._probe = await self._new_probe(conn, max(e.id for e in self._buffer))
             if not await self._settled(conn, self._probe):
                 return  # looked at again in HOLE_RECHECK_S, or at the next NOTIFY
             self.metrics.observe("live_event_hole_wait", time.monotonic() - self._probe.since)
             self._settled_upto = max(self._settled_upto, self._probe.upto)
             self._probe = None
-            # Read again: what committed before the writers ended is visible now.
+            # Read everything after last_id once more, not only the first hole: whatever
+            # committed before the writers ended, in any hole up to settled_upto, is visible
+            # now, and what is still missing there never comes.
+            self._buffer.clear()
 
     async def _new_probe(self, conn: asyncpg.Connection, upto: int) -> _Probe:
         writers = await conn.fetch(_WRITERS_SQL)
