@@ -23,6 +23,7 @@ import asyncio
 import itertools
 import json
 import math
+import os
 import sys
 import threading
 import time
@@ -314,6 +315,24 @@ def wait_for_offered(clients: SseClients, uniqueids: set[str], within_s: float) 
         time.sleep(0.2)
 
 
+def hot_path(step: Step, created: dict[str, float]) -> dict[str, Any]:
+    """What the AGI path did in a step: calls that got their incident id within the budget,
+    and channel creation -> incident committed (calls.created_at) per call."""
+    delays = [created[u] - start for u, start in step.starts.items() if u in created]
+    return {
+        "rate": step.rate,
+        "seconds": step.seconds,
+        "planned": step.planned,
+        "sipp_successful": step.sipp_successful,
+        "sipp_failed": step.sipp_failed,
+        "arrived": step.arrived,
+        "achieved_cps": step.achieved_cps,
+        "with_incident_in_dialplan": step.with_incident,
+        "incident_committed_from_channel_creation": _latency(delays),
+        "load_average_1min_at_start": None,
+    }
+
+
 def analyse(
     step: Step, clients: SseClients, created: dict[str, float], window: tuple[float, float]
 ) -> dict[str, Any]:
@@ -349,14 +368,7 @@ def analyse(
         missing += len(legs - set(seen))
         duplicates += sum(n - 1 for n in seen.values())
     return {
-        "rate": step.rate,
-        "seconds": step.seconds,
-        "planned": step.planned,
-        "sipp_successful": step.sipp_successful,
-        "sipp_failed": step.sipp_failed,
-        "arrived": step.arrived,
-        "achieved_cps": step.achieved_cps,
-        "with_incident": step.with_incident,
+        **hot_path(step, created),
         "call_offered_missing": missing,
         "call_offered_duplicates": duplicates,
         "ids_out_of_order": disorder,
@@ -372,9 +384,34 @@ def analyse(
 # the run
 
 
+def _step(
+    stack: BenchStack, args: argparse.Namespace, rate: float, caller: str
+) -> tuple[Step, tuple[float, float], float]:
+    load = os.getloadavg()[0]
+    started = time.time()
+    with PauseToggler(stack, args.toggle_every):
+        step = run_step(
+            stack.settings,
+            stack.cdr,
+            stack.workdir,
+            scenario=stack.scenario,
+            variant="siaga112",
+            number=pbx.BENCH_AGI_NUMBER,
+            caller=caller,
+            rate=rate,
+            seconds=args.step_seconds,
+            hold_ms=int(args.hold * 1000),
+        )
+    log(step.line().strip())
+    return step, (started, time.time()), load
+
+
+def _created(stack: BenchStack, step: Step) -> dict[str, float]:
+    return {u: row[0] for u, row in calls_in_db(stack.database_url, step.uniqueids).items()}
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     t0 = time.monotonic()
-    hold_ms = int(args.hold * 1000)
     with bench_stack(
         module="bench.events",
         database_url=args.database_url,
@@ -385,10 +422,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         result = stack.result
         result["hold_s"] = args.hold
         result["clients"] = args.clients
+        result["load_average_at_start"] = os.getloadavg()
         log(f"AGI statement with and without call_offered: {args.statement_samples} each")
         result["agi_statement"] = asyncio.run(
             _statement_cost(stack.database_url, args.statement_samples)
         )
+        control: list[dict[str, Any]] = []
+        if not args.no_control:
+            for index, rate in enumerate(args.rates):
+                log(f"control, no SSE client: {rate:g} calls/s for {args.step_seconds:g} s")
+                step, _, load = _step(stack, args, rate, f"+62814{index:02d}{round(rate):04d}")
+                time.sleep(1)  # the service's last writes
+                control.append(hot_path(step, _created(stack, step)))
+                control[-1]["load_average_1min_at_start"] = load
         key = api_key(stack.database_url)
         clients = SseClients(stack.service.base, key, args.clients)
         clients.start()
@@ -396,33 +442,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         steps: list[dict[str, Any]] = []
         try:
             for index, rate in enumerate(args.rates):
-                caller = f"+62813{index:02d}{round(rate):04d}"
-                log(f"{rate:g} calls/s for {args.step_seconds:g} s (1129), operator toggling")
-                started = time.time()
-                with PauseToggler(stack, args.toggle_every):
-                    step = run_step(
-                        stack.settings,
-                        stack.cdr,
-                        stack.workdir,
-                        scenario=stack.scenario,
-                        variant="siaga112",
-                        number=pbx.BENCH_AGI_NUMBER,
-                        caller=caller,
-                        rate=rate,
-                        seconds=args.step_seconds,
-                        hold_ms=hold_ms,
-                    )
-                window = (started, time.time())
-                log(step.line().strip())
+                log(f"{rate:g} calls/s for {args.step_seconds:g} s, {args.clients} SSE clients")
+                step, window, load = _step(stack, args, rate, f"+62813{index:02d}{round(rate):04d}")
                 wait_for_offered(clients, set(step.uniqueids), args.settle)
-                created = {
-                    u: row[0] for u, row in calls_in_db(stack.database_url, step.uniqueids).items()
-                }
-                steps.append(analyse(step, clients, created, window))
+                steps.append(analyse(step, clients, _created(stack, step), window))
+                steps[-1]["load_average_1min_at_start"] = load
                 log(line(steps[-1]))
             metrics = stack.service.metrics()
         finally:
             clients.stop()
+        result["control_steps"] = control
         result["steps"] = steps
         result["client_connects"] = [c.connects for c in clients.clients]
         result["agi_handling"] = agi_quantiles(metrics)
@@ -438,14 +467,27 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
+def _lat(v: dict[str, Any]) -> str:
+    return f"p50 {ms(v['p50_s'])}, p99 {ms(v['p99_s'])} ({v['samples']})"
+
+
+def hot_line(step: dict[str, Any]) -> str:
+    return (
+        f"{step['rate']:5g}/s: {step['arrived']} calls arrived ({step['achieved_cps']:.1f}/s),"
+        f" incident id in the dialplan for {step['with_incident_in_dialplan']};"
+        f" channel created -> incident committed"
+        f" {_lat(step['incident_committed_from_channel_creation'])};"
+        f" load {step['load_average_1min_at_start']:.2f}"
+    )
+
+
 def line(step: dict[str, Any]) -> str:
     def lat(key: str) -> str:
-        v = step[key]
-        return f"p50 {ms(v['p50_s'])}, p99 {ms(v['p99_s'])} ({v['samples']})"
+        return _lat(step[key])
 
     return (
-        f"{step['rate']:5g}/s: {step['arrived']} calls arrived ({step['achieved_cps']:.1f}/s);"
-        f" call_offered missing {step['call_offered_missing']}, duplicated"
+        f"{hot_line(step)}\n"
+        f"    call_offered missing {step['call_offered_missing']}, duplicated"
         f" {step['call_offered_duplicates']}, ids out of order {step['ids_out_of_order']}\n"
         f"    call_offered  channel created -> client {lat('call_offered_from_channel_creation')}"
         f"; committed -> client {lat('call_offered_from_commit')}\n"
@@ -462,12 +504,13 @@ def report(result: dict[str, Any]) -> str:
     agi = result["agi_handling"]
     hub = result["hub"]
     with_o, without = stmt["with_call_offered"], stmt["without_call_offered"]
+    load = ", ".join(f"{v:.2f}" for v in result["load_average_at_start"])
     lines = [
         "siaga112 event stream benchmark",
         f"command:   {result['command']}",
         f"machine:   {m['nproc']} CPUs ({m['cpu']}), Linux {m['kernel']}, Python {m['python']}"
         f" ({m['service_event_loop']}), {m['asterisk']}, {m['sipp']},"
-        f" PostgreSQL {m['postgresql']}",
+        f" PostgreSQL {m['postgresql']}; load average at start {load}",
         f"run dir:   {result['run_directory']}",
         "",
         f"AGI statement (record_incoming, autocommit; {stmt['samples_each']} each, alternating):"
@@ -475,6 +518,14 @@ def report(result: dict[str, Any]) -> str:
         f" without p50 {ms(without['p50_s'])} p99 {ms(without['p99_s'])};"
         f" p50 difference {stmt['p50_difference_s'] * 1e6:+.0f} us",
         "",
+    ]
+    if result["control_steps"]:
+        lines += [
+            "control, no SSE client connected (the hub reads nothing):",
+            *(hot_line(s) for s in result["control_steps"]),
+            "",
+        ]
+    lines += [
         f"{result['clients']} SSE client(s) on /v1/events/stream?types={TYPES};"
         f" callers hang up {result['hold_s']:g} s after the answer; demo operator"
         f" {TOGGLED_OPERATOR} paused/resumed in the operators' queue every half second:",
@@ -485,7 +536,7 @@ def report(result: dict[str, Any]) -> str:
         f" write failures {int(agi['write_failed'] or 0)}",
         f"hub: {int(hub['holes_waited'] or 0)} holes waited for (an earlier id still to commit"
         f" or rolled back): p50 {ms(hub['hole_wait_p50_s'])}, p99 {ms(hub['hole_wait_p99_s'])};"
-        f" client connects {result['client_connects']}",
+        f" client connects {result['client_connects']} (more than 1: cut off, resumed)",
         f"CDR: {result['cdr']}",
         f"elapsed {result['elapsed_s']} s",
     ]
@@ -517,6 +568,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--database-url", default=None, help=f"default: .../{BENCH_DATABASE}")
     p.add_argument("--keep-cdr", action="store_true", help="leave the bench's CDR lines")
+    p.add_argument("--no-control", action="store_true", help="skip the steps without SSE clients")
     p.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = p.parse_args(argv)
     if not args.rates or any(r <= 0 or not math.isfinite(r) for r in args.rates):

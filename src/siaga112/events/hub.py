@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import heapq
 import json
 import logging
@@ -51,11 +52,14 @@ MAX_ID = 2**63 - 1
 # How often the hub looks again while it waits for the writers behind a hole.
 HOLE_RECHECK_S = 0.003
 
-# Both sources in id order (a merge of two primary-key scans); stream events have no incident.
+# Both sources in id order; stream events have no incident. Each side is limited on its own
+# primary key first, so that a long range (a backlog, a replay) never reads more than it returns.
 _EVENTS = """
-SELECT id, incident_id, at, actor, kind, data FROM incident_events WHERE id > {a} AND id <= {b}
+(SELECT id, incident_id, at, actor, kind, data FROM incident_events
+ WHERE id > {a} AND id <= {b} ORDER BY id LIMIT {n})
 UNION ALL
-SELECT id, NULL::bigint, at, actor, kind, data FROM stream_events WHERE id > {a} AND id <= {b}
+(SELECT id, NULL::bigint, at, actor, kind, data FROM stream_events
+ WHERE id > {a} AND id <= {b} ORDER BY id LIMIT {n})
 ORDER BY id
 LIMIT {n}
 """
@@ -78,7 +82,7 @@ SELECT count(*) FROM pg_locks WHERE locktype = 'virtualxid' AND virtualxid = ANY
 """
 
 
-@dataclass(frozen=True, slots=True, order=True)
+@dataclass(frozen=True, order=True)
 class LiveEvent:
     id: int
     incident_id: int | None = field(compare=False)
@@ -96,6 +100,12 @@ class LiveEvent:
             "kind": self.kind,
             "data": self.data,
         }
+
+    @functools.cached_property
+    def frame(self) -> bytes:
+        """The SSE message, encoded once however many clients it goes to."""
+        data = json.dumps(self.as_json(), separators=(",", ":"), ensure_ascii=False)
+        return f"id: {self.id}\nevent: {self.kind}\ndata: {data}\n\n".encode()
 
 
 def _event(row: Any) -> LiveEvent:

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 from collections.abc import AsyncIterator
 from typing import Annotated
@@ -20,11 +19,6 @@ router = APIRouter(prefix="/events", tags=["events"], responses=ERROR_RESPONSES)
 HEARTBEAT_S = 15.0
 READY_WAIT_S = 5.0
 _TYPE = re.compile(r"[a-z][a-z0-9_.]{0,39}")
-
-
-def _frame(event: LiveEvent) -> bytes:
-    data = json.dumps(event.as_json(), separators=(",", ":"), ensure_ascii=False)
-    return f"id: {event.id}\nevent: {event.kind}\ndata: {data}\n\n".encode()
 
 
 def _types(raw: str | None, kind: list[str] | None) -> set[str] | None:
@@ -124,7 +118,7 @@ async def stream(
                     for event in missed:
                         sent = event.id
                         if wanted(event):
-                            yield _frame(event)
+                            yield event.frame
                     if not missed:
                         break
                 sent = start
@@ -137,13 +131,23 @@ async def stream(
                 except TimeoutError:
                     yield b": heartbeat\n\n"
                     continue
-                if item is None:
+                # Whatever else is waiting goes out in the same write.
+                items = [item]
+                while not sub.queue.empty():
+                    items.append(sub.queue.get_nowait())
+                chunk: list[bytes] = []
+                for queued in items:
+                    if queued is None:
+                        break
+                    if queued.id <= sent:
+                        continue
+                    sent = queued.id
+                    if wanted(queued):
+                        chunk.append(queued.frame)
+                if chunk:
+                    yield b"".join(chunk)
+                if None in items:
                     return
-                if item.id <= sent:
-                    continue
-                sent = item.id
-                if wanted(item):
-                    yield _frame(item)
         finally:
             sub.close()
 
