@@ -34,6 +34,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
@@ -53,6 +54,7 @@ from siaga112.auth.roles import Role
 from siaga112.auth.service import create_key, system_actor
 from siaga112.calls import recorder
 from siaga112.calls.recorder import CallFacts, record_incoming
+from siaga112.db.session import asyncpg_dsn
 from siaga112.telephony import pbx
 
 DEFAULT_RATES = (25, 50, 100)
@@ -304,6 +306,37 @@ def _latency(values: list[float]) -> dict[str, Any]:
     }
 
 
+def wait_quiet(database_url: str, *, within_s: float = 60.0) -> None:
+    """Until the service has worked off the last step (no query running in the bench
+    database for about a second), so that one step's backlog does not weigh on the next."""
+
+    async def busy() -> int:
+        conn = await asyncpg.connect(asyncpg_dsn(database_url))
+        try:
+            count: int = await conn.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                " AND state <> 'idle' AND pid <> pg_backend_pid()"
+            )
+            return count
+        finally:
+            await conn.close()
+
+    deadline = time.monotonic() + within_s
+    quiet = 0
+    while time.monotonic() < deadline and quiet < 3:
+        quiet = quiet + 1 if asyncio.run(busy()) == 0 else 0
+        time.sleep(0.4)
+    if quiet < 3:
+        log(f"the service was still busy after {within_s:.0f} s; going on")
+
+
+def wait_recorded(stack: BenchStack, step: Step, within_s: float) -> None:
+    """Until every call of the step has its row (AGI, else the AMI tracker or reconciliation)."""
+    deadline = time.monotonic() + within_s
+    while len(_created(stack, step)) < len(step.uniqueids) and time.monotonic() < deadline:
+        time.sleep(0.5)
+
+
 def wait_for_offered(clients: SseClients, uniqueids: set[str], within_s: float) -> None:
     deadline = time.monotonic() + within_s
     while time.monotonic() < deadline:
@@ -365,10 +398,11 @@ def analyse(
                 and window[0] <= e.recv <= window[1]
             ):
                 operator.append(e.recv - e.at)
-        missing += len(legs - set(seen))
+        missing += len(set(created) - set(seen))
         duplicates += sum(n - 1 for n in seen.values())
     return {
         **hot_path(step, created),
+        "calls_without_row": len(legs - set(created)),
         "call_offered_missing": missing,
         "call_offered_duplicates": duplicates,
         "ids_out_of_order": disorder,
@@ -427,33 +461,37 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         result["agi_statement"] = asyncio.run(
             _statement_cost(stack.database_url, args.statement_samples)
         )
+        key = api_key(stack.database_url)
         control: list[dict[str, Any]] = []
-        if not args.no_control:
-            for index, rate in enumerate(args.rates):
+        steps: list[dict[str, Any]] = []
+        connects: list[list[int]] = []
+        for index, rate in enumerate(args.rates):
+            if not args.no_control:
+                wait_quiet(stack.database_url)
                 log(f"control, no SSE client: {rate:g} calls/s for {args.step_seconds:g} s")
                 step, _, load = _step(stack, args, rate, f"+62814{index:02d}{round(rate):04d}")
-                time.sleep(1)  # the service's last writes
+                wait_recorded(stack, step, args.settle)
                 control.append(hot_path(step, _created(stack, step)))
                 control[-1]["load_average_1min_at_start"] = load
-        key = api_key(stack.database_url)
-        clients = SseClients(stack.service.base, key, args.clients)
-        clients.start()
-        log(f"{args.clients} SSE client(s) connected to /v1/events/stream?types={TYPES}")
-        steps: list[dict[str, Any]] = []
-        try:
-            for index, rate in enumerate(args.rates):
+                log(hot_line(control[-1]))
+            wait_quiet(stack.database_url)
+            clients = SseClients(stack.service.base, key, args.clients)
+            clients.start()
+            try:
                 log(f"{rate:g} calls/s for {args.step_seconds:g} s, {args.clients} SSE clients")
                 step, window, load = _step(stack, args, rate, f"+62813{index:02d}{round(rate):04d}")
-                wait_for_offered(clients, set(step.uniqueids), args.settle)
-                steps.append(analyse(step, clients, _created(stack, step), window))
-                steps[-1]["load_average_1min_at_start"] = load
-                log(line(steps[-1]))
-            metrics = stack.service.metrics()
-        finally:
-            clients.stop()
+                wait_recorded(stack, step, args.settle)
+                wait_for_offered(clients, set(_created(stack, step)), args.settle)
+            finally:
+                clients.stop()
+            steps.append(analyse(step, clients, _created(stack, step), window))
+            steps[-1]["load_average_1min_at_start"] = load
+            connects.append([c.connects for c in clients.clients])
+            log(line(steps[-1]))
+        metrics = stack.service.metrics()
         result["control_steps"] = control
         result["steps"] = steps
-        result["client_connects"] = [c.connects for c in clients.clients]
+        result["client_connects"] = connects
         result["agi_handling"] = agi_quantiles(metrics)
         result["hub"] = {
             "hole_wait_p50_s": metrics.get('siaga112_live_event_hole_wait_seconds{quantile="0.5"}'),
@@ -487,7 +525,8 @@ def line(step: dict[str, Any]) -> str:
 
     return (
         f"{hot_line(step)}\n"
-        f"    call_offered missing {step['call_offered_missing']}, duplicated"
+        f"    calls without a row after the wait {step['calls_without_row']};"
+        f" call_offered missing {step['call_offered_missing']}, duplicated"
         f" {step['call_offered_duplicates']}, ids out of order {step['ids_out_of_order']}\n"
         f"    call_offered  channel created -> client {lat('call_offered_from_channel_creation')}"
         f"; committed -> client {lat('call_offered_from_commit')}\n"
@@ -562,7 +601,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--statement-samples", type=int, default=1000, help="AGI statements of each variant"
     )
-    p.add_argument("--settle", type=float, default=15.0, help="seconds to wait for the last events")
+    p.add_argument(
+        "--settle",
+        type=float,
+        default=40.0,
+        help="seconds to wait for every call's row and event (one reconciliation pass is 30 s)",
+    )
     p.add_argument(
         "--wait-busy", type=float, default=180.0, help="wait this long for a busy sandbox"
     )

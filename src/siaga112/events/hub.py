@@ -51,6 +51,7 @@ REPLAY_LIMIT = 1000
 MAX_ID = 2**63 - 1
 # How often the hub looks again while it waits for the writers behind a hole.
 HOLE_RECHECK_S = 0.003
+IDLE_RECHECK_S = 0.05
 
 # Both sources in id order; stream events have no incident. Each side is limited on its own
 # primary key first, so that a long range (a backlog, a replay) never reads more than it returns.
@@ -239,7 +240,10 @@ class EventHub:
                 log.warning("event stream: database unavailable (%s)", type(exc).__name__)
                 await asyncio.sleep(self.poll_s)
                 continue
-            timeout = HOLE_RECHECK_S if self._probe is not None else self.poll_s
+            timeout = self.poll_s
+            if self._probe is not None:
+                # Waiting for writers: soon when clients wait on it, calmly when none listens.
+                timeout = HOLE_RECHECK_S if self._subscribers else min(self.poll_s, IDLE_RECHECK_S)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
             self._wake.clear()
