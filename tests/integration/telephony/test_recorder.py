@@ -241,9 +241,14 @@ async def test_first_overflow_ring_is_kept_and_lands_once_on_the_timeline(
         ).all()
     assert call.overflowed_at == first
     assert call.operator == "overflow:+62215550112"
-    assert [e.kind for e in events] == ["created", "call_overflowed", "call_answered"]
-    assert events[1].at == first
-    assert events[1].data == {"uniqueid": f.uniqueid}
+    assert [e.kind for e in events] == [
+        "created",
+        "call_offered",
+        "call_overflowed",
+        "call_answered",
+    ]
+    assert events[2].at == first
+    assert events[2].data == {"uniqueid": f.uniqueid}
 
 
 async def test_a_call_operators_handled_has_no_overflow(
