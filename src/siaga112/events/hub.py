@@ -296,6 +296,7 @@ class EventHub:
                 self.last_id = event.id
                 self._publish(event)
             if not self._buffer:
+                self._probe = None  # no hole (left): nothing to wait for
                 if len(rows) < BATCH and not hole_only:
                     return
                 continue  # a full batch, or the hole closed: what came after it
