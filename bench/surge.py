@@ -22,324 +22,35 @@ registers from 127.0.0.1.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import math
-import os
-import platform
-import shlex
-import shutil
-import signal
-import struct
-import subprocess
 import sys
-import tempfile
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy.engine import make_url
-
+from bench.realstack import (
+    CdrTail,
+    Step,
+    agi_quantiles,
+    bench_stack,
+    log,
+    ms,
+    q,
+    run_step,
+    wait_for_incidents,
+)
 from siaga112.config import Settings
-from siaga112.db.manage import drop_database, upgrade
-from siaga112.db.session import asyncpg_dsn, make_engine, make_sessionmaker
 from siaga112.telephony import pbx
-from siaga112.telephony.cdr import CdrRecord, merge_by_call, parse_cdr_line
-from siaga112.telephony.metrics import Metrics, quantile
-from siaga112.telephony.reconcile import CdrReconciler
-from siaga112.telephony.sipp import SIP_CONF, SippOperator, pbx_unavailable_reason, run_caller
 
 DEFAULT_RATES = (25, 50, 100, 150, 200, 250, 300)
 BENCH_DATABASE = "siaga112_bench"
-OPERATOR = "6001"
-SCENARIO = "caller-112.xml"
-MEDIA_PACKETS = 5  # 20 ms of PCMU each: what a handset sends first, before Answer() returns
-
-# What "sustained" means for one step (bench/README.md).
-MIN_RATE_SHARE = 0.95  # calls arriving at Asterisk per second / offered
-MAX_LOSS_SHARE = 0.005  # SIPp calls not successful / planned
-MIN_SERVED_SHARE = 0.995  # calls answered by the operator through the queue / arrived
-MIN_INCIDENT_SHARE = 0.995  # 1129 calls that got SIAGA112_INCIDENT_ID in the dialplan / arrived
-
-READY_TIMEOUT_S = 60.0
-DRAIN_TIMEOUT_S = 20.0
-STOP_TIMEOUT_S = 20.0
 
 
 # ---------------------------------------------------------------------------------------------
-# small helpers
-
-
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-def q(values: Iterable[float], p: float) -> float | None:
-    return quantile(sorted(values), p)
-
-
-def ms(value: float | None) -> str:
-    return "-" if value is None else f"{value * 1000:.1f} ms"
-
-
-def busy_processes() -> list[str]:
-    """Other users of the sandbox's ports: a running service, SIPp, a test run, a bench."""
-    own = {os.getpid(), os.getppid()}
-    found: list[str] = []
-    for args in (["pgrep", "-af", "siaga112 serve"], ["pgrep", "-ax", "sipp"],
-                 ["pgrep", "-af", "pytest"], ["pgrep", "-af", "bench.surge"]):  # fmt: skip
-        proc = subprocess.run(args, capture_output=True, text=True, check=False, timeout=10)
-        for line in proc.stdout.splitlines():
-            pid, _, cmd = line.partition(" ")
-            if pid.isdigit() and int(pid) not in own and "pgrep" not in cmd:
-                found.append(line)
-    return found
-
-
-def wait_until_idle(max_wait_s: float) -> None:
-    deadline = time.monotonic() + max_wait_s
-    while True:
-        busy = busy_processes()
-        if not busy:
-            return
-        if time.monotonic() >= deadline:
-            raise SystemExit(
-                f"the sandbox is in use (waited {max_wait_s:.0f} s):\n  " + "\n  ".join(busy)
-            )
-        log(f"waiting: sandbox in use by {len(busy)} process(es): {busy[0][:100]}")
-        time.sleep(5)
-
-
-class CdrTail:
-    """The lines Asterisk appends to its CDR CSV from a given offset on."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.start = path.stat().st_size if path.exists() else 0
-        self.offset = self.start
-        self.records: list[CdrRecord] = []
-
-    def read(self) -> None:
-        if not self.path.exists():
-            return
-        with self.path.open("rb") as fh:
-            fh.seek(self.offset)
-            data = fh.read()
-        end = data.rfind(b"\n")
-        if end < 0:
-            return
-        for line in data[: end + 1].decode("utf-8", errors="replace").splitlines():
-            record = parse_cdr_line(line) if line.strip() else None
-            if record is not None:
-                self.records.append(record)
-        self.offset += end + 1
-
-    def legs(self, caller: str) -> list[CdrRecord]:
-        """The caller legs of one step's calls (one record per call)."""
-        return merge_by_call([r for r in self.records if r.is_emergency_leg and r.src == caller])
-
-
-def active_channels(settings: Settings) -> int | None:
-    try:
-        out = pbx.cli(settings, "core show channels count", timeout=5)
-    except pbx.PbxError:
-        return None
-    for line in out.splitlines():
-        if "active channel" in line:
-            return int(line.split()[0])
-    return None
-
-
-def drain(settings: Settings, timeout: float = DRAIN_TIMEOUT_S) -> None:
-    """Wait until Asterisk has no channel left (the step's calls are all over)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if active_channels(settings) == 0:
-            return
-        time.sleep(0.5)
-    log(f"warning: channels still up after {timeout:.0f} s")
-
-
-def write_media_scenario(directory: Path) -> Path:
-    """caller-112.xml plus a first burst of caller media right after the ACK.
-
-    Answer() waits for the caller's first media frame, or 500 ms without one (``__ast_answer``
-    in main/channel.c), before the dialplan goes on: a caller that sends no RTP, as SIPp's
-    scenarios do, delays every AGI step by 500 ms. A handset starts sending at once; the bench
-    caller sends MEDIA_PACKETS packets (SIPp ``play_pcap_audio``, a pcap written here).
-    """
-    pcap = [struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)]  # Ethernet link type
-    for i in range(MEDIA_PACKETS):
-        rtp = struct.pack("!BBHII", 0x80, 0, 1000 + i, 160 * i, 0x5EED1129) + b"\xff" * 160
-        udp = struct.pack("!HHHH", 6000, 6000, 8 + len(rtp), 0) + rtp
-        ip = struct.pack(
-            "!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0, 64, 17, 0,
-            bytes([127, 0, 0, 2]), bytes([127, 0, 0, 1]),
-        )  # fmt: skip
-        frame = b"\x00" * 12 + b"\x08\x00" + ip + udp
-        usec = i * 20_000
-        pcap.append(struct.pack("<IIII", usec // 1_000_000, usec % 1_000_000, len(frame),
-                                len(frame)) + frame)  # fmt: skip
-    media = directory / "caller-media.pcap"
-    media.write_bytes(b"".join(pcap))
-    text = (SIP_CONF / SCENARIO).read_text()
-    anchor = "  <!-- On the line"
-    if anchor not in text:
-        raise SystemExit(f"{SCENARIO} changed: no '{anchor.strip()}' to put the media before")
-    action = (
-        f'  <nop>\n    <action>\n      <exec play_pcap_audio="{media}"/>\n'
-        "    </action>\n  </nop>\n\n"
-    )
-    scenario = directory / "caller-112-media.xml"
-    scenario.write_text(text.replace(anchor, action + anchor, 1))
-    return scenario
-
-
-def read_rtt(directory: Path) -> list[float]:
-    """SIPp's INVITE -> 200 OK times (seconds) from its -trace_rtt file(s) in ``directory``."""
-    values: list[float] = []
-    for path in directory.glob("*_rtt.csv"):
-        for line in path.read_text().splitlines()[1:]:
-            parts = line.split(";")
-            if len(parts) >= 2:
-                try:
-                    values.append(float(parts[1]) / 1000)
-                except ValueError:
-                    continue
-    return values
-
-
-# ---------------------------------------------------------------------------------------------
-# one step of calls
-
-
-@dataclass
-class Step:
-    variant: str  # "siaga112" (1129) or "plain" (1128)
-    rate: float
-    seconds: float
-    caller: str
-    planned: int
-    sipp_returncode: int = 0
-    sipp_successful: int = 0
-    sipp_failed: int = 0
-    wall_s: float = 0.0
-    arrived: int = 0
-    achieved_cps: float = 0.0
-    served_by_operator: int = 0
-    with_incident: int | None = None
-    agi_status: dict[str, int] = field(default_factory=dict)
-    answer_p50_s: float | None = None
-    answer_p99_s: float | None = None
-    answer_max_s: float | None = None
-    sustained: bool = False
-    why_not: list[str] = field(default_factory=list)
-    uniqueids: list[str] = field(default_factory=list, repr=False)
-    starts: dict[str, float] = field(default_factory=dict, repr=False)
-
-    def judge(self) -> None:
-        why: list[str] = []
-        if self.planned - self.sipp_successful > MAX_LOSS_SHARE * self.planned:
-            why.append(
-                f"{self.planned - self.sipp_successful} of {self.planned} calls not successful"
-                f" ({self.sipp_failed} failed)"
-            )
-        if self.achieved_cps < MIN_RATE_SHARE * self.rate:
-            why.append(f"achieved {self.achieved_cps:.1f}/s < 95% of {self.rate:g}/s")
-        if self.served_by_operator < MIN_SERVED_SHARE * max(1, self.arrived):
-            why.append(f"operator answered {self.served_by_operator} of {self.arrived}")
-        if self.with_incident is not None and self.with_incident < MIN_INCIDENT_SHARE * max(
-            1, self.arrived
-        ):
-            why.append(f"incident id in the dialplan for {self.with_incident} of {self.arrived}")
-        self.why_not = why
-        self.sustained = not why
-
-    def line(self) -> str:
-        incident = "" if self.with_incident is None else f" incident {self.with_incident:>5}"
-        verdict = "sustained" if self.sustained else "NOT sustained: " + "; ".join(self.why_not)
-        return (
-            f"  {self.variant:8} {self.rate:5g}/s x {self.seconds:g}s: {self.planned:>5} placed,"
-            f" {self.sipp_successful:>5} ok, {self.sipp_failed:>4} failed, arrived"
-            f" {self.achieved_cps:6.1f}/s, operator {self.served_by_operator:>5}{incident},"
-            f" 200 OK p99 {ms(self.answer_p99_s)} -> {verdict}"
-        )
-
-
-def run_step(
-    settings: Settings,
-    cdr: CdrTail,
-    workdir: Path,
-    *,
-    scenario: Path,
-    variant: str,
-    number: str,
-    caller: str,
-    rate: float,
-    seconds: float,
-    hold_ms: int,
-) -> Step:
-    planned = max(1, round(rate * seconds))
-    step = Step(variant=variant, rate=rate, seconds=seconds, caller=caller, planned=planned)
-    directory = workdir / f"{variant}-{caller[1:]}"
-    directory.mkdir(parents=True, exist_ok=True)
-    # Calls still unanswered 10 s after a message was due fail (-recv_timeout); SIPp ends when
-    # the last call is over, or at the absolute timeout.
-    limit = int(rate * (hold_ms / 1000 + 12)) + 100
-    started = time.monotonic()
-    result = run_caller(
-        settings,
-        str(scenario),
-        number=number,
-        caller=caller,
-        hold_ms=hold_ms,
-        calls=planned,
-        rate=rate,
-        timeout=seconds + hold_ms / 1000 + 40,
-        extra_args=(
-            "-l",
-            str(limit),
-            "-recv_timeout",
-            "10000",
-            "-trace_rtt",
-            "-rtt_freq",
-            "1",
-            "-max_socket",
-            "2000",
-        ),
-        cwd=directory,
-    )
-    step.wall_s = time.monotonic() - started
-    (directory / "sipp.out").write_text(result.output)
-    step.sipp_returncode = result.returncode
-    step.sipp_successful = result.successful
-    step.sipp_failed = result.failed
-    drain(settings)
-    time.sleep(0.3)  # the hang-up handler's CDR line comes last
-    cdr.read()
-    legs = cdr.legs(caller)
-    step.arrived = len(legs)
-    starts = sorted(r.start.timestamp() for r in legs if r.start is not None)
-    if len(starts) > 1 and starts[-1] > starts[0]:
-        step.achieved_cps = (len(starts) - 1) / (starts[-1] - starts[0])
-    step.served_by_operator = sum(1 for r in legs if r.answered_by)
-    if variant == "siaga112":
-        step.with_incident = sum(1 for r in legs if r.incident)
-        for r in legs:
-            status = r.agi_status or "none"
-            step.agi_status[status] = step.agi_status.get(status, 0) + 1
-    step.uniqueids = [r.uniqueid for r in legs]
-    step.starts = {r.uniqueid: r.start.timestamp() for r in legs if r.start is not None}
-    rtt = read_rtt(directory)
-    step.answer_p50_s = q(rtt, 0.5)
-    step.answer_p99_s = q(rtt, 0.99)
-    step.answer_max_s = max(rtt) if rtt else None
-    step.judge()
-    return step
+# the ramps
 
 
 def ramp(
@@ -396,278 +107,25 @@ def highest_sustained(steps: Sequence[Step]) -> float | None:
 
 
 # ---------------------------------------------------------------------------------------------
-# siaga112 serve as a subprocess
-
-
-class Service:
-    def __init__(self, settings: Settings, database_url: str, log_path: Path) -> None:
-        self.settings = settings
-        self.database_url = database_url
-        self.log_path = log_path
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.base = f"http://{settings.api.host}:{settings.api.port}"
-
-    def command(self) -> list[str]:
-        script = Path(sys.executable).parent / "siaga112"
-        if script.exists():
-            return [str(script), "serve"]
-        found = shutil.which("siaga112")
-        return [found, "serve"] if found else [sys.executable, "-m", "siaga112", "serve"]
-
-    def start(self) -> None:
-        env = {**os.environ, "SIAGA112_DATABASE_URL": self.database_url}
-        with self.log_path.open("ab") as out:
-            self.proc = subprocess.Popen(
-                self.command(),
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"siaga112 serve exited at start; see {self.log_path}")
-            try:
-                body = json.loads(self.get("/readyz"))
-                if body.get("ready"):
-                    return
-            except (urllib.error.URLError, OSError, ValueError):
-                pass
-            time.sleep(0.2)
-        raise RuntimeError(f"siaga112 serve not ready within {READY_TIMEOUT_S:.0f} s")
-
-    def get(self, path: str) -> str:
-        with urllib.request.urlopen(self.base + path, timeout=5) as resp:  # noqa: S310
-            body: bytes = resp.read()
-            return body.decode()
-
-    def metrics(self) -> dict[str, float]:
-        values: dict[str, float] = {}
-        for line in self.get("/metrics").splitlines():
-            if line.startswith("#") or " " not in line:
-                continue
-            name, _, value = line.rpartition(" ")
-            try:
-                values[name] = float(value)
-            except ValueError:
-                continue
-        return values
-
-    @property
-    def pid(self) -> int | None:
-        return self.proc.pid if self.proc is not None and self.proc.poll() is None else None
-
-    def stop(self) -> None:
-        proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        for sig, wait in ((signal.SIGINT, STOP_TIMEOUT_S), (signal.SIGTERM, 5.0)):
-            proc.send_signal(sig)
-            try:
-                proc.wait(wait)
-                return
-            except subprocess.TimeoutExpired:
-                continue
-        proc.kill()
-        proc.wait(5)
-
-
-def agi_quantiles(metrics: dict[str, float]) -> dict[str, float | None]:
-    def get(key: str) -> float | None:
-        return metrics.get(key)
-
-    return {
-        "p50_s": get('siaga112_agi_handling_seconds{quantile="0.5"}'),
-        "p90_s": get('siaga112_agi_handling_seconds{quantile="0.9"}'),
-        "p99_s": get('siaga112_agi_handling_seconds{quantile="0.99"}'),
-        "samples": get("siaga112_agi_handling_seconds_count"),
-        "requests": get("siaga112_agi_requests_total"),
-        "over_budget": get("siaga112_agi_over_budget_total"),
-        "write_failed": get("siaga112_agi_write_failed_total"),
-    }
-
-
-# ---------------------------------------------------------------------------------------------
-# database side
-
-
-async def _skip_history(settings: Settings) -> None:
-    """The bench database starts reading Asterisk's CDR file at its current end."""
-    engine = make_engine(settings)
-    try:
-        reconciler = CdrReconciler(
-            path=settings.pbx.cdr_path or pbx.cdr_csv_path(settings),
-            sessionmaker=make_sessionmaker(engine),
-            metrics=Metrics(),
-        )
-        await reconciler.skip_to_end()
-    finally:
-        await engine.dispose()
-
-
-async def _calls(database_url: str, uniqueids: list[str]) -> dict[str, tuple[float, bool, str]]:
-    """uniqueid -> (created_at epoch, has incident, source) of the rows the service wrote."""
-    import asyncpg
-
-    conn = await asyncpg.connect(asyncpg_dsn(database_url))
-    try:
-        rows = await conn.fetch(
-            "SELECT uniqueid, extract(epoch FROM created_at)::float8 AS created,"
-            " incident_id IS NOT NULL AS has_incident, source"
-            " FROM calls WHERE uniqueid = ANY($1::text[])",
-            uniqueids,
-        )
-    finally:
-        await conn.close()
-    return {
-        r["uniqueid"]: (float(r["created"]), bool(r["has_incident"]), r["source"]) for r in rows
-    }
-
-
-async def _server_version(database_url: str) -> str:
-    import asyncpg
-
-    conn = await asyncpg.connect(asyncpg_dsn(database_url))
-    try:
-        version: str = await conn.fetchval("SHOW server_version")
-        return version
-    finally:
-        await conn.close()
-
-
-def calls_in_db(database_url: str, uniqueids: list[str]) -> dict[str, tuple[float, bool, str]]:
-    return asyncio.run(_calls(database_url, uniqueids))
-
-
-def wait_for_incidents(
-    database_url: str, uniqueids: list[str], settle_s: float
-) -> dict[str, tuple[float, bool, str]]:
-    """Poll until every call has its row and incident (or ``settle_s`` is over)."""
-    deadline = time.monotonic() + settle_s
-    while True:
-        rows = calls_in_db(database_url, uniqueids)
-        missing = sum(1 for u in uniqueids if not rows.get(u, (0.0, False, ""))[1])
-        if missing == 0 or time.monotonic() >= deadline:
-            return rows
-        log(f"waiting for the service: {missing} call(s) without an incident yet")
-        time.sleep(2)
-
-
-# ---------------------------------------------------------------------------------------------
 # the run
-
-
-def machine_facts(settings: Settings) -> dict[str, Any]:
-    cpu = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    sipp_version = subprocess.run(
-        ["sipp", "-v"], capture_output=True, text=True, check=False, timeout=10
-    ).stdout.strip()
-    status = pbx.status(settings)
-    try:
-        from importlib.metadata import version
-
-        import uvloop  # noqa: F401  (what `siaga112 serve` runs on when importable)
-
-        loop = f"uvloop {version('uvloop')}"
-    except ImportError:
-        loop = "asyncio (uvloop not installed)"
-    return {
-        "nproc": os.cpu_count(),
-        "cpu": cpu,
-        "kernel": platform.release(),
-        "python": platform.python_version(),
-        "service_event_loop": loop,
-        "asterisk": (status.version or "?").split(" built by")[0],
-        "sipp": sipp_version.splitlines()[0] if sipp_version else "?",
-    }
-
-
-def trim_cdr(cdr: CdrTail, keep_in: Path) -> str:
-    """Take the benchmark's lines out of Asterisk's CDR file again (a copy stays in the run
-    directory), so that no other database reconciles thousands of synthetic calls later.
-    Only when everything after the offset is the benchmark's own."""
-    path = cdr.path
-    if not path.exists():
-        return "no CDR file"
-    with path.open("rb") as fh:
-        fh.seek(cdr.start)
-        data = fh.read()
-    (keep_in / "bench-cdr.csv").write_bytes(data)
-    foreign = 0
-    for line in data.decode("utf-8", errors="replace").splitlines():
-        record = parse_cdr_line(line) if line.strip() else None
-        bench = (pbx.BENCH_AGI_NUMBER, pbx.BENCH_PLAIN_NUMBER)
-        # dst is "T" for a call whose AGI step ran out of time; siaga112_dialled stays.
-        if record is None or (record.dst not in bench and record.dialled not in bench):
-            foreign += 1
-    if foreign:
-        return f"left in place: {foreign} line(s) after the bench's start are not the bench's"
-    os.truncate(path, cdr.start)
-    return f"{len(data)} bytes of bench CDR lines moved to {keep_in / 'bench-cdr.csv'}"
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     t0 = time.monotonic()
     deadline = t0 + args.max_minutes * 60
-    base = Settings()
-    database_url = args.database_url or make_url(base.database_url_str).set(
-        database=BENCH_DATABASE
-    ).render_as_string(hide_password=False)
-    settings = base.model_copy(
-        update={
-            "database_url": database_url,
-            "pbx": base.pbx.model_copy(update={"bench_numbers": True}),
-        }
-    )
-    reason = pbx_unavailable_reason()
-    if reason:
-        raise SystemExit(f"cannot run: {reason}")
-    if not settings.pbx.demo_operators or settings.pbx.demo_operators[0] != OPERATOR:
-        raise SystemExit(f"the bench queue's member must be demo operator {OPERATOR}")
-    wait_until_idle(args.wait_busy)
-
-    workdir = Path(tempfile.mkdtemp(prefix="siaga112-surge-"))
-    log(f"run directory {workdir}")
-    scenario = write_media_scenario(workdir)
-    result: dict[str, Any] = {
-        "command": " ".join(
-            shlex.quote(a) for a in [sys.executable, "-m", "bench.surge", *sys.argv[1:]]
-        ),
-        "run_directory": str(workdir),
-        "database": make_url(database_url).database,
-        "hold_s": args.hold,
-    }
-
-    was_running = pbx.status(base).running
-    log("database: drop, create, migrate")
-    asyncio.run(drop_database(database_url))
-    upgrade(database_url)
-    log("Asterisk: configuration with the benchmark numbers")
-    pbx.up(settings)
-    result["machine"] = machine_facts(settings)
-    result["machine"]["postgresql"] = asyncio.run(_server_version(database_url))
-    cdr = CdrTail(settings.pbx.cdr_path or pbx.cdr_csv_path(settings))
-    asyncio.run(_skip_history(settings))
-
-    operator = SippOperator(settings, OPERATOR, ring_ms=0, log_dir=workdir)
-    service = Service(settings, database_url, workdir / "siaga112-serve.log")
     hold_ms = int(args.hold * 1000)
     agi_steps: list[Step] = []
     plain_steps: list[Step] = []
-    try:
-        operator.start()
-        log("siaga112 serve: starting")
-        service.start()
-        result["service_pid"] = service.pid
+    with bench_stack(
+        module="bench.surge",
+        database_url=args.database_url,
+        default_database=BENCH_DATABASE,
+        wait_busy_s=args.wait_busy,
+        keep_cdr=args.keep_cdr,
+    ) as stack:
+        settings, cdr, workdir, scenario = stack.settings, stack.cdr, stack.workdir, stack.scenario
+        service, database_url, result = stack.service, stack.database_url, stack.result
+        result["hold_s"] = args.hold
 
         # -- latency at 50 calls/s, on a fresh service ------------------------------------
         log(f"siaga112: {args.latency_rate:g} calls/s for {args.latency_seconds:g} s (latency)")
@@ -757,19 +215,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             patience=args.patience,
             deadline=deadline,
         )
-    finally:
-        service.stop()
-        operator.stop()
-        if was_running:
-            log("Asterisk: back to the normal configuration")
-            pbx.up(base)
-        else:
-            log("Asterisk: stopping (the bench started it)")
-            pbx.down(base)
-        if args.keep_cdr:
-            result["cdr"] = "bench lines left in Asterisk's CDR file (--keep-cdr)"
-        else:
-            result["cdr"] = trim_cdr(cdr, workdir)
 
     best_agi = highest_sustained(agi_steps)
     best_plain = highest_sustained(plain_steps)

@@ -76,6 +76,13 @@ class TelephonyUnavailable(DomainError):
     code = "telephony_unavailable"
 
 
+class EventStreamUnavailable(DomainError):
+    """The live event stream cannot start now (the database is not reachable)."""
+
+    status_code = 503
+    code = "event_stream_unavailable"
+
+
 class InvalidSignature(DomainError):
     """An AML message whose HMAC does not verify with any secret of an allowed sender."""
 

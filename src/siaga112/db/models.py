@@ -13,11 +13,18 @@ from siaga112.dispatch.models import (
     Dispatch,
     WebhookOutbox,
 )
+from siaga112.events.models import StreamEvent
 from siaga112.flags.models import NumberFlag
 from siaga112.incidents.models import Incident, IncidentEvent
 from siaga112.locations.aml_models import AmlMessage
 from siaga112.locations.models import CellTower, Location
-from siaga112.operators.models import Operator, PsAor, PsAuth, PsEndpoint
+from siaga112.operators.models import (
+    Operator,
+    OperatorLiveState,
+    PsAor,
+    PsAuth,
+    PsEndpoint,
+)
 from siaga112.recordings.models import Recording
 
 __all__ = [
@@ -38,10 +45,12 @@ __all__ = [
     "Location",
     "NumberFlag",
     "Operator",
+    "OperatorLiveState",
     "PsAor",
     "PsAuth",
     "PsEndpoint",
     "ReadCursor",
     "Recording",
+    "StreamEvent",
     "WebhookOutbox",
 ]

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import asyncio
-import json
+import re
 from collections.abc import AsyncIterator
 from typing import Annotated
 
@@ -10,32 +10,48 @@ from fastapi.responses import StreamingResponse
 
 from siaga112.api.deps import Reader, RequestId, SessionDep
 from siaga112.audit.service import record_audit
-from siaga112.errors import InvalidRequest
+from siaga112.errors import EventStreamUnavailable, InvalidRequest
 from siaga112.events.hub import EventHub, LiveEvent
 from siaga112.schemas import ERROR_RESPONSES
 
 router = APIRouter(prefix="/events", tags=["events"], responses=ERROR_RESPONSES)
 
 HEARTBEAT_S = 15.0
+READY_WAIT_S = 5.0
+_TYPE = re.compile(r"[a-z][a-z0-9_.]{0,39}")
 
 
-def _frame(event: LiveEvent) -> bytes:
-    data = json.dumps(event.as_json(), separators=(",", ":"), ensure_ascii=False)
-    return f"id: {event.id}\nevent: {event.kind}\ndata: {data}\n\n".encode()
+def _types(raw: str | None, kind: list[str] | None) -> set[str] | None:
+    wanted = set(kind or ())
+    for item in (raw or "").split(","):
+        item = item.strip()
+        if not item:
+            continue
+        if not _TYPE.fullmatch(item):
+            raise InvalidRequest(
+                f"{item[:40]!r} is not an event type", details=[{"field": "query.types"}]
+            )
+        wanted.add(item)
+    return wanted or None
 
 
 @router.get(
     "/stream",
     summary="Live events (Server-Sent Events), resumable with Last-Event-ID",
     description=(
-        "Every line written to an incident's timeline, as it is written: `created`, `updated`, "
-        "`status_changed`, `note`, `call_answered`, `call_ended`, `call_abandoned`, "
-        "`duplicate_linked`, `location_added`, dispatch events ... Each SSE message has the "
-        "event id, the kind as `event`, and JSON `data` with `incident_id`, `at`, `actor`, "
-        "`kind` and `data`. Reconnect with the `Last-Event-ID` header (or `last_event_id`) to "
-        "receive what was missed. A comment line is sent every 15 s as a heartbeat. "
-        "`location_added`/`location_confirmed` carry where the caller is: each connection is "
-        "audited once as `location.read` (entity `event_stream`), not each event."
+        "Every line written to an incident's timeline, as it is committed (`created`, "
+        "`call_offered`, `updated`, `status_changed`, `note`, `call_answered`, `call_ended`, "
+        "`call_abandoned`, `duplicate_linked`, `location_added`, dispatch events ...), and "
+        "events without an incident: `operator_state_changed` (idle, ringing, in_call, "
+        "paused, offline, logged_out). Each SSE message has the event id, the type as "
+        "`event`, and JSON `data` with `id`, `incident_id` (null for operator events), `at`, "
+        "`actor`, `kind` and `data`. Ids grow over both kinds; a client that has id N has "
+        "every event below N. `types=call_offered,operator_state_changed` (comma-separated) "
+        "keeps only those types. Reconnect with the `Last-Event-ID` header (or "
+        "`last_event_id`) to receive what was missed. A comment line is sent every 15 s as a "
+        "heartbeat. `location_added`/`location_confirmed` carry where the caller is: each "
+        "connection is audited once as `location.read` (entity `event_stream`), not each "
+        "event."
     ),
     response_class=StreamingResponse,
     responses={200: {"content": {"text/event-stream": {}}}},
@@ -45,6 +61,7 @@ async def stream(
     session: SessionDep,
     actor: Reader,
     rid: RequestId,
+    types: Annotated[str | None, Query(max_length=400)] = None,
     kind: Annotated[list[str] | None, Query(max_length=40)] = None,
     incident_id: Annotated[int | None, Query(ge=1)] = None,
     last_event_id_q: Annotated[int | None, Query(alias="last_event_id", ge=0)] = None,
@@ -60,7 +77,9 @@ async def stream(
                 "Last-Event-ID is not an event id", details=[{"field": "header.last-event-id"}]
             )
         resume_from = int(last_event_id)
-    kinds = set(kind) if kind else None
+    kinds = _types(types, kind)
+    if not await hub.wait_ready(READY_WAIT_S):
+        raise EventStreamUnavailable("the live event stream is starting; try again")
     # Once per connection (a stream can carry any number of location events). Committing
     # here also ends the request's transaction, so no database connection is held open for
     # as long as the stream lasts.
@@ -87,17 +106,24 @@ async def stream(
         )
 
     async def frames() -> AsyncIterator[bytes]:
-        sub = await hub.subscribe()  # before the replay, so nothing falls between the two
+        # Subscribed before the replay, and the replay ends where the subscription starts:
+        # nothing falls between the two, nothing comes twice.
+        sub, start = hub.subscribe()
         try:
-            sent = resume_from if resume_from is not None else hub.last_id
-            while resume_from is not None:
-                missed = await hub.replay(after_id=sent)
-                for event in missed:
-                    sent = event.id
-                    if wanted(event):
-                        yield _frame(event)
-                if len(missed) < 1000:
-                    break
+            sent = start
+            if resume_from is not None and resume_from < start:
+                sent = resume_from
+                while True:
+                    missed = await hub.replay(after_id=sent, up_to=start)
+                    for event in missed:
+                        sent = event.id
+                        if wanted(event):
+                            yield event.frame
+                    if not missed:
+                        break
+                sent = start
+            elif resume_from is not None:
+                sent = resume_from  # ahead of this process: what it has is not sent again
             yield b": connected\n\n"
             while not sub.overflowed:
                 try:
@@ -105,13 +131,23 @@ async def stream(
                 except TimeoutError:
                     yield b": heartbeat\n\n"
                     continue
-                if item is None:
+                # Whatever else is waiting goes out in the same write.
+                items = [item]
+                while not sub.queue.empty():
+                    items.append(sub.queue.get_nowait())
+                chunk: list[bytes] = []
+                for queued in items:
+                    if queued is None:
+                        break
+                    if queued.id <= sent:
+                        continue
+                    sent = queued.id
+                    if wanted(queued):
+                        chunk.append(queued.frame)
+                if chunk:
+                    yield b"".join(chunk)
+                if None in items:
                     return
-                if item.id <= sent:
-                    continue
-                sent = item.id
-                if wanted(item):
-                    yield _frame(item)
         finally:
             sub.close()
 

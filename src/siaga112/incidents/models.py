@@ -3,10 +3,22 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Identity, Index, String, func
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    ForeignKey,
+    Identity,
+    Index,
+    String,
+    func,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from siaga112.db.base import Base, TimestampMixin
+
+# The sequence every event of the live stream takes its id from (migration 0015).
+LIVE_EVENT_ID_SEQ = "live_event_id_seq"
 
 
 class Incident(TimestampMixin, Base):
@@ -42,16 +54,19 @@ class Incident(TimestampMixin, Base):
 
 
 class IncidentEvent(Base):
-    """One line of an incident's timeline."""
+    """One line of an incident's timeline, and an event of the live stream (events/hub.py)."""
 
     __tablename__ = "incident_events"
 
-    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    # Shared with stream_events: one id orders and resumes the whole live stream.
+    id: Mapped[int] = mapped_column(
+        BigInteger, server_default=text(f"nextval('{LIVE_EVENT_ID_SEQ}')"), primary_key=True
+    )
     incident_id: Mapped[int] = mapped_column(
         ForeignKey("incidents.id", ondelete="CASCADE"), index=True
     )
     at: Mapped[datetime] = mapped_column(server_default=func.now())
     actor: Mapped[str] = mapped_column(String(120))
-    # created, updated, status_changed, note, call_linked, duplicate_linked
+    # created, call_offered, updated, status_changed, note, call_answered, ... (README)
     kind: Mapped[str] = mapped_column(String(40))
     data: Mapped[dict[str, Any]]

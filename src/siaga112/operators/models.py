@@ -1,6 +1,9 @@
-"""An operator, and the PJSIP realtime rows Asterisk reads its SIP account from."""
+"""An operator, its last live state, and the PJSIP realtime rows Asterisk reads its SIP account
+from."""
 
 from __future__ import annotations
+
+from datetime import datetime
 
 from sqlalchemy import String, text
 from sqlalchemy.orm import Mapped, mapped_column
@@ -54,3 +57,16 @@ class PsAor(Base):
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     max_contacts: Mapped[int | None]
     remove_existing: Mapped[str | None] = mapped_column(String(3))
+
+
+class OperatorLiveState(Base):
+    """Each operator's last state as Asterisk reported it (the de-duplication point of
+    `operator_state_changed` events, across restarts and across siaga112 processes)."""
+
+    __tablename__ = "operator_live_states"
+
+    extension: Mapped[str] = mapped_column(String(20), primary_key=True)
+    # idle, ringing, in_call, paused, offline, logged_out
+    state: Mapped[str] = mapped_column(String(20))
+    pause_reason: Mapped[str | None] = mapped_column(String(80))
+    changed_at: Mapped[datetime]

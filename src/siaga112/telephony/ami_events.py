@@ -56,6 +56,7 @@ __all__ = [
     "Malformed",
     "OriginateResult",
     "QueueEvent",
+    "QueueMemberChanged",
     "operator_from_interface",
     "overflow_target",
     "parse_event",
@@ -193,6 +194,26 @@ class AgentNoAnswer(AgentEvent):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class QueueMemberChanged(_Timed):
+    """QueueMemberAdded, QueueMemberRemoved, QueueMemberStatus or QueueMemberPause: app_queue
+    reports the member's whole state with each of them.
+
+    ``change`` is 'added', 'removed', 'status' or 'pause'; ``status`` the numeric device state
+    (AST_DEVICE_*: 1 not in use, 2 in use, 5 unavailable, 6 ringing, ...)."""
+
+    change: str
+    queue: str
+    interface: str
+    member_name: str
+    operator: str
+    """Operator extension taken from the state interface or interface ('PJSIP/6001')."""
+    status: int | None
+    paused: bool
+    pause_reason: str
+    in_call: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class FullyBooted(_Timed):
     """FullyBooted: sent on login and after Asterisk (re)starts; a cue to resynchronise."""
 
@@ -248,7 +269,9 @@ CallEvent: TypeAlias = (
     | AgentFinished
     | AgentNoAnswer
 )
-AmiEvent: TypeAlias = CallEvent | FullyBooted | OriginateResult | DialEnded | Malformed
+AmiEvent: TypeAlias = (
+    CallEvent | QueueMemberChanged | FullyBooted | OriginateResult | DialEnded | Malformed
+)
 
 _Fields = dict[str, str]
 
@@ -292,6 +315,9 @@ def parse_event(msg: Mapping[str, object], *, received_at: datetime) -> AmiEvent
             dest_channel=fields.get("destchannel", ""),
             dial_status=fields.get("dialstatus", "").upper(),
         )
+    member_change = _MEMBER_CHANGES.get(lowered)
+    if member_change is not None:
+        return _member(fields, member_change, at, received_at)
     build = _BUILDERS.get(lowered)
     if build is None:
         return None
@@ -495,6 +521,36 @@ def _ring_no_answer(f: _Fields, at: datetime, rx: datetime) -> AmiEvent:
         ring_ms=_int(f.get("ringtime")),
     )
 
+
+def _member(f: _Fields, change: str, at: datetime, rx: datetime) -> AmiEvent:
+    interface = f.get("interface", "")
+    state_interface = f.get("stateinterface", "") or interface
+    if not state_interface or not f.get("queue"):
+        return Malformed(
+            at=at, received_at=rx, event_name=f.get("event", ""), reason="no queue or member"
+        )
+    return QueueMemberChanged(
+        at=at,
+        received_at=rx,
+        change=change,
+        queue=f.get("queue", ""),
+        interface=interface,
+        member_name=f.get("membername", ""),
+        operator=operator_from_interface(state_interface),
+        status=_int(f.get("status")),
+        paused=f.get("paused", "0") == "1",
+        pause_reason=f.get("pausedreason", ""),
+        in_call=f.get("incall", "0") == "1",
+    )
+
+
+# Queue member events: no channel, routed to the member (operator).
+_MEMBER_CHANGES = {
+    "queuememberadded": "added",
+    "queuememberremoved": "removed",
+    "queuememberstatus": "status",
+    "queuememberpause": "pause",
+}
 
 # Events routed to a call; all need the caller channel's Uniqueid.
 _BUILDERS: dict[str, Callable[[_Fields, datetime, datetime], AmiEvent]] = {

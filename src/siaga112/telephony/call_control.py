@@ -24,6 +24,11 @@ _DEVICE_STATUS = {
 }
 
 
+def device_name(status: int | None) -> str:
+    """The name of an AMI device state number (QueueMember ``Status``)."""
+    return _DEVICE_STATUS.get(str(status), "unknown") if status is not None else "unknown"
+
+
 class CallControlError(Exception):
     """Asterisk refused an action or could not be reached; the message says why."""
 

@@ -30,13 +30,15 @@ from siaga112.locations.service import (
     pending_location_jobs,
     referenced_location_for_call,
 )
+from siaga112.operators.live import record_operator_states
 from siaga112.operators.service import QueueTarget, reapply_sessions
 from siaga112.telephony.agi_server import AgiServer
 from siaga112.telephony.ami_client import AmiLink
-from siaga112.telephony.ami_events import AmiEvent, FullyBooted
-from siaga112.telephony.call_control import AmiCallControl
+from siaga112.telephony.ami_events import AmiEvent, FullyBooted, QueueMemberChanged
+from siaga112.telephony.call_control import AmiCallControl, parse_queue_members
 from siaga112.telephony.callback_tracking import CallbackTracker
 from siaga112.telephony.metrics import Metrics
+from siaga112.telephony.operator_states import OperatorStates, OperatorStateWriter, Pending
 from siaga112.telephony.pbx import cdr_csv_path
 from siaga112.telephony.reconcile import CdrReconciler
 from siaga112.telephony.resync import (
@@ -86,6 +88,10 @@ class Telephony:
             write_progress=self._write_progress, create_call=self._create_call, metrics=metrics
         )
         self.callbacks = CallbackTracker(sessionmaker=sessionmaker, metrics=metrics)
+        self.operator_states = OperatorStates(queue=settings.pbx.queue_name)
+        self.operator_writer = OperatorStateWriter(
+            write=self._write_operator_states, metrics=metrics
+        )
         self.reconciler = CdrReconciler(
             path=settings.pbx.cdr_path or cdr_csv_path(settings),
             sessionmaker=sessionmaker,
@@ -118,6 +124,7 @@ class Telephony:
         await self.tracker.start()
         await self.callbacks.start()
         await self.callbacks.sweep()
+        await self.operator_writer.start()
         # What Asterisk recorded while siaga112 was down, before new calls come in.
         try:
             await self.reconciler.run_once()
@@ -132,6 +139,11 @@ class Telephony:
         self._periodic = asyncio.get_running_loop().create_task(self._reconcile_forever())
 
     def _on_event(self, event: AmiEvent) -> None:
+        if isinstance(event, QueueMemberChanged):
+            change = self.operator_states.apply(event)
+            if change is not None:
+                self.operator_writer.push(change)
+            return
         self.tracker.feed(event)
         self.callbacks.feed(event)
         if isinstance(event, FullyBooted):
@@ -167,6 +179,7 @@ class Telephony:
         await self.agi.stop()
         await self.tracker.stop()
         await self.callbacks.stop()
+        await self.operator_writer.stop()
         if self._location_tasks:
             # Short tasks: let them finish; the sweep at next start covers any cut off.
             _, late = await asyncio.wait(self._location_tasks, timeout=5.0)
@@ -174,10 +187,15 @@ class Telephony:
                 task.cancel()
 
     async def resync(self) -> None:
-        """After every AMI login: callers waiting in queues and callers talking to an operator
-        now (events missed while away are lost for good), then the CDR file."""
+        """After every AMI login: callers waiting in queues, callers talking to an operator and
+        operators' states now (events missed while away are lost for good), then the CDR
+        file."""
         now = datetime.now(UTC)
-        for entry in await self.ami.send_list({"Action": "QueueStatus"}):
+        entries = await self.ami.send_list({"Action": "QueueStatus"})
+        self.operator_writer.push(
+            self.operator_states.apply_snapshot(parse_queue_members(entries), at=now)
+        )
+        for entry in entries:
             message = waiting_caller_event(entry, now=now)
             if message is not None:
                 self.tracker.feed_raw(message)
@@ -402,6 +420,12 @@ class Telephony:
                 session=session, facts=facts, at=at, actor="system:ami", source="ami"
             )
             await session.commit()
+
+    async def _write_operator_states(self, items: list[Pending]) -> int:
+        async with self.sessionmaker() as session:
+            written = await record_operator_states(session=session, items=items)
+            await session.commit()
+            return written
 
     async def _write_progress(self, updates: list[CallProgress]) -> set[str]:
         async with self.sessionmaker() as session:

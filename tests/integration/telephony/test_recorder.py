@@ -77,7 +77,7 @@ async def test_call_opens_one_incident_with_timeline_and_audit(
                 select(IncidentEvent.kind).where(IncidentEvent.incident_id == rec.incident_id)
             )
         ).all()
-        assert kinds == ["created"]
+        assert kinds == ["created", "call_offered"]
         audit = (
             await session.scalars(
                 select(AuditEvent).where(
@@ -110,7 +110,7 @@ async def test_replayed_request_makes_no_second_row(
             .select_from(IncidentEvent)
             .where(IncidentEvent.incident_id == first.incident_id)
         )
-        assert (calls, incidents, events) == (1, 1, 1)
+        assert (calls, incidents, events) == (1, 1, 2)  # created, call_offered
 
 
 async def test_anonymous_caller_still_gets_call_and_incident(
@@ -194,7 +194,7 @@ async def test_progress_moves_forward_only(
             )
         ).all()
         # Each milestone once, however often progress was replayed.
-        assert kinds == ["created", "call_answered", "call_ended"]
+        assert kinds == ["created", "call_offered", "call_answered", "call_ended"]
 
 
 async def test_progress_for_unknown_call_is_reported_missing(
@@ -241,9 +241,14 @@ async def test_first_overflow_ring_is_kept_and_lands_once_on_the_timeline(
         ).all()
     assert call.overflowed_at == first
     assert call.operator == "overflow:+62215550112"
-    assert [e.kind for e in events] == ["created", "call_overflowed", "call_answered"]
-    assert events[1].at == first
-    assert events[1].data == {"uniqueid": f.uniqueid}
+    assert [e.kind for e in events] == [
+        "created",
+        "call_offered",
+        "call_overflowed",
+        "call_answered",
+    ]
+    assert events[2].at == first
+    assert events[2].data == {"uniqueid": f.uniqueid}
 
 
 async def test_a_call_operators_handled_has_no_overflow(
