@@ -37,13 +37,24 @@ ADMIN_URL = os.environ.get(
 )
 
 
-@pytest.fixture(scope="session")
-def database_url() -> Iterator[str]:
+def fresh_database(tier: str) -> Iterator[str]:
+    """A database of its own for one run of one tier of tests, migrated, dropped after."""
     base = ADMIN_URL.rsplit("/", 1)[0]
-    url = f"{base}/siaga112_test_{uuid.uuid4().hex[:10]}"
+    url = f"{base}/siaga112_test_{tier}_{uuid.uuid4().hex[:10]}"
     upgrade(url)
     yield url
     asyncio.run(drop_database(url))
+
+
+async def engine_for(database_url: str) -> AsyncIterator[AsyncEngine]:
+    eng = create_async_engine(database_url, pool_size=5)
+    yield eng
+    await eng.dispose()
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    yield from fresh_database("run")
 
 
 @pytest.fixture(scope="session")
@@ -53,9 +64,8 @@ def settings(database_url: str) -> Settings:
 
 @pytest.fixture(scope="session")
 async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    eng = create_async_engine(database_url, pool_size=5)
-    yield eng
-    await eng.dispose()
+    async for eng in engine_for(database_url):
+        yield eng
 
 
 @pytest.fixture

@@ -26,13 +26,32 @@ from siaga112.telephony import pbx
 from siaga112.telephony.metrics import Metrics
 from siaga112.telephony.runtime import Telephony
 from siaga112.telephony.sipp import SippOperator, pbx_unavailable_reason
-from tests.conftest import auth
+from tests.conftest import auth, engine_for, fresh_database
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "/e2e/" in str(item.fspath):
             item.add_marker(pytest.mark.pbx)
+
+
+# Real calls commit what they record (and the API through the real stack commits too), while
+# the integration tests expect a database that holds only what each test wrote in its own
+# rolled-back transaction: the e2e tests get a database of their own.
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    yield from fresh_database("e2e")
+
+
+@pytest.fixture(scope="session")
+def settings(database_url: str) -> Settings:
+    return Settings(database_url=database_url)
+
+
+@pytest.fixture(scope="session")
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    async for eng in engine_for(database_url):
+        yield eng
 
 
 @pytest.fixture(scope="session")
