@@ -49,6 +49,7 @@ from bench.realstack import (
     ms,
     q,
     run_step,
+    step_caller,
 )
 from siaga112.auth.roles import Role
 from siaga112.auth.service import create_key, system_actor
@@ -469,7 +470,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             if not args.no_control:
                 wait_quiet(stack.database_url)
                 log(f"control, no SSE client: {rate:g} calls/s for {args.step_seconds:g} s")
-                step, _, load = _step(stack, args, rate, f"+62814{index:02d}{round(rate):04d}")
+                step, _, load = _step(stack, args, rate, step_caller(4, index))
                 wait_recorded(stack, step, args.settle)
                 control.append(hot_path(step, _created(stack, step)))
                 control[-1]["load_average_1min_at_start"] = load
@@ -479,7 +480,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             clients.start()
             try:
                 log(f"{rate:g} calls/s for {args.step_seconds:g} s, {args.clients} SSE clients")
-                step, window, load = _step(stack, args, rate, f"+62813{index:02d}{round(rate):04d}")
+                step, window, load = _step(stack, args, rate, step_caller(3, index))
                 wait_recorded(stack, step, args.settle)
                 wait_for_offered(clients, set(_created(stack, step)), args.settle)
             finally:

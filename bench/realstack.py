@@ -152,8 +152,27 @@ class CdrTail:
         self.offset += end + 1
 
     def legs(self, caller: str) -> list[CdrRecord]:
-        """The caller legs of one step's calls (one record per call)."""
-        return merge_by_call([r for r in self.records if r.is_emergency_leg and r.src == caller])
+        """The caller legs of one step's calls (one record per call): numbers ``caller`` plus
+        the call's index (every step prefix has the same length, see ``step_caller``)."""
+        return merge_by_call(
+            [
+                r
+                for r in self.records
+                if r.is_emergency_leg
+                and r.src.startswith(caller)
+                and r.src[len(caller) :].isdigit()
+            ]
+        )
+
+
+def step_caller(kind: int, index: int) -> str:
+    """The number prefix of one step's callers: ``+62812``, the kind of step (one digit) and its
+    index (two). Each call appends its SIPp call number, so every caller of a surge is a
+    different person (as after an earthquake), not one repeat caller, and stays a valid
+    Indonesian mobile number (at most 13 digits for 99,999 calls)."""
+    if not (0 <= kind <= 9 and 0 <= index <= 99):
+        raise ValueError(f"step kind {kind} / index {index} out of range")
+    return f"+62812{kind}{index:02d}"
 
 
 def active_channels(settings: Settings) -> int | None:
@@ -208,6 +227,8 @@ def write_media_scenario(directory: Path) -> Path:
         "    </action>\n  </nop>\n\n"
     )
     scenario = directory / "caller-112-media.xml"
+    # One caller number per call: the step's prefix and SIPp's call number.
+    text = text.replace("[caller]", "[caller][call_number]")
     scenario.write_text(text.replace(anchor, action + anchor, 1))
     return scenario
 

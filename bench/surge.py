@@ -40,6 +40,7 @@ from bench.realstack import (
     ms,
     q,
     run_step,
+    step_caller,
     wait_for_incidents,
 )
 from siaga112.config import Settings
@@ -74,7 +75,7 @@ def ramp(
         if time.monotonic() + seconds + hold_ms / 1000 + 15 > deadline:
             log(f"{variant}: time budget spent; ramp stops before {rate:g}/s")
             break
-        caller = f"+62812{digit}{index:02d}{round(rate):04d}"
+        caller = step_caller(digit, index)
         log(f"{variant}: {rate:g} calls/s for {seconds:g} s ({number})")
         step = run_step(
             settings,
@@ -136,7 +137,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             scenario=scenario,
             variant="siaga112",
             number=pbx.BENCH_AGI_NUMBER,
-            caller=f"+62812500{round(args.latency_rate):04d}",
+            caller=step_caller(5, 0),
             rate=args.latency_rate,
             seconds=args.latency_seconds,
             hold_ms=hold_ms,

@@ -1,4 +1,4 @@
-"""The `siaga112` command: serve, database, API keys, the Asterisk sandbox, demo calls."""
+"""The `siaga112` command: serve, worker, database, API keys, the Asterisk sandbox, demo calls."""
 
 from __future__ import annotations
 
@@ -145,7 +145,13 @@ def _cmd_cells(settings: Settings, args: argparse.Namespace) -> int:
 def _cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     from siaga112.service import run_service
 
-    return run_service(settings, with_telephony=not args.api_only)
+    return run_service(settings, with_telephony=not args.api_only, spawn_worker=not args.no_worker)
+
+
+def _cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
+    from siaga112.worker import run_worker
+
+    return run_worker(settings)
 
 
 def _cmd_pbx(settings: Settings, args: argparse.Namespace) -> int:
@@ -188,7 +194,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="run the API, FastAGI server and AMI client")
     serve.add_argument("--api-only", action="store_true", help="no telephony (AGI/AMI)")
+    serve.add_argument(
+        "--no-worker",
+        action="store_true",
+        help="do not start a `siaga112 worker` (locations, recordings): one runs elsewhere",
+    )
     serve.set_defaults(func=_cmd_serve)
+
+    worker = sub.add_parser(
+        "worker", help="background work off the AGI loop: callers' locations, call recordings"
+    )
+    worker.set_defaults(func=_cmd_worker)
 
     db = sub.add_parser("db", help="database")
     db_sub = db.add_subparsers(dest="db_cmd", required=True)

@@ -36,6 +36,13 @@ class ApiSettings(BaseModel):
     page_size_max: int = Field(default=200, ge=1)
 
 
+class WorkerSettings(BaseModel):
+    """`siaga112 worker` (siaga112.worker): where it serves its /metrics and /healthz."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8113, ge=1, le=65535)
+
+
 class AgiSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(default=4573, ge=1, le=65535)
@@ -172,6 +179,13 @@ class AmlSenderSettings(BaseModel):
 class LocationSettings(BaseModel):
     """Caller location: best-location rule, cell identity split, cell-tower radius."""
 
+    # Where calls' locations are derived (siaga112.locations.worker): "worker", a process of
+    # its own (`siaga112 worker`, which `siaga112 serve` starts unless --no-worker), or
+    # "inline", tasks beside the AGI server in the serving process.
+    derive_in: Literal["worker", "inline"] = "worker"
+    # How often the worker looks for calls to locate.
+    worker_poll_s: float = Field(default=0.25, gt=0, le=30)
+
     # Locations observed within this many seconds of the newest fix compete on precision for
     # "best"; older ones are history. Operator-confirmed locations win regardless.
     recent_window_s: float = Field(default=300.0, gt=0)
@@ -268,6 +282,7 @@ class Settings(BaseSettings):
     state_dir: Path = Field(default_factory=_default_state_dir)
     cache_dir: Path = Field(default_factory=_default_cache_dir)
     api: ApiSettings = Field(default_factory=ApiSettings)
+    worker: WorkerSettings = Field(default_factory=WorkerSettings)
     agi: AgiSettings = Field(default_factory=AgiSettings)
     ami: AmiSettings = Field(default_factory=AmiSettings)
     pbx: PbxSettings = Field(default_factory=PbxSettings)

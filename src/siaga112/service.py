@@ -1,5 +1,5 @@
 """`siaga112 serve`: the API, and with telephony the FastAGI server and AMI client, in one
-event loop."""
+event loop; background work that would slow them down runs in a child `siaga112 worker`."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from collections.abc import Callable
 import uvicorn
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from siaga112.app import ReadinessCheck, create_app
 from siaga112.config import Settings
@@ -18,10 +19,9 @@ from siaga112.db.manage import UnknownRevision, pending_migrations
 from siaga112.db.session import asyncpg_dsn, make_engine, make_sessionmaker
 from siaga112.dispatch.worker import DeliveryWorker
 from siaga112.events.hub import EventHub
-from siaga112.recordings.worker import RecordingWorker
 from siaga112.telephony.metrics import Metrics
-from siaga112.telephony.pbx import recordings_path
 from siaga112.telephony.runtime import Telephony
+from siaga112.worker import WorkerProcess
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,8 @@ class DatabaseUnreachable(StartupError):
     pass
 
 
-async def serve(settings: Settings, *, with_telephony: bool) -> None:
+async def open_database(settings: Settings) -> AsyncEngine:
+    """The engine, once the database is reachable and exactly at this code's migrations."""
     engine = make_engine(settings)
     try:
         pending = await pending_migrations(engine)
@@ -57,6 +58,11 @@ async def serve(settings: Settings, *, with_telephony: bool) -> None:
         raise SchemaNotCurrent(
             f"the database lacks migrations {sorted(pending)}: run `siaga112 db upgrade`"
         )
+    return engine
+
+
+async def serve(settings: Settings, *, with_telephony: bool, spawn_worker: bool = True) -> None:
+    engine = await open_database(settings)
     sessionmaker = make_sessionmaker(engine)
     metrics = Metrics()
     telephony: Telephony | None = None
@@ -79,13 +85,8 @@ async def serve(settings: Settings, *, with_telephony: bool) -> None:
     # Webhook delivery to agencies runs with or without telephony (also --api-only).
     worker = DeliveryWorker(sessionmaker=sessionmaker, settings=settings.dispatch, metrics=metrics)
     app.state.dispatch_worker = worker
-    # Linking and retention of call recordings, also --api-only (idempotent across processes).
-    recorder = RecordingWorker(
-        sessionmaker=sessionmaker,
-        settings=settings.recordings,
-        root=recordings_path(settings),
-        metrics=metrics,
-    )
+    # Locations and recordings: a process of its own (siaga112.worker), off the AGI loop.
+    child = WorkerProcess(metrics=metrics) if spawn_worker else None
     config = uvicorn.Config(
         app,
         host=settings.api.host,
@@ -107,10 +108,12 @@ async def serve(settings: Settings, *, with_telephony: bool) -> None:
         if telephony is not None:
             await telephony.start()
         await worker.start()
-        await recorder.start()
+        if child is not None:
+            await child.start()
         await server.serve()
     finally:
-        await recorder.stop()
+        if child is not None:
+            await child.stop()
         await worker.stop()
         if telephony is not None:
             await telephony.stop()
@@ -118,7 +121,7 @@ async def serve(settings: Settings, *, with_telephony: bool) -> None:
         await engine.dispose()
 
 
-def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     """uvloop when available: the AGI hot path measured ~20% faster on it (DESIGN.md §3)."""
     try:
         import uvloop
@@ -127,13 +130,13 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     return uvloop.new_event_loop
 
 
-def run_service(settings: Settings, *, with_telephony: bool) -> int:
+def run_service(settings: Settings, *, with_telephony: bool, spawn_worker: bool = True) -> int:
     try:
         with (
             contextlib.suppress(KeyboardInterrupt),
-            asyncio.Runner(loop_factory=_loop_factory()) as runner,
+            asyncio.Runner(loop_factory=loop_factory()) as runner,
         ):
-            runner.run(serve(settings, with_telephony=with_telephony))
+            runner.run(serve(settings, with_telephony=with_telephony, spawn_worker=spawn_worker))
     except StartupError as exc:
         log.error("%s", exc)
         return 1

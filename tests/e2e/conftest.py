@@ -10,6 +10,7 @@ set SIAGA112_SKIP_PBX_TESTS=1 to leave them out deliberately on a machine withou
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from siaga112.app import create_app
 from siaga112.auth.roles import Role
 from siaga112.auth.service import create_key, system_actor
 from siaga112.config import Settings
+from siaga112.locations.worker import LocationWorker
 from siaga112.telephony import pbx
 from siaga112.telephony.metrics import Metrics
 from siaga112.telephony.runtime import Telephony
@@ -68,14 +70,24 @@ def pbx_settings(settings: Settings) -> Iterator[Settings]:
 
 @dataclass
 class Stack:
+    """siaga112's side of the real stack: the telephony runtime, and the location worker as
+    `siaga112 worker` runs it (here a task in this loop, not a process of its own)."""
+
     settings: Settings
     sessionmaker: async_sessionmaker[AsyncSession]
     telephony: Telephony | None = None
+    locations: asyncio.Task[None] | None = None
 
     async def start(self, *, skip_history: bool = False) -> Telephony:
+        metrics = Metrics()
         telephony = Telephony(
-            settings=self.settings, sessionmaker=self.sessionmaker, metrics=Metrics()
+            settings=self.settings, sessionmaker=self.sessionmaker, metrics=metrics
         )
+        if self.locations is None and self.settings.locations.derive_in == "worker":
+            worker = LocationWorker(
+                settings=self.settings, sessionmaker=self.sessionmaker, metrics=metrics
+            )
+            self.locations = asyncio.get_running_loop().create_task(worker.run(poll_s=0.1))
         if skip_history:
             # The PBX's CDR file holds calls from earlier runs: not this database's business.
             await telephony.reconciler.skip_to_end()
@@ -90,6 +102,12 @@ class Stack:
         return telephony
 
     async def stop(self) -> None:
+        """siaga112 down; the location worker too (tests of a stopped siaga112 expect none)."""
+        if self.locations is not None:
+            self.locations.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.locations
+            self.locations = None
         if self.telephony is not None:
             await self.telephony.stop()
             self.telephony = None

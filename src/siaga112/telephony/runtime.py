@@ -6,8 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
-import uuid
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -20,16 +18,8 @@ from siaga112.calls.recorder import (
     record_incoming,
 )
 from siaga112.config import Settings
-from siaga112.locations.aml_service import AmlPolicy, attach_pending_aml, rematch_unmatched
-from siaga112.locations.georef import fetch_location_reference, fetchable_reference
-from siaga112.locations.service import (
-    CallLocationJob,
-    aml_number,
-    locations_for_call,
-    mark_locations_done,
-    pending_location_jobs,
-    referenced_location_for_call,
-)
+from siaga112.locations.service import CallLocationJob, aml_number
+from siaga112.locations.worker import LocationWorker
 from siaga112.operators.live import record_operator_states
 from siaga112.operators.service import QueueTarget, reapply_sessions
 from siaga112.telephony.agi_server import AgiServer
@@ -51,16 +41,8 @@ from siaga112.telephony.tracking import CallTracker
 log = logging.getLogger(__name__)
 
 RECONCILE_EVERY_S = 30.0
-# Location derivation runs after the AGI write, beside calls: a few at a time so a surge does
-# not take the database pool from the call path; beyond the backlog limit a call is left to the
-# sweep that follows every reconciliation pass (the call row holds all it needs: PANI, the
-# PIDF-LO location Asterisk resolved, the Geolocation header).
-LOCATION_WORKERS = 4
-LOCATION_BACKLOG = 2000
-LOCATION_SWEEP_WINDOW = timedelta(hours=24)
-# Calls younger than this are left to their own background task, not raced by the sweep.
-LOCATION_SWEEP_GRACE = timedelta(seconds=60)
-LOCATION_SWEEP_LIMIT = 200
+# Inline location derivation: calls younger than this are left to their own task by the sweep.
+INLINE_SWEEP_GRACE = timedelta(seconds=60)
 
 
 class Telephony:
@@ -112,11 +94,13 @@ class Telephony:
             send_action=self.ami.send_action, send_list=self.ami.send_list
         )
         self._periodic: asyncio.Task[None] | None = None
-        self._location_tasks: set[asyncio.Task[None]] = set()
-        self._location_slots = asyncio.Semaphore(LOCATION_WORKERS)
-        # Calls whose derivation is running in this process (the sweep skips them).
-        self._locating: set[uuid.UUID] = set()
-        self._sweep_lock = asyncio.Lock()
+        # Callers' locations beside the AGI server only when configured so; by default a
+        # process of its own derives them (siaga112.locations.worker).
+        self.locations: LocationWorker | None = (
+            LocationWorker(settings=settings, sessionmaker=sessionmaker, metrics=metrics)
+            if settings.locations.derive_in == "inline"
+            else None
+        )
         self._sweeps: set[asyncio.Task[None]] = set()
         self._reapplying: set[asyncio.Task[None]] = set()
 
@@ -180,11 +164,8 @@ class Telephony:
         await self.tracker.stop()
         await self.callbacks.stop()
         await self.operator_writer.stop()
-        if self._location_tasks:
-            # Short tasks: let them finish; the sweep at next start covers any cut off.
-            _, late = await asyncio.wait(self._location_tasks, timeout=5.0)
-            for task in late:
-                task.cancel()
+        if self.locations is not None:
+            await self.locations.stop()
 
     async def resync(self) -> None:
         """After every AMI login: callers waiting in queues, callers talking to an operator and
@@ -241,178 +222,38 @@ class Telephony:
 
     # -- caller location, off the AGI hot path -------------------------------------------------
     def _schedule_locations(self, recorded: RecordedCall, facts: CallFacts, at: datetime) -> None:
-        job = CallLocationJob(
-            call_id=recorded.call_id,
-            incident_id=recorded.incident_id,
-            pani=facts.pani,
-            geoloc_effective=facts.geoloc_effective,
-            geoloc_method=facts.geoloc_method,
-            geolocation=facts.geolocation,
-            aml_number=aml_number(
-                asserted_number=facts.asserted_number,
-                caller_e164=facts.caller_e164,
-                caller_number=facts.caller_number,
-                caller_id_available=facts.caller_id_available,
-            ),
-            at=at,
+        if self.locations is None:
+            return  # the location worker finds the call by itself
+        self.locations.schedule(
+            CallLocationJob(
+                call_id=recorded.call_id,
+                incident_id=recorded.incident_id,
+                pani=facts.pani,
+                geoloc_effective=facts.geoloc_effective,
+                geoloc_method=facts.geoloc_method,
+                geolocation=facts.geolocation,
+                aml_number=aml_number(
+                    asserted_number=facts.asserted_number,
+                    caller_e164=facts.caller_e164,
+                    caller_number=facts.caller_number,
+                    caller_id_available=facts.caller_id_available,
+                ),
+                at=at,
+            )
         )
-        if not (job.locatable or job.aml_number):
-            return
-        if len(self._location_tasks) >= LOCATION_BACKLOG:
-            # Not lost: the row keeps what the derivation needs, and the sweep does it.
-            self.metrics.inc("location_tasks_deferred")
-            return
-        task = asyncio.get_running_loop().create_task(self._derive_tracked(job))
-        self._location_tasks.add(task)
-        task.add_done_callback(self._location_done)
-
-    async def _derive_tracked(self, job: CallLocationJob) -> None:
-        self._locating.add(job.call_id)
-        try:
-            await self._derive_locations(job)
-        finally:
-            self._locating.discard(job.call_id)
-
-    def _location_done(self, task: asyncio.Task[None]) -> None:
-        self._location_tasks.discard(task)
-        if task.cancelled():
-            return
-        exc = task.exception()
-        if exc is not None:
-            self.metrics.inc("location_failures")
-            log.error("deriving a call's location failed: %s", exc, exc_info=exc)
-        else:
-            self.metrics.inc("location_tasks_done")
-
-    async def _derive_locations(self, job: CallLocationJob) -> None:
-        """Everything the call's signalling gives (cell, PIDF-LO by value, AML that came
-        first, by-reference fetch when configured), then the call is marked done. A failure
-        leaves it unmarked: the sweep tries again."""
-        conf = self.settings.locations
-        reference = (
-            fetchable_reference(job.geolocation) if conf.fetch_geolocation_by_reference else None
-        )
-        await self._derive_signalled_locations(job, done=reference is None)
-        if reference is not None:
-            await self._fetch_referenced_location(job, reference.uri)
-
-    async def _fetch_referenced_location(self, job: CallLocationJob, uri: str) -> None:
-        """A by-reference Geolocation, dereferenced when configured: after the call's own
-        locations are stored, and without holding a database connection during the GET. One
-        try: a fetch that fails is counted and logged, and the call is done all the same."""
-        conf = self.settings.locations
-        fetched = await fetch_location_reference(
-            uri,
-            allowed_hosts=conf.geolocation_reference_hosts,
-            timeout_s=conf.geolocation_fetch_timeout_s,
-        )
-        if not fetched.ok:
-            self.metrics.inc("location_reference_failures")
-            log.warning("location reference of call %s not used: %s", job.call_id, fetched.error)
-        async with self._location_slots, self.sessionmaker() as session:
-            if fetched.ok:
-                await referenced_location_for_call(
-                    session=session,
-                    call_id=job.call_id,
-                    incident_id=job.incident_id,
-                    fetched=fetched,
-                    observed_at=job.at,
-                )
-            await mark_locations_done(session=session, call_id=job.call_id)
-            await session.commit()
-        if fetched.ok:
-            self.metrics.inc("location_references_fetched")
-
-    async def _derive_signalled_locations(self, job: CallLocationJob, *, done: bool) -> None:
-        conf = self.settings.locations
-        async with self._location_slots:
-            started = time.perf_counter()
-            async with self.sessionmaker() as session:
-                await locations_for_call(
-                    session=session,
-                    call_id=job.call_id,
-                    incident_id=job.incident_id,
-                    pani=job.pani,
-                    geoloc_effective=job.geoloc_effective,
-                    geoloc_method=job.geoloc_method,
-                    observed_at=job.at,
-                    gnb_id_bits=conf.gnb_id_bits,
-                    min_radius_m=conf.cell_min_radius_m,
-                )
-                # An AML message that came before the call was recorded waits for it.
-                if job.aml_number is not None:
-                    policy = AmlPolicy.from_settings(conf)
-                    await attach_pending_aml(
-                        session=session,
-                        call_id=job.call_id,
-                        incident_id=job.incident_id,
-                        number=job.aml_number,
-                        offered_at=job.at,
-                        match_before=policy.match_before,
-                        match_after_end=policy.match_after_end,
-                    )
-                if done and job.locatable:
-                    await mark_locations_done(session=session, call_id=job.call_id)
-                await session.commit()
-            self.metrics.observe("location_derivation", time.perf_counter() - started)
 
     def _kick_sweep(self) -> None:
+        if self.locations is None:
+            return
         task = asyncio.get_running_loop().create_task(self._sweep_locations())
         self._sweeps.add(task)
-        task.add_done_callback(self._sweep_done)
-
-    def _sweep_done(self, task: asyncio.Task[None]) -> None:
-        self._sweeps.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            self.metrics.inc("location_failures")
-            log.error("location sweep failed", exc_info=task.exception())
+        task.add_done_callback(self._sweeps.discard)
 
     async def _sweep_locations(self) -> None:
-        """Locations for calls whose derivation never finished (deferred, failed, cut off,
-        AMI-first or reconciled), the same derivation as a live call's, a few at a time; and
-        another try for unmatched AML. One sweep at a time per process (several processes are
-        safe: each call's derivation is serialised and idempotent)."""
-        if self._sweep_lock.locked():
-            return
-        async with self._sweep_lock:
-            await self._sweep_once()
-
-    async def _sweep_once(self) -> None:
-        conf = self.settings.locations
-        now = datetime.now(UTC)
-        try:
-            async with self.sessionmaker() as session:
-                jobs = await pending_location_jobs(
-                    session=session,
-                    since=now - LOCATION_SWEEP_WINDOW,
-                    before=now - LOCATION_SWEEP_GRACE,
-                    limit=LOCATION_SWEEP_LIMIT,
-                )
-                policy = AmlPolicy.from_settings(conf)
-                matched = await rematch_unmatched(
-                    session=session, policy=policy, since=now - policy.match_after_end
-                )
-                await session.commit()
-        except Exception:
-            self.metrics.inc("location_failures")
-            log.exception("location sweep failed; will retry")
-            return
-        jobs = [j for j in jobs if j.call_id not in self._locating]
-        slots = asyncio.Semaphore(LOCATION_WORKERS)  # fetches included, not only the database
-
-        async def one(job: CallLocationJob) -> None:
-            async with slots:
-                await self._derive_tracked(job)
-
-        results = await asyncio.gather(*(one(j) for j in jobs), return_exceptions=True)
-        failed = [r for r in results if isinstance(r, BaseException)]
-        for exc in failed:
-            log.error("sweep: deriving a call's location failed: %s", exc, exc_info=exc)
-        if failed:
-            self.metrics.inc("location_failures", len(failed))
-        done = len(jobs) - len(failed) + matched
-        if done:
-            self.metrics.inc("locations_swept", done)
+        """Inline only: calls whose derivation never finished (deferred, failed, cut off,
+        AMI-first or reconciled); younger ones are left to their own task."""
+        if self.locations is not None:
+            await self.locations.sweep(grace=INLINE_SWEEP_GRACE)
 
     async def _create_call(self, facts: CallFacts, at: datetime) -> None:
         async with self.sessionmaker() as session:

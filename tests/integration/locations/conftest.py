@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 from datetime import UTC, datetime
 from pathlib import Path
@@ -11,6 +12,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from siaga112.calls.recorder import CallFacts, RecordedCall, record_incoming
+from siaga112.telephony.runtime import Telephony
 
 HEADER = (
     "radio,mcc,net,area,cell,unit,lon,lat,range,samples,changeable,created,updated,averageSignal"
@@ -64,3 +66,9 @@ async def record_call(
         geoloc_method="gps" if geoloc_effective else None,
     )
     return await record_incoming(session=session, facts=facts, at=datetime.now(UTC))
+
+
+def inline_tasks(telephony: Telephony) -> frozenset[asyncio.Task[None]]:
+    """The location derivations a telephony runtime (derive_in=inline) is running now."""
+    assert telephony.locations is not None, "inline location derivation is configured"
+    return telephony.locations.tasks

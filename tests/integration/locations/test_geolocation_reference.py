@@ -26,6 +26,7 @@ from siaga112.locations.models import Location
 from siaga112.locations.pidf import MAX_PIDF_CHARS
 from siaga112.telephony.metrics import Metrics
 from siaga112.telephony.runtime import Telephony
+from tests.integration.locations.conftest import inline_tasks
 
 Sessions = async_sessionmaker[AsyncSession]
 
@@ -174,6 +175,7 @@ def _telephony(
             "fetch_geolocation_by_reference": fetch,
             "geolocation_reference_hosts": ALLOWED,
             "geolocation_fetch_timeout_s": 2.0,
+            "derive_in": "inline",
         }
     )
     conf = settings.model_copy(
@@ -190,7 +192,7 @@ async def _call_with(tel: Telephony, sessionmaker: Sessions, uri: str) -> list[L
     recorded = await tel._record_call(
         _facts(f"ref-{uuid.uuid4().hex[:8]}", f"<{uri}>"), datetime.now(UTC)
     )
-    await asyncio.gather(*tel._location_tasks)
+    await asyncio.gather(*inline_tasks(tel))
     async with sessionmaker() as session:
         return list(
             await session.scalars(select(Location).where(Location.call_id == recorded.call_id))
@@ -238,14 +240,14 @@ async def test_reference_of_a_call_deferred_by_the_backlog_is_fetched_by_the_swe
     lis: LocationServer,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr("siaga112.telephony.runtime.LOCATION_BACKLOG", 0)
+    monkeypatch.setattr("siaga112.locations.worker.BACKLOG", 0)
     tel = _telephony(settings, sessionmaker, tmp_path, fetch=True)
     uri = lis.url("/loc/ok")
     recorded = await tel._record_call(
         _facts(f"ref-{uuid.uuid4().hex[:8]}", f"<{uri}>"),
         datetime.now(UTC) - timedelta(minutes=2),
     )
-    assert not tel._location_tasks
+    assert not inline_tasks(tel)
     assert lis.paths == []
     for _ in range(2):  # the second sweep finds the call done
         await tel._sweep_locations()
@@ -270,7 +272,7 @@ async def test_failed_fetch_is_tried_once_not_by_every_sweep(
         _facts(f"ref-{uuid.uuid4().hex[:8]}", f"<{lis.url('/loc/missing')}>"),
         datetime.now(UTC) - timedelta(minutes=2),
     )
-    await asyncio.gather(*tel._location_tasks)
+    await asyncio.gather(*inline_tasks(tel))
     await tel._sweep_locations()
     assert lis.paths == ["/loc/missing"]
     assert tel.metrics.counters["location_reference_failures"] == 1

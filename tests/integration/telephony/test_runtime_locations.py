@@ -21,7 +21,13 @@ from siaga112.locations.cells import import_cells
 from siaga112.locations.models import Location
 from siaga112.telephony.metrics import Metrics
 from siaga112.telephony.runtime import Telephony
-from tests.integration.locations.conftest import TEST_CELL, TEST_PANI, driver, write_csv
+from tests.integration.locations.conftest import (
+    TEST_CELL,
+    TEST_PANI,
+    driver,
+    inline_tasks,
+    write_csv,
+)
 
 Sessions = async_sessionmaker[AsyncSession]
 
@@ -52,7 +58,11 @@ async def cell_table(connection: AsyncConnection, tmp_path: Path) -> None:
 
 def _telephony(settings: Settings, sessionmaker: Sessions, tmp_path: Path) -> Telephony:
     conf = settings.model_copy(
-        update={"ami": AmiSettings(secret=SecretStr("test")), "state_dir": tmp_path}
+        update={
+            "ami": AmiSettings(secret=SecretStr("test")),
+            "state_dir": tmp_path,
+            "locations": settings.locations.model_copy(update={"derive_in": "inline"}),
+        }
     )
     return Telephony(settings=conf, sessionmaker=sessionmaker, metrics=Metrics())
 
@@ -68,8 +78,8 @@ async def test_recorded_call_gets_its_cell_location_after_the_write(
     recorded = await tel._record_call(
         _facts(f"rt-{uuid.uuid4().hex[:8]}", TEST_PANI), datetime.now(UTC)
     )
-    assert len(tel._location_tasks) == 1, "derivation is scheduled, not awaited by the AGI write"
-    await asyncio.gather(*tel._location_tasks)
+    assert len(inline_tasks(tel)) == 1, "derivation is scheduled, not awaited by the AGI write"
+    await asyncio.gather(*inline_tasks(tel))
     async with sessionmaker() as session:
         loc = await session.scalar(select(Location).where(Location.call_id == recorded.call_id))
     assert loc is not None
@@ -89,7 +99,7 @@ async def test_call_without_location_or_number_schedules_nothing(
         caller_id_available=False,
     )
     await tel._record_call(anonymous, datetime.now(UTC))
-    assert not tel._location_tasks
+    assert not inline_tasks(tel)
 
 
 async def test_call_with_a_number_looks_for_aml_that_came_first(
@@ -97,8 +107,8 @@ async def test_call_with_a_number_looks_for_aml_that_came_first(
 ) -> None:
     tel = _telephony(settings, sessionmaker, tmp_path)
     await tel._record_call(_facts(f"rt-{uuid.uuid4().hex[:8]}", None), datetime.now(UTC))
-    assert len(tel._location_tasks) == 1
-    await asyncio.gather(*tel._location_tasks)
+    assert len(inline_tasks(tel)) == 1
+    await asyncio.gather(*inline_tasks(tel))
     assert tel.metrics.counters["location_tasks_done"] == 1
 
 
@@ -111,16 +121,16 @@ async def test_failed_derivation_is_counted_and_the_call_unaffected(
     async def broken(**_: object) -> list[Location]:
         raise RuntimeError("cell table unavailable")
 
-    monkeypatch.setattr("siaga112.telephony.runtime.locations_for_call", broken)
+    monkeypatch.setattr("siaga112.locations.worker.locations_for_call", broken)
     tel = _telephony(settings, sessionmaker, tmp_path)
     recorded = await tel._record_call(
         _facts(f"rt-{uuid.uuid4().hex[:8]}", TEST_PANI), datetime.now(UTC)
     )
     assert recorded.incident_id > 0
-    await asyncio.gather(*tel._location_tasks, return_exceptions=True)
+    await asyncio.gather(*inline_tasks(tel), return_exceptions=True)
     await asyncio.sleep(0)
     assert tel.metrics.counters["location_failures"] == 1
-    assert not tel._location_tasks
+    assert not inline_tasks(tel)
 
 
 EFFECTIVE = 'shape="Circle",crs="2d",pos="-6.30001 106.90002",radius="15"'
@@ -146,7 +156,7 @@ async def test_call_deferred_by_the_backlog_gets_cell_and_pidf_location_from_the
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr("siaga112.telephony.runtime.LOCATION_BACKLOG", 0)
+    monkeypatch.setattr("siaga112.locations.worker.BACKLOG", 0)
     tel = _telephony(settings, sessionmaker, tmp_path)
     facts = replace(
         _facts(f"rt-{uuid.uuid4().hex[:8]}", TEST_PANI),
@@ -155,7 +165,7 @@ async def test_call_deferred_by_the_backlog_gets_cell_and_pidf_location_from_the
         geoloc_method="gps",
     )
     recorded = await tel._record_call(facts, datetime.now(UTC) - timedelta(minutes=2))
-    assert not tel._location_tasks
+    assert not inline_tasks(tel)
     assert tel.metrics.counters["location_tasks_deferred"] == 1
     assert await _sources(sessionmaker, recorded.call_id) == []
     await tel._sweep_locations()
@@ -180,12 +190,12 @@ async def test_failed_derivation_is_retried_by_the_sweep(
 
     tel = _telephony(settings, sessionmaker, tmp_path)
     with monkeypatch.context() as patch:
-        patch.setattr("siaga112.telephony.runtime.locations_for_call", broken)
+        patch.setattr("siaga112.locations.worker.locations_for_call", broken)
         recorded = await tel._record_call(
             _facts(f"rt-{uuid.uuid4().hex[:8]}", TEST_PANI),
             datetime.now(UTC) - timedelta(minutes=2),
         )
-        await asyncio.gather(*tel._location_tasks, return_exceptions=True)
+        await asyncio.gather(*inline_tasks(tel), return_exceptions=True)
     assert await _done_at(sessionmaker, recorded.call_id) is None
     await tel._sweep_locations()
     assert await _sources(sessionmaker, recorded.call_id) == [("network_cell", 1200.0)]
@@ -198,9 +208,9 @@ async def test_a_live_call_is_marked_done_and_a_young_one_left_to_its_task(
     live = await tel._record_call(
         _facts(f"rt-{uuid.uuid4().hex[:8]}", TEST_PANI), datetime.now(UTC) - timedelta(minutes=2)
     )
-    await asyncio.gather(*tel._location_tasks)
+    await asyncio.gather(*inline_tasks(tel))
     assert await _done_at(sessionmaker, live.call_id) is not None
-    monkeypatch.setattr("siaga112.telephony.runtime.LOCATION_BACKLOG", 0)
+    monkeypatch.setattr("siaga112.locations.worker.BACKLOG", 0)
     young = await tel._record_call(
         _facts(f"rt-{uuid.uuid4().hex[:8]}", TEST_PANI), datetime.now(UTC)
     )

@@ -1,0 +1,207 @@
+"""`siaga112 worker`: background work that must not share an event loop (and a CPU core) with
+the FastAGI server that answers 112 calls: callers' locations (siaga112.locations.worker) and
+linking and purging call recordings (file scans, SHA-256 of audio). `siaga112 serve` starts one
+as a child process unless told not to (`--no-worker`); a deployment may run it on its own, and
+more than one: all its work is idempotent and serialised per call in PostgreSQL.
+
+It serves its own `/metrics` and `/healthz` on SIAGA112_WORKER__HOST:PORT (127.0.0.1:8113).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import Sequence
+
+from siaga112.config import Settings
+from siaga112.db.session import make_sessionmaker
+from siaga112.locations.worker import LocationWorker
+from siaga112.recordings.worker import RecordingWorker
+from siaga112.telephony.metrics import Metrics
+from siaga112.telephony.pbx import recordings_path
+
+log = logging.getLogger(__name__)
+
+
+class MetricsServer:
+    """GET /metrics (Prometheus text) and /healthz over plain HTTP/1.1, one request per
+    connection. Tiny on purpose: a full ASGI server would take the process's signals."""
+
+    def __init__(self, *, metrics: Metrics) -> None:
+        self.metrics = metrics
+        self._server: asyncio.base_events.Server | None = None
+
+    async def start(self, sock: socket.socket) -> None:
+        self._server = await asyncio.start_server(self._handle, sock=sock)
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5.0)
+            method, _, rest = head.split(b"\r\n", 1)[0].decode("latin-1").partition(" ")
+            path = rest.split(" ", 1)[0]
+            if method != "GET":
+                status, body = "405 Method Not Allowed", "GET only\n"
+            elif path == "/metrics":
+                status, body = "200 OK", self.metrics.render()
+            elif path == "/healthz":
+                status, body = "200 OK", '{"status":"ok"}\n'
+            else:
+                status, body = "404 Not Found", "not found\n"
+            data = body.encode()
+            writer.write(
+                f"HTTP/1.1 {status}\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                f"Content-Length: {len(data)}\r\nConnection: close\r\n\r\n".encode()
+                + data
+            )
+            await writer.drain()
+        except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, OSError):
+            pass
+        finally:
+            writer.close()
+
+
+def _bind(host: str, port: int) -> socket.socket | None:
+    """The metrics socket, or None (logged) when the address is taken: the work goes on."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        log.warning("worker metrics not served on %s:%d (%s); working on", host, port, exc)
+        return None
+    return sock
+
+
+async def work(settings: Settings) -> None:
+    from siaga112.service import open_database
+
+    engine = await open_database(settings)
+    sessionmaker = make_sessionmaker(engine)
+    metrics = Metrics()
+    locations = (
+        LocationWorker(settings=settings, sessionmaker=sessionmaker, metrics=metrics)
+        if settings.locations.derive_in == "worker"
+        else None
+    )
+    recorder = RecordingWorker(
+        sessionmaker=sessionmaker,
+        settings=settings.recordings,
+        root=recordings_path(settings),
+        metrics=metrics,
+    )
+    sock = _bind(settings.worker.host, settings.worker.port)
+    server = MetricsServer(metrics=metrics)
+    tasks: list[asyncio.Task[None]] = []
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stopping.set)
+    log.info(
+        "worker: locations %s, recordings %s",
+        "on" if locations is not None else "off (derived inline)",
+        "on" if settings.recordings.enabled else "off",
+    )
+    try:
+        await recorder.start()
+        if locations is not None:
+            tasks.append(loop.create_task(locations.run(poll_s=settings.locations.worker_poll_s)))
+        if sock is not None:
+            await server.start(sock)
+        waiter = loop.create_task(stopping.wait())
+        done, _ = await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            if task is not waiter and task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]
+    finally:
+        await server.stop()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if locations is not None:
+            await locations.stop()
+        await recorder.stop()
+        await engine.dispose()
+
+
+def run_worker(settings: Settings) -> int:
+    from siaga112.service import StartupError, loop_factory
+
+    try:
+        with asyncio.Runner(loop_factory=loop_factory()) as runner:
+            runner.run(work(settings))
+    except StartupError as exc:
+        log.error("%s", exc)
+        return 1
+    return 0
+
+
+class WorkerProcess:
+    """`siaga112 serve`'s child `siaga112 worker`: started with the same environment, started
+    again (after 1, 2, 4 ... 30 s) whenever it ends, stopped with the service."""
+
+    def __init__(
+        self,
+        *,
+        metrics: Metrics,
+        command: Sequence[str] = (sys.executable, "-m", "siaga112", "worker"),
+        first_delay_s: float = 1.0,
+    ) -> None:
+        self.metrics = metrics
+        self.command = tuple(command)
+        self.first_delay_s = first_delay_s
+        self._task: asyncio.Task[None] | None = None
+        self._process: asyncio.subprocess.Process | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
+    async def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._supervise())
+
+    async def _supervise(self) -> None:
+        delay = self.first_delay_s
+        while True:
+            started = time.monotonic()
+            self._process = await asyncio.create_subprocess_exec(
+                *self.command, env=dict(os.environ)
+            )
+            self.metrics.inc("worker_starts")
+            log.info("started siaga112 worker (pid %d)", self._process.pid)
+            code = await self._process.wait()
+            self.metrics.inc("worker_exits")
+            if time.monotonic() - started > 60:
+                delay = self.first_delay_s
+            log.error("siaga112 worker ended (exit %s); starting it again in %.0f s", code, delay)
+            await asyncio.sleep(delay)
+            delay = min(30.0, delay * 2)
+
+    async def stop(self, *, within_s: float = 10.0) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        process, self._process = self._process, None
+        if process is None or process.returncode is not None:
+            return
+        process.terminate()
+        try:
+            await asyncio.wait_for(process.wait(), within_s)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
