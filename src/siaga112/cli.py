@@ -151,7 +151,7 @@ def _cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 def _cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     from siaga112.worker import run_worker
 
-    return run_worker(settings)
+    return run_worker(settings, with_telephony=not args.no_telephony)
 
 
 def _cmd_pbx(settings: Settings, args: argparse.Namespace) -> int:
@@ -202,7 +202,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=_cmd_serve)
 
     worker = sub.add_parser(
-        "worker", help="background work off the AGI loop: callers' locations, call recordings"
+        "worker",
+        help="background work off the AGI loop: AMI events, CDR reconciliation, callers' "
+        "locations, call recordings",
+    )
+    worker.add_argument(
+        "--no-telephony", action="store_true", help="no AMI (as with serve --api-only)"
     )
     worker.set_defaults(func=_cmd_worker)
 

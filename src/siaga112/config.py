@@ -65,6 +65,10 @@ class AmiSettings(BaseModel):
     # Networks the AMI account accepts logins from (manager.conf permit=): the hosts siaga112
     # runs on. Loopback for the local stack; add the service hosts' addresses in a deployment.
     permit: list[str] = Field(default_factory=lambda: ["127.0.0.1/32"], min_length=1)
+    # Which process follows the AMI event stream (call tracker, operator states, resync) and
+    # reconciles from the CDR file: "worker" (`siaga112 worker`; serve keeps an actions-only
+    # AMI session) or "serve" (everything in serve's event loop).
+    events_in: Literal["worker", "serve"] = "worker"
 
     @field_validator("permit")
     @classmethod

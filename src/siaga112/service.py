@@ -20,7 +20,7 @@ from siaga112.db.session import asyncpg_dsn, make_engine, make_sessionmaker
 from siaga112.dispatch.worker import DeliveryWorker
 from siaga112.events.hub import EventHub
 from siaga112.telephony.metrics import Metrics
-from siaga112.telephony.runtime import Telephony
+from siaga112.telephony.runtime import Telephony, TelephonyRole
 from siaga112.worker import WorkerProcess
 
 log = logging.getLogger(__name__)
@@ -68,7 +68,11 @@ async def serve(settings: Settings, *, with_telephony: bool, spawn_worker: bool 
     telephony: Telephony | None = None
     readiness: dict[str, ReadinessCheck] = {}
     if with_telephony:
-        telephony = Telephony(settings=settings, sessionmaker=sessionmaker, metrics=metrics)
+        # The AMI event stream is followed by `siaga112 worker` unless configured otherwise.
+        role: TelephonyRole = "agi" if settings.ami.events_in == "worker" else "all"
+        telephony = Telephony(
+            settings=settings, sessionmaker=sessionmaker, metrics=metrics, role=role
+        )
         readiness = {"ami": telephony.readiness_ami, "agi": telephony.readiness_agi}
     hub = EventHub(
         dsn=asyncpg_dsn(settings.database_url_str), sessionmaker=sessionmaker, metrics=metrics
@@ -86,7 +90,7 @@ async def serve(settings: Settings, *, with_telephony: bool, spawn_worker: bool 
     worker = DeliveryWorker(sessionmaker=sessionmaker, settings=settings.dispatch, metrics=metrics)
     app.state.dispatch_worker = worker
     # Locations and recordings: a process of its own (siaga112.worker), off the AGI loop.
-    child = WorkerProcess(metrics=metrics) if spawn_worker else None
+    child = WorkerProcess(metrics=metrics, telephony=with_telephony) if spawn_worker else None
     config = uvicorn.Config(
         app,
         host=settings.api.host,

@@ -1,9 +1,11 @@
 """`siaga112 worker`: background work that must not share an event loop (and a CPU core) with
-the FastAGI server that answers 112 calls: callers' locations (siaga112.locations.worker) and
-linking and purging call recordings (file scans, SHA-256 of audio). `siaga112 serve` starts one
-as a child process unless told not to (`--no-worker`); a deployment may run it on its own, and
-more than one: all its work is idempotent and serialised per call in PostgreSQL.
+the FastAGI server that answers 112 calls: the AMI event stream and reconciliation from the CDR
+file (siaga112.telephony.runtime, role "events"), callers' locations
+(siaga112.locations.worker), and linking and purging call recordings (file scans, SHA-256).
 
+`siaga112 serve` starts one as a child process unless told not to (`--no-worker`); a
+deployment may run it on its own instead. Its writes are idempotent and serialised per call in
+PostgreSQL, so a second one does no harm, but one per Asterisk is all the event stream needs.
 It serves its own `/metrics` and `/healthz` on SIAGA112_WORKER__HOST:PORT (127.0.0.1:8113).
 """
 
@@ -25,6 +27,7 @@ from siaga112.locations.worker import LocationWorker
 from siaga112.recordings.worker import RecordingWorker
 from siaga112.telephony.metrics import Metrics
 from siaga112.telephony.pbx import recordings_path
+from siaga112.telephony.runtime import Telephony
 
 log = logging.getLogger(__name__)
 
@@ -86,12 +89,17 @@ def _bind(host: str, port: int) -> socket.socket | None:
     return sock
 
 
-async def work(settings: Settings) -> None:
+async def work(settings: Settings, *, with_telephony: bool = True) -> None:
     from siaga112.service import open_database
 
     engine = await open_database(settings)
     sessionmaker = make_sessionmaker(engine)
     metrics = Metrics()
+    events = (
+        Telephony(settings=settings, sessionmaker=sessionmaker, metrics=metrics, role="events")
+        if with_telephony and settings.ami.events_in == "worker"
+        else None
+    )
     locations = (
         LocationWorker(settings=settings, sessionmaker=sessionmaker, metrics=metrics)
         if settings.locations.derive_in == "worker"
@@ -111,11 +119,14 @@ async def work(settings: Settings) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stopping.set)
     log.info(
-        "worker: locations %s, recordings %s",
+        "worker: AMI events %s, locations %s, recordings %s",
+        "on" if events is not None else "off",
         "on" if locations is not None else "off (derived inline)",
         "on" if settings.recordings.enabled else "off",
     )
     try:
+        if events is not None:
+            await events.start()
         await recorder.start()
         if locations is not None:
             tasks.append(loop.create_task(locations.run(poll_s=settings.locations.worker_poll_s)))
@@ -134,15 +145,17 @@ async def work(settings: Settings) -> None:
         if locations is not None:
             await locations.stop()
         await recorder.stop()
+        if events is not None:
+            await events.stop()
         await engine.dispose()
 
 
-def run_worker(settings: Settings) -> int:
+def run_worker(settings: Settings, *, with_telephony: bool = True) -> int:
     from siaga112.service import StartupError, loop_factory
 
     try:
         with asyncio.Runner(loop_factory=loop_factory()) as runner:
-            runner.run(work(settings))
+            runner.run(work(settings, with_telephony=with_telephony))
     except StartupError as exc:
         log.error("%s", exc)
         return 1
@@ -157,11 +170,13 @@ class WorkerProcess:
         self,
         *,
         metrics: Metrics,
-        command: Sequence[str] = (sys.executable, "-m", "siaga112", "worker"),
+        telephony: bool = True,
+        command: Sequence[str] | None = None,
         first_delay_s: float = 1.0,
     ) -> None:
         self.metrics = metrics
-        self.command = tuple(command)
+        base = (sys.executable, "-m", "siaga112", "worker")
+        self.command = tuple(command or (base if telephony else (*base, "--no-telephony")))
         self.first_delay_s = first_delay_s
         self._task: asyncio.Task[None] | None = None
         self._process: asyncio.subprocess.Process | None = None

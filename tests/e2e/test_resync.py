@@ -11,6 +11,8 @@ from sqlalchemy import select
 
 from siaga112.calls.models import Call
 from siaga112.telephony import pbx
+from siaga112.telephony.metrics import Metrics
+from siaga112.telephony.runtime import Telephony
 from siaga112.telephony.sipp import SippOperator
 from tests.e2e.conftest import Stack
 from tests.e2e.test_real_calls import call, new_number, wait_for_call
@@ -84,3 +86,42 @@ async def test_ami_link_logs_in_again_after_asterisk_restarts(
     row = await wait_for_call(stack, Call.asserted_number.contains(number), states={"ended"})
     assert (row.source, row.operator, row.outcome) == ("agi", "6001", "answered")
     assert row.answered_at is not None
+
+
+async def test_serve_answers_agi_while_the_worker_follows_the_ami_events(
+    stack: Stack, operator: SippOperator
+) -> None:
+    """The two processes' roles, here two runtimes in one loop: one answers the AGI step and
+    keeps an actions-only AMI session (Asterisk sends it no events), the other follows the
+    event stream. A real call is recorded by the first and tracked to its end by the second."""
+    await stack.stop()
+    agi_metrics, event_metrics = Metrics(), Metrics()
+    agi = Telephony(
+        settings=stack.settings, sessionmaker=stack.sessionmaker, metrics=agi_metrics, role="agi"
+    )
+    events = Telephony(
+        settings=stack.settings,
+        sessionmaker=stack.sessionmaker,
+        metrics=event_metrics,
+        role="events",
+    )
+    try:
+        await events.start()
+        await agi.start()
+        await _until(lambda: agi_metrics.counters["ami_events_off"] == 1 and events.ami.ready, 15)
+        assert await agi.readiness_ami() == (True, "logged in (actions only)")
+        seen_by_agi = agi_metrics.counters["ami_events"]
+        number = new_number()
+        result = await call(stack, "caller-112.xml", caller=number, hold_ms=1000)
+        assert result.ok, result.output[-1500:]
+        row = await wait_for_call(stack, Call.asserted_number.contains(number), states={"ended"})
+        assert (row.source, row.operator, row.outcome) == ("agi", "6001", "answered")
+        assert row.answered_at is not None
+        assert agi_metrics.counters["agi_requests"] >= 1
+        assert agi_metrics.counters["ami_events"] == seen_by_agi, "no events for serve"
+        assert event_metrics.counters["ami_events"] > 10
+        assert event_metrics.counters["agi_requests"] == 0
+    finally:
+        await agi.stop()
+        await events.stop()
+        await stack.start()

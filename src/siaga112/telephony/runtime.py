@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 from datetime import UTC, datetime, timedelta
+from typing import Literal
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -45,6 +46,17 @@ RECONCILE_EVERY_S = 30.0
 INLINE_SWEEP_GRACE = timedelta(seconds=60)
 
 
+# What one process does of the telephony side:
+# - "all": everything below, in one event loop (inline; the tests' stack);
+# - "agi": the FastAGI server, and an AMI link for actions only (events switched off for the
+#   session): `siaga112 serve` when the events are followed elsewhere;
+# - "events": the AMI event stream (call tracker, callbacks, operator states, resync after
+#   every login, putting operators back after an Asterisk restart) and reconciliation from the
+#   CDR file: `siaga112 worker`. Parsing a few dozen AMI events per call took half of serve's
+#   core at 100 calls/s (bench/surge), time the AGI server needs for the calls themselves.
+TelephonyRole = Literal["all", "agi", "events"]
+
+
 class Telephony:
     def __init__(
         self,
@@ -52,8 +64,12 @@ class Telephony:
         settings: Settings,
         sessionmaker: async_sessionmaker[AsyncSession],
         metrics: Metrics,
+        role: TelephonyRole = "all",
     ) -> None:
         self.settings = settings
+        self.role = role
+        self.follows_events = role in ("all", "events")
+        self.answers_agi = role in ("all", "agi")
         self.sessionmaker = sessionmaker
         self._agi_sessions = _autocommit(sessionmaker)
         self.metrics = metrics
@@ -85,7 +101,7 @@ class Telephony:
             username=settings.ami.username,
             secret=settings.ami_secret.get_secret_value(),
             on_event=self._on_event,
-            on_login=self.resync,
+            on_login=self.resync if self.follows_events else self._events_off,
             metrics=metrics,
             min_delay=settings.ami.reconnect_min_s,
             max_delay=settings.ami.reconnect_max_s,
@@ -98,31 +114,41 @@ class Telephony:
         # process of its own derives them (siaga112.locations.worker).
         self.locations: LocationWorker | None = (
             LocationWorker(settings=settings, sessionmaker=sessionmaker, metrics=metrics)
-            if settings.locations.derive_in == "inline"
+            if settings.locations.derive_in == "inline" and self.answers_agi
             else None
         )
         self._sweeps: set[asyncio.Task[None]] = set()
         self._reapplying: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
-        await self.tracker.start()
-        await self.callbacks.start()
-        await self.callbacks.sweep()
-        await self.operator_writer.start()
-        # What Asterisk recorded while siaga112 was down, before new calls come in.
-        try:
-            await self.reconciler.run_once()
-        except Exception:
-            self.metrics.inc("reconcile_failures")
-            log.exception("reconciliation at start failed; will retry")
-        # In the background: a sweep that fetches locations by reference must not hold up the
-        # AGI server's start.
-        self._kick_sweep()
-        await self.agi.start()
+        if self.follows_events:
+            await self.tracker.start()
+            await self.callbacks.start()
+            await self.callbacks.sweep()
+            await self.operator_writer.start()
+            # What Asterisk recorded while siaga112 was down, before new calls come in.
+            try:
+                await self.reconciler.run_once()
+            except Exception:
+                self.metrics.inc("reconcile_failures")
+                log.exception("reconciliation at start failed; will retry")
+        if self.answers_agi:
+            # In the background: a sweep that fetches locations by reference must not hold up
+            # the AGI server's start.
+            self._kick_sweep()
+            await self.agi.start()
         await self.ami.start()
         self._periodic = asyncio.get_running_loop().create_task(self._reconcile_forever())
 
+    async def _events_off(self) -> None:
+        """An actions-only AMI session: Asterisk sends it no events at all (the manager user's
+        event filter is shared with the session that follows them)."""
+        await self.ami.send_action({"Action": "Events", "EventMask": "off"})
+        self.metrics.inc("ami_events_off")
+
     def _on_event(self, event: AmiEvent) -> None:
+        if not self.follows_events:
+            return
         if isinstance(event, QueueMemberChanged):
             change = self.operator_states.apply(event)
             if change is not None:
@@ -192,16 +218,19 @@ class Telephony:
     async def _reconcile_forever(self) -> None:
         while True:
             await asyncio.sleep(RECONCILE_EVERY_S)
-            try:
-                await self.reconciler.run_once()
-            except Exception:
-                self.metrics.inc("reconcile_failures")
-                log.exception("periodic reconciliation failed")
+            if self.follows_events:
+                try:
+                    await self.reconciler.run_once()
+                except Exception:
+                    self.metrics.inc("reconcile_failures")
+                    log.exception("periodic reconciliation failed")
+                await self.callbacks.sweep()
             await self._sweep_locations()
-            await self.callbacks.sweep()
 
     async def readiness_ami(self) -> tuple[bool, str]:
-        return (True, "logged in") if self.ami.ready else (False, "not connected")
+        if not self.ami.ready:
+            return False, "not connected"
+        return True, "logged in" if self.follows_events else "logged in (actions only)"
 
     async def readiness_agi(self) -> tuple[bool, str]:
         return (True, "listening") if self.agi.serving else (False, "not listening")

@@ -156,6 +156,7 @@ async def test_siaga112_worker_process_locates_calls_and_serves_metrics(
         "-m",
         "siaga112",
         "worker",
+        "--no-telephony",
         env=env,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
