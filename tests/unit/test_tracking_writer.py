@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from siaga112.calls.recorder import CallFacts, CallProgress
 from siaga112.telephony.metrics import Metrics
@@ -107,3 +107,26 @@ async def test_later_progress_of_a_recovered_call_is_written(bad_first: bool) ->
     await tracker.flush()
     assert calls.rows["6.6"].state == "queued"
     assert metrics.counters["call_progress_rejected"] == 0
+
+
+async def test_a_deadlock_with_another_writer_is_retried_not_held_against_the_call() -> None:
+    calls, metrics = FakeCalls(), Metrics()
+    tracker = tracker_for(calls, metrics)
+    tracker.feed_raw(join("7.7"))
+    deadlocks = {"left": 2 * MAX_WRITE_ATTEMPTS}
+    write = calls.write
+
+    class Deadlock(Exception):
+        sqlstate = "40P01"
+
+    async def deadlocking(updates: list[CallProgress]) -> set[str]:
+        if deadlocks["left"] > 0:
+            deadlocks["left"] -= 1
+            raise DBAPIError("UPDATE calls", {}, Deadlock("deadlock detected"))
+        return await write(updates)
+
+    tracker._write = deadlocking
+    for _ in range(2 * MAX_WRITE_ATTEMPTS):
+        await tracker.flush()
+    assert metrics.counters["call_progress_rejected"] == 0
+    assert calls.rows["7.7"].state == "queued"

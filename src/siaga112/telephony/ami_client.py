@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
@@ -58,6 +59,7 @@ class AmiLink:
         self.metrics = metrics
         self.logged_in_at: float | None = None
         self._resyncs: set[asyncio.Task[None]] = set()
+        self._malformed: dict[str, int] = {}
         self._manager = _BackoffManager(
             host=host,
             port=port,
@@ -127,7 +129,17 @@ class AmiLink:
                 return
             if isinstance(event, Malformed):
                 self.metrics.inc("ami_events_malformed")
-                log.warning("malformed AMI %s event: %s", event.event_name, event.reason)
+                seen = self._malformed[event.event_name] = (
+                    self._malformed.get(event.event_name, 0) + 1
+                )
+                # 1st, 10th, 100th ...: a surge must not turn this into one log line per call.
+                if math.log10(seen).is_integer():
+                    log.warning(
+                        "malformed AMI %s event (%d so far): %s",
+                        event.event_name,
+                        seen,
+                        event.reason,
+                    )
                 return
             self.metrics.inc("ami_events")
             self._on_event(event)

@@ -137,9 +137,13 @@ class CallTracker:
             self.metrics.inc("call_progress_writes", len(batch))
             for key in batch:
                 self._failures.pop(key, None)
-        except Exception:
+        except Exception as exc:
             self.metrics.inc("call_progress_write_failures")
-            log.exception("writing call progress failed; retrying call by call")
+            if _transient(exc):
+                # A deadlock with another writer of the same rows, or the database away.
+                log.warning("writing call progress failed (%s); retrying call by call", exc)
+            else:
+                log.exception("writing call progress failed; retrying call by call")
             await self._write_one_by_one(batch)
 
     async def _write_batch(self, batch: Mapping[str, CallState]) -> None:
@@ -203,11 +207,27 @@ class CallTracker:
                 self._callers.pop(key, None)
 
 
+# deadlock_detected, serialization_failure, lock_not_available: another writer, not the data.
+_TRANSIENT_SQLSTATES = frozenset({"40P01", "40001", "55P03"})
+
+
 def _transient(exc: BaseException) -> bool:
-    """A lost or refused connection, a timeout: the database, not the data."""
+    """A lost or refused connection, a timeout, a deadlock with another writer: the database
+    or the moment, not the data; writing the same again later succeeds."""
     if isinstance(exc, OperationalError | InterfaceError | OSError | TimeoutError):
         return True
-    return isinstance(exc, DBAPIError) and exc.connection_invalidated
+    if not isinstance(exc, DBAPIError):
+        return False
+    return exc.connection_invalidated or _sqlstate(exc) in _TRANSIENT_SQLSTATES
+
+
+def _sqlstate(exc: DBAPIError) -> str | None:
+    # asyncpg's error (behind SQLAlchemy's adapter) carries the SQLSTATE as `sqlstate`.
+    for candidate in (exc.orig, getattr(exc.orig, "__cause__", None)):
+        code = getattr(candidate, "sqlstate", None) or getattr(candidate, "pgcode", None)
+        if isinstance(code, str):
+            return code
+    return None
 
 
 def _facts_from_ami(state: CallState, number: str, name: str) -> CallFacts:
