@@ -149,9 +149,19 @@ def _cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
-    from siaga112.worker import run_worker
+    from siaga112.worker import parse_duties, run_worker
 
-    return run_worker(settings, with_telephony=not args.no_telephony)
+    try:
+        duties = parse_duties(args.duties)
+    except ValueError as exc:
+        print(f"siaga112 worker: {exc}", file=sys.stderr)
+        return 2
+    return run_worker(
+        settings,
+        with_telephony=not args.no_telephony,
+        duties=duties,
+        metrics_port=args.metrics_port,
+    )
 
 
 def _cmd_pbx(settings: Settings, args: argparse.Namespace) -> int:
@@ -208,6 +218,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     worker.add_argument(
         "--no-telephony", action="store_true", help="no AMI (as with serve --api-only)"
+    )
+    worker.add_argument(
+        "--duties",
+        default="events,locations,recordings",
+        help="what this process does, comma-separated (default: all of events, locations, "
+        "recordings)",
+    )
+    worker.add_argument(
+        "--metrics-port", type=int, default=None, help="instead of SIAGA112_WORKER__PORT; 0: none"
     )
     worker.set_defaults(func=_cmd_worker)
 

@@ -1,5 +1,5 @@
 """`siaga112 serve`: the API, and with telephony the FastAGI server and AMI client, in one
-event loop; background work that would slow them down runs in a child `siaga112 worker`."""
+event loop; background work that would slow them down runs in child `siaga112 worker`s."""
 
 from __future__ import annotations
 
@@ -90,7 +90,20 @@ async def serve(settings: Settings, *, with_telephony: bool, spawn_worker: bool 
     worker = DeliveryWorker(sessionmaker=sessionmaker, settings=settings.dispatch, metrics=metrics)
     app.state.dispatch_worker = worker
     # Locations and recordings: a process of its own (siaga112.worker), off the AGI loop.
-    child = WorkerProcess(metrics=metrics, telephony=with_telephony) if spawn_worker else None
+    children: list[WorkerProcess] = []
+    if spawn_worker:
+        # One process follows the AMI events, another does the rest: neither waits on the
+        # other's work (siaga112.worker.DUTIES).
+        if with_telephony and settings.ami.events_in == "worker":
+            children.append(WorkerProcess(metrics=metrics, duties=("events",)))
+        children.append(
+            WorkerProcess(
+                metrics=metrics,
+                telephony=with_telephony,
+                duties=("locations", "recordings"),
+                metrics_port=settings.worker.port + len(children),
+            )
+        )
     config = uvicorn.Config(
         app,
         host=settings.api.host,
@@ -112,11 +125,11 @@ async def serve(settings: Settings, *, with_telephony: bool, spawn_worker: bool 
         if telephony is not None:
             await telephony.start()
         await worker.start()
-        if child is not None:
+        for child in children:
             await child.start()
         await server.serve()
     finally:
-        if child is not None:
+        for child in children:
             await child.stop()
         await worker.stop()
         if telephony is not None:

@@ -6,7 +6,8 @@ file (siaga112.telephony.runtime, role "events"), callers' locations
 `siaga112 serve` starts one as a child process unless told not to (`--no-worker`); a
 deployment may run it on its own instead. Its writes are idempotent and serialised per call in
 PostgreSQL, so a second one does no harm, but one per Asterisk is all the event stream needs.
-It serves its own `/metrics` and `/healthz` on SIAGA112_WORKER__HOST:PORT (127.0.0.1:8113).
+It serves its own `/metrics` and `/healthz` on SIAGA112_WORKER__HOST:PORT (127.0.0.1:8113; the
+second process serve starts, on the next port).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import socket
 import sys
 import time
 from collections.abc import Sequence
+from typing import Literal
 
 from siaga112.config import Settings
 from siaga112.db.session import make_sessionmaker
@@ -89,7 +91,29 @@ def _bind(host: str, port: int) -> socket.socket | None:
     return sock
 
 
-async def work(settings: Settings, *, with_telephony: bool = True) -> None:
+# What a worker process does; `siaga112 serve` starts one process for the AMI events and one
+# for the rest, so that neither's event loop waits on the other's work (the location
+# derivation beside the event stream delayed call_answered on the live stream from ~50 ms to
+# ~2 s at 50 calls/s, bench/events).
+Duty = Literal["events", "locations", "recordings"]
+DUTIES: tuple[Duty, ...] = ("events", "locations", "recordings")
+
+
+def parse_duties(text: str) -> frozenset[Duty]:
+    chosen = {d.strip() for d in text.split(",") if d.strip()}
+    unknown = chosen - set(DUTIES)
+    if unknown or not chosen:
+        raise ValueError(f"duties are a comma-separated choice of {', '.join(DUTIES)}")
+    return frozenset(d for d in DUTIES if d in chosen)
+
+
+async def work(
+    settings: Settings,
+    *,
+    with_telephony: bool = True,
+    duties: frozenset[Duty] = frozenset(DUTIES),
+    metrics_port: int | None = None,
+) -> None:
     from siaga112.service import open_database
 
     engine = await open_database(settings)
@@ -97,21 +121,26 @@ async def work(settings: Settings, *, with_telephony: bool = True) -> None:
     metrics = Metrics()
     events = (
         Telephony(settings=settings, sessionmaker=sessionmaker, metrics=metrics, role="events")
-        if with_telephony and settings.ami.events_in == "worker"
+        if "events" in duties and with_telephony and settings.ami.events_in == "worker"
         else None
     )
     locations = (
         LocationWorker(settings=settings, sessionmaker=sessionmaker, metrics=metrics)
-        if settings.locations.derive_in == "worker"
+        if "locations" in duties and settings.locations.derive_in == "worker"
         else None
     )
-    recorder = RecordingWorker(
-        sessionmaker=sessionmaker,
-        settings=settings.recordings,
-        root=recordings_path(settings),
-        metrics=metrics,
+    recorder = (
+        RecordingWorker(
+            sessionmaker=sessionmaker,
+            settings=settings.recordings,
+            root=recordings_path(settings),
+            metrics=metrics,
+        )
+        if "recordings" in duties
+        else None
     )
-    sock = _bind(settings.worker.host, settings.worker.port)
+    port = settings.worker.port if metrics_port is None else metrics_port
+    sock = _bind(settings.worker.host, port) if port else None
     server = MetricsServer(metrics=metrics)
     tasks: list[asyncio.Task[None]] = []
     stopping = asyncio.Event()
@@ -122,12 +151,13 @@ async def work(settings: Settings, *, with_telephony: bool = True) -> None:
         "worker: AMI events %s, locations %s, recordings %s",
         "on" if events is not None else "off",
         "on" if locations is not None else "off (derived inline)",
-        "on" if settings.recordings.enabled else "off",
+        "on" if recorder is not None and settings.recordings.enabled else "off",
     )
     try:
         if events is not None:
             await events.start()
-        await recorder.start()
+        if recorder is not None:
+            await recorder.start()
         if locations is not None:
             tasks.append(loop.create_task(locations.run(poll_s=settings.locations.worker_poll_s)))
         if sock is not None:
@@ -144,18 +174,32 @@ async def work(settings: Settings, *, with_telephony: bool = True) -> None:
         await asyncio.gather(*tasks, return_exceptions=True)
         if locations is not None:
             await locations.stop()
-        await recorder.stop()
+        if recorder is not None:
+            await recorder.stop()
         if events is not None:
             await events.stop()
         await engine.dispose()
 
 
-def run_worker(settings: Settings, *, with_telephony: bool = True) -> int:
+def run_worker(
+    settings: Settings,
+    *,
+    with_telephony: bool = True,
+    duties: frozenset[Duty] = frozenset(DUTIES),
+    metrics_port: int | None = None,
+) -> int:
     from siaga112.service import StartupError, loop_factory
 
     try:
         with asyncio.Runner(loop_factory=loop_factory()) as runner:
-            runner.run(work(settings, with_telephony=with_telephony))
+            runner.run(
+                work(
+                    settings,
+                    with_telephony=with_telephony,
+                    duties=duties,
+                    metrics_port=metrics_port,
+                )
+            )
     except StartupError as exc:
         log.error("%s", exc)
         return 1
@@ -171,12 +215,18 @@ class WorkerProcess:
         *,
         metrics: Metrics,
         telephony: bool = True,
+        duties: Sequence[Duty] = DUTIES,
+        metrics_port: int | None = None,
         command: Sequence[str] | None = None,
         first_delay_s: float = 1.0,
     ) -> None:
         self.metrics = metrics
-        base = (sys.executable, "-m", "siaga112", "worker")
-        self.command = tuple(command or (base if telephony else (*base, "--no-telephony")))
+        base = [sys.executable, "-m", "siaga112", "worker", "--duties", ",".join(duties)]
+        if not telephony:
+            base.append("--no-telephony")
+        if metrics_port is not None:
+            base += ["--metrics-port", str(metrics_port)]
+        self.command = tuple(command or base)
         self.first_delay_s = first_delay_s
         self._task: asyncio.Task[None] | None = None
         self._process: asyncio.subprocess.Process | None = None

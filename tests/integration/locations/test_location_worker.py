@@ -23,11 +23,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_asyn
 
 import siaga112.locations.worker as worker_module
 from siaga112.calls.models import Call
+from siaga112.cli import main
 from siaga112.config import AmiSettings, Settings
 from siaga112.locations.models import Location
 from siaga112.locations.worker import LocationWorker
 from siaga112.telephony.metrics import Metrics
-from siaga112.worker import WorkerProcess
+from siaga112.worker import WorkerProcess, parse_duties
 from tests.conftest import fresh_database
 from tests.integration.locations.conftest import record_call
 
@@ -222,3 +223,28 @@ async def test_serves_supervisor_starts_the_worker_again_when_it_ends() -> None:
     await sleeper.stop(within_s=5)
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
+
+
+def test_worker_duties_are_a_choice_of_the_known_ones(capsys: pytest.CaptureFixture[str]) -> None:
+    assert parse_duties("recordings, events") == frozenset({"events", "recordings"})
+    for bad in ("", "events,cooking", ","):
+        with pytest.raises(ValueError, match="duties"):
+            parse_duties(bad)
+    assert main(["worker", "--duties", "cooking"]) == 2
+    assert "duties" in capsys.readouterr().err
+
+
+def test_serve_starts_one_worker_for_the_events_and_one_for_the_rest() -> None:
+    events = WorkerProcess(metrics=Metrics(), duties=("events",))
+    rest = WorkerProcess(
+        metrics=Metrics(), telephony=False, duties=("locations", "recordings"), metrics_port=8114
+    )
+    assert events.command[-3:] == ("worker", "--duties", "events")
+    assert rest.command[3:] == (
+        "worker",
+        "--duties",
+        "locations,recordings",
+        "--no-telephony",
+        "--metrics-port",
+        "8114",
+    )
