@@ -161,6 +161,7 @@ def _cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
         with_telephony=not args.no_telephony,
         duties=duties,
         metrics_port=args.metrics_port,
+        nice=args.nice,
     )
 
 
@@ -227,6 +228,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     worker.add_argument(
         "--metrics-port", type=int, default=None, help="instead of SIAGA112_WORKER__PORT; 0: none"
+    )
+    worker.add_argument(
+        "--nice",
+        type=int,
+        default=0,
+        choices=range(20),
+        metavar="0..19",
+        help="run at a lower CPU priority (serve starts its workers at 5 and 10)",
     )
     worker.set_defaults(func=_cmd_worker)
 

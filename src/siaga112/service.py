@@ -94,14 +94,17 @@ async def serve(settings: Settings, *, with_telephony: bool, spawn_worker: bool 
     if spawn_worker:
         # One process follows the AMI events, another does the rest: neither waits on the
         # other's work (siaga112.worker.DUTIES).
+        # Both at a lower CPU priority than serve (and Asterisk): under a surge the AGI step
+        # of the next call matters more than a location or a progress line a moment later.
         if with_telephony and settings.ami.events_in == "worker":
-            children.append(WorkerProcess(metrics=metrics, duties=("events",)))
+            children.append(WorkerProcess(metrics=metrics, duties=("events",), nice=5))
         children.append(
             WorkerProcess(
                 metrics=metrics,
                 telephony=with_telephony,
                 duties=("locations", "recordings"),
                 metrics_port=settings.worker.port + len(children),
+                nice=10,
             )
         )
     config = uvicorn.Config(

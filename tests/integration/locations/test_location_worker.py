@@ -237,7 +237,11 @@ def test_worker_duties_are_a_choice_of_the_known_ones(capsys: pytest.CaptureFixt
 def test_serve_starts_one_worker_for_the_events_and_one_for_the_rest() -> None:
     events = WorkerProcess(metrics=Metrics(), duties=("events",))
     rest = WorkerProcess(
-        metrics=Metrics(), telephony=False, duties=("locations", "recordings"), metrics_port=8114
+        metrics=Metrics(),
+        telephony=False,
+        duties=("locations", "recordings"),
+        metrics_port=8114,
+        nice=10,
     )
     assert events.command[-3:] == ("worker", "--duties", "events")
     assert rest.command[3:] == (
@@ -247,4 +251,6 @@ def test_serve_starts_one_worker_for_the_events_and_one_for_the_rest() -> None:
         "--no-telephony",
         "--metrics-port",
         "8114",
+        "--nice",
+        "10",
     )
