@@ -3,23 +3,20 @@
 from __future__ import annotations
 
 from dataclasses import asdict
-from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse, Response
 
 from siaga112.api.csv_export import csv_text
 from siaga112.api.deps import Reader, SessionDep
+from siaga112.api.time_range import TimeRangeDep, jsonable
 from siaga112.errors import InvalidRequest
 from siaga112.reports.service import MAX_HOURLY_RANGE, IncidentReport, incident_report
 from siaga112.schemas import ERROR_RESPONSES
 
 router = APIRouter(prefix="/reports", tags=["reports"], responses=ERROR_RESPONSES)
-
-MAX_RANGE = timedelta(days=366)
 
 
 class Format(StrEnum):
@@ -66,16 +63,6 @@ def _csv(report: IncidentReport, by: By) -> str:
     return csv_text(fields, lines)
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_jsonable(v) for v in value]
-    return value
-
-
 @router.get(
     "/incidents",
     summary="Incidents in a time range by category, classification, agency, kecamatan, hour",
@@ -94,26 +81,11 @@ def _jsonable(value: Any) -> Any:
 async def incidents_report(
     session: SessionDep,
     _: Reader,
-    start: Annotated[datetime | None, Query(description="inclusive; default: 24 h ago")] = None,
-    end: Annotated[datetime | None, Query(description="exclusive; default: now")] = None,
-    tz: Annotated[str, Query(max_length=64)] = "Asia/Jakarta",
+    period: TimeRangeDep,
     format: Annotated[Format, Query()] = Format.JSON,
     by: Annotated[By, Query(description="the grouping a CSV export holds")] = By.CATEGORY,
 ) -> Response:
-    end = end or datetime.now(UTC)
-    start = start or end - timedelta(hours=24)
-    for name, value in (("start", start), ("end", end)):
-        if value.tzinfo is None:
-            raise InvalidRequest("times need a UTC offset", details=[{"field": f"query.{name}"}])
-    if not start < end or end - start > MAX_RANGE:
-        raise InvalidRequest(
-            "start must be before end, at most 366 days apart",
-            details=[{"field": "query.start"}, {"field": "query.end"}],
-        )
-    try:
-        ZoneInfo(tz)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise InvalidRequest("unknown time zone", details=[{"field": "query.tz"}]) from exc
+    start, end, tz = period.start, period.end, period.tz
     if format is Format.CSV and by is By.HOUR and end - start > MAX_HOURLY_RANGE:
         raise InvalidRequest(
             "hourly rows are given for at most 92 days: ask for a shorter range",
@@ -128,4 +100,4 @@ async def incidents_report(
                 "Content-Disposition": f'attachment; filename="siaga112-incidents-{by.value}.csv"'
             },
         )
-    return JSONResponse(_jsonable(asdict(report)))
+    return JSONResponse(jsonable(asdict(report)))

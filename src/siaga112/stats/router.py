@@ -1,23 +1,19 @@
 from __future__ import annotations
 
 from dataclasses import asdict
-from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse, Response
 
 from siaga112.api.csv_export import csv_text
 from siaga112.api.deps import Reader, SessionDep
-from siaga112.errors import InvalidRequest
+from siaga112.api.time_range import TimeRangeDep, jsonable
 from siaga112.schemas import ERROR_RESPONSES
 from siaga112.stats.service import Figures, ServiceLevels, service_levels
 
 router = APIRouter(prefix="/stats", tags=["stats"], responses=ERROR_RESPONSES)
-
-MAX_RANGE = timedelta(days=366)
 
 
 class Format(StrEnum):
@@ -61,26 +57,11 @@ def _csv(levels: ServiceLevels, rows: CsvRows) -> str:
 async def stats(
     session: SessionDep,
     _: Reader,
-    start: Annotated[datetime | None, Query(description="inclusive; default: 24 h ago")] = None,
-    end: Annotated[datetime | None, Query(description="exclusive; default: now")] = None,
-    tz: Annotated[str, Query(max_length=64)] = "Asia/Jakarta",
+    period: TimeRangeDep,
     format: Annotated[Format, Query()] = Format.JSON,
     rows: Annotated[CsvRows, Query()] = CsvRows.HOUR,
 ) -> Response:
-    end = end or datetime.now(UTC)
-    start = start or end - timedelta(hours=24)
-    for name, value in (("start", start), ("end", end)):
-        if value.tzinfo is None:
-            raise InvalidRequest("times need a UTC offset", details=[{"field": f"query.{name}"}])
-    if not start < end or end - start > MAX_RANGE:
-        raise InvalidRequest(
-            "start must be before end, at most 366 days apart",
-            details=[{"field": "query.start"}, {"field": "query.end"}],
-        )
-    try:
-        ZoneInfo(tz)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise InvalidRequest("unknown time zone", details=[{"field": "query.tz"}]) from exc
+    start, end, tz = period.start, period.end, period.tz
     levels = await service_levels(session=session, start=start, end=end, timezone=tz)
     if format is Format.CSV:
         return Response(
@@ -89,14 +70,4 @@ async def stats(
             headers={"Content-Disposition": f'attachment; filename="siaga112-{rows.value}.csv"'},
         )
     body = asdict(levels)
-    return JSONResponse(_jsonable(body))
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_jsonable(v) for v in value]
-    return value
+    return JSONResponse(jsonable(body))
