@@ -150,7 +150,9 @@ async def work(
     log.info(
         "worker: AMI events %s, locations %s, recordings %s",
         "on" if events is not None else "off",
-        "on" if locations is not None else "off (derived inline)",
+        "on"
+        if locations is not None
+        else ("off (derived inline)" if "locations" in duties else "off"),
         "on" if recorder is not None and settings.recordings.enabled else "off",
     )
     try:
