@@ -22,7 +22,6 @@ import argparse
 import asyncio
 import itertools
 import json
-import math
 import os
 import sys
 import threading
@@ -31,7 +30,6 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -42,9 +40,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_asyn
 from bench.realstack import (
     BenchStack,
     Step,
+    add_stack_arguments,
     agi_quantiles,
+    bench_main,
     bench_stack,
     calls_in_db,
+    check_rates,
     log,
     ms,
     q,
@@ -587,14 +588,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python -m bench.events", description=__doc__.split("\n\n")[0] if __doc__ else None
     )
-    p.add_argument(
-        "--rates",
-        type=lambda v: [float(x) for x in v.split(",") if x.strip()],
-        default=list(DEFAULT_RATES),
-        help="offered calls/s, comma-separated (default %(default)s)",
+    add_stack_arguments(
+        p,
+        default_rates=DEFAULT_RATES,
+        rates_help="offered calls/s",
+        bench_database=BENCH_DATABASE,
+        settle_help="seconds to wait for every call's row and event (one reconciliation pass "
+        "is 30 s)",
     )
     p.add_argument("--step-seconds", type=float, default=20.0, help="length of a step")
-    p.add_argument("--hold", type=float, default=2.0, help="seconds a caller stays on the line")
     p.add_argument("--clients", type=int, default=2, help="SSE clients connected")
     p.add_argument(
         "--toggle-every", type=float, default=0.5, help="operator pause/resume period (s)"
@@ -602,35 +604,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--statement-samples", type=int, default=1000, help="AGI statements of each variant"
     )
-    p.add_argument(
-        "--settle",
-        type=float,
-        default=40.0,
-        help="seconds to wait for every call's row and event (one reconciliation pass is 30 s)",
-    )
-    p.add_argument(
-        "--wait-busy", type=float, default=180.0, help="wait this long for a busy sandbox"
-    )
-    p.add_argument("--database-url", default=None, help=f"default: .../{BENCH_DATABASE}")
-    p.add_argument("--keep-cdr", action="store_true", help="leave the bench's CDR lines")
     p.add_argument("--no-control", action="store_true", help="skip the steps without SSE clients")
-    p.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = p.parse_args(argv)
-    if not args.rates or any(r <= 0 or not math.isfinite(r) for r in args.rates):
-        p.error("--rates needs positive numbers")
+    check_rates(p, args)
     if args.clients < 1:
         p.error("--clients needs at least 1")
     return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    result = run(args)
-    print(report(result), flush=True)
-    if args.json is not None:
-        args.json.write_text(json.dumps(result, indent=2, default=str) + "\n")
-        log(f"JSON written to {args.json}")
-    return 0
+    return bench_main(parse_args(argv), run, report)
 
 
 if __name__ == "__main__":

@@ -9,9 +9,11 @@ stopped when the bench started it), taking the benchmark's lines out of the CDR 
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import json
+import math
 import os
 import platform
 import shlex
@@ -24,7 +26,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -692,3 +694,51 @@ def bench_stack(
             result["cdr"] = "bench lines left in Asterisk's CDR file (--keep-cdr)"
         else:
             result["cdr"] = trim_cdr(cdr, workdir)
+
+
+# ---------------------------------------------------------------------------------------------
+# the command line every real-stack bench shares
+
+
+def add_stack_arguments(
+    p: argparse.ArgumentParser,
+    *,
+    default_rates: Sequence[float],
+    rates_help: str,
+    bench_database: str,
+    settle_help: str,
+) -> None:
+    """--rates, --hold, --settle, --wait-busy, --database-url, --keep-cdr and --json."""
+    p.add_argument(
+        "--rates",
+        type=lambda v: [float(x) for x in v.split(",") if x.strip()],
+        default=list(default_rates),
+        help=f"{rates_help}, comma-separated (default %(default)s)",
+    )
+    p.add_argument("--hold", type=float, default=2.0, help="seconds a caller stays on the line")
+    p.add_argument("--settle", type=float, default=40.0, help=settle_help)
+    p.add_argument(
+        "--wait-busy", type=float, default=180.0, help="wait this long for a busy sandbox"
+    )
+    p.add_argument("--database-url", default=None, help=f"default: .../{bench_database}")
+    p.add_argument("--keep-cdr", action="store_true", help="leave the bench's CDR lines")
+    p.add_argument("--json", type=Path, default=None, help="also write the figures here")
+
+
+def check_rates(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    if not args.rates or any(r <= 0 or not math.isfinite(r) for r in args.rates):
+        p.error("--rates needs positive numbers")
+
+
+def bench_main(
+    args: argparse.Namespace,
+    run: Callable[[argparse.Namespace], dict[str, Any]],
+    report: Callable[[dict[str, Any]], str],
+) -> int:
+    """Runs the bench, prints its report, and writes the figures to --json when asked."""
+    result = run(args)
+    print(report(result), flush=True)
+    if args.json is not None:
+        args.json.write_text(json.dumps(result, indent=2, default=str) + "\n")
+        log(f"JSON written to {args.json}")
+    return 0

@@ -22,8 +22,6 @@ registers from 127.0.0.1.
 from __future__ import annotations
 
 import argparse
-import json
-import math
 import sys
 import time
 from collections.abc import Sequence
@@ -34,8 +32,11 @@ from typing import Any
 from bench.realstack import (
     CdrTail,
     Step,
+    add_stack_arguments,
     agi_quantiles,
+    bench_main,
     bench_stack,
+    check_rates,
     log,
     ms,
     q,
@@ -306,46 +307,27 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python -m bench.surge", description=__doc__.split("\n\n")[0] if __doc__ else None
     )
-    p.add_argument(
-        "--rates",
-        type=lambda v: [float(x) for x in v.split(",") if x.strip()],
-        default=list(DEFAULT_RATES),
-        help="offered calls/s of the ramp steps, comma-separated (default %(default)s)",
+    add_stack_arguments(
+        p,
+        default_rates=DEFAULT_RATES,
+        rates_help="offered calls/s of the ramp steps",
+        bench_database=BENCH_DATABASE,
+        settle_help="seconds to wait for the service's writes (one reconciliation pass is 30 s)",
     )
     p.add_argument("--step-seconds", type=float, default=15.0, help="length of a ramp step")
-    p.add_argument("--hold", type=float, default=2.0, help="seconds a caller stays on the line")
     p.add_argument("--latency-rate", type=float, default=50.0, help="rate of the latency run")
     p.add_argument("--latency-seconds", type=float, default=30.0, help="length of it")
     p.add_argument(
         "--patience", type=int, default=1, help="a ramp stops after this many unsustained steps"
     )
-    p.add_argument(
-        "--settle",
-        type=float,
-        default=40.0,
-        help="seconds to wait for the service's writes (one reconciliation pass is 30 s)",
-    )
     p.add_argument("--max-minutes", type=float, default=9.0, help="hard time budget")
-    p.add_argument(
-        "--wait-busy", type=float, default=180.0, help="wait this long for a busy sandbox"
-    )
-    p.add_argument("--database-url", default=None, help=f"default: .../{BENCH_DATABASE}")
-    p.add_argument("--keep-cdr", action="store_true", help="leave the bench's CDR lines")
-    p.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = p.parse_args(argv)
-    if not args.rates or any(r <= 0 or not math.isfinite(r) for r in args.rates):
-        p.error("--rates needs positive numbers")
+    check_rates(p, args)
     return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    result = run(args)
-    print(report(result), flush=True)
-    if args.json is not None:
-        args.json.write_text(json.dumps(result, indent=2, default=str) + "\n")
-        log(f"JSON written to {args.json}")
-    return 0
+    return bench_main(parse_args(argv), run, report)
 
 
 if __name__ == "__main__":
