@@ -37,7 +37,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from siaga112.db.manage import connect, drop_database, upgrade
 from siaga112.locations.cells import ImportProgress, find_cell, import_cells
 from siaga112.locations.pani import CellGlobalId, parse_pani
-from siaga112.telephony.metrics import quantile
+from siaga112.metrics import quantile
 
 DEFAULT_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/siaga112_bench_locations"
 HEADER = (

@@ -36,9 +36,9 @@ from sqlalchemy.engine import make_url
 from siaga112.config import Settings
 from siaga112.db.manage import drop_database, upgrade
 from siaga112.db.session import asyncpg_dsn, make_engine, make_sessionmaker
+from siaga112.metrics import Metrics, quantile
 from siaga112.telephony import pbx
 from siaga112.telephony.cdr import CdrRecord, merge_by_call, parse_cdr_line
-from siaga112.telephony.metrics import Metrics, quantile
 from siaga112.telephony.reconcile import CdrReconciler
 from siaga112.telephony.sipp import SIP_CONF, SippOperator, pbx_unavailable_reason, run_caller
 

@@ -17,6 +17,7 @@ from siaga112 import __version__
 from siaga112.agencies.router import router as agencies_router
 from siaga112.api.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from siaga112.callbacks.router import router as callbacks_router
+from siaga112.callcontrol.protocol import CallControl
 from siaga112.callcontrol.router import router as callcontrol_router
 from siaga112.callers.router import router as callers_router
 from siaga112.calls.router import router as calls_router
@@ -33,13 +34,12 @@ from siaga112.incidents.router import router as incidents_router
 from siaga112.locations.aml_router import router as aml_router
 from siaga112.locations.aml_router import unmatched_router as aml_unmatched_router
 from siaga112.locations.router import router as locations_router
+from siaga112.metrics import Metrics
 from siaga112.operators.router import router as operators_router
 from siaga112.queue.router import router as queue_router
 from siaga112.recordings.router import router as recordings_router
 from siaga112.reports.router import router as reports_router
 from siaga112.stats.router import router as stats_router
-from siaga112.telephony.call_control import CallControl
-from siaga112.telephony.metrics import Metrics
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from siaga112.db.manage import UnknownRevision, pending_migrations
 from siaga112.db.session import asyncpg_dsn, make_engine, make_sessionmaker
 from siaga112.dispatch.worker import DeliveryWorker
 from siaga112.events.hub import EventHub
-from siaga112.telephony.metrics import Metrics
+from siaga112.metrics import Metrics
 from siaga112.telephony.runtime import Telephony, TelephonyRole
 from siaga112.worker import WorkerProcess
 

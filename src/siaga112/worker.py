@@ -26,8 +26,8 @@ from typing import Literal
 from siaga112.config import Settings
 from siaga112.db.session import make_sessionmaker
 from siaga112.locations.worker import LocationWorker
+from siaga112.metrics import Metrics
 from siaga112.recordings.worker import RecordingWorker
-from siaga112.telephony.metrics import Metrics
 from siaga112.telephony.pbx import recordings_path
 from siaga112.telephony.runtime import Telephony
 

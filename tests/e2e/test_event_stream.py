@@ -22,7 +22,7 @@ from siaga112.auth.service import create_key, system_actor
 from siaga112.calls.models import Call
 from siaga112.db.session import asyncpg_dsn
 from siaga112.events.hub import EventHub
-from siaga112.telephony.metrics import Metrics
+from siaga112.metrics import Metrics
 from siaga112.telephony.sipp import SippOperator
 from tests.conftest import auth
 from tests.e2e.conftest import Stack

@@ -30,7 +30,7 @@ from siaga112.calls.models import Call
 from siaga112.dispatch.models import AgencyDispatchSettings, WebhookOutbox
 from siaga112.dispatch.worker import DeliveryWorker
 from siaga112.incidents.models import Incident
-from siaga112.telephony.metrics import Metrics
+from siaga112.metrics import Metrics
 from siaga112.telephony.sipp import SippOperator
 from tests.conftest import auth
 from tests.e2e.conftest import Stack

@@ -27,11 +27,11 @@ from siaga112.auth.roles import Role
 from siaga112.auth.service import create_key, system_actor
 from siaga112.calls.models import Call
 from siaga112.config import RecordingSettings
+from siaga112.metrics import Metrics
 from siaga112.recordings.files import parse_wav_header
 from siaga112.recordings.models import Recording
 from siaga112.recordings.worker import RecordingWorker
 from siaga112.telephony import pbx
-from siaga112.telephony.metrics import Metrics
 from siaga112.telephony.sipp import SippOperator
 from tests.conftest import auth
 from tests.e2e.conftest import Stack

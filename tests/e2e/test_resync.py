@@ -10,8 +10,8 @@ import time
 from sqlalchemy import select
 
 from siaga112.calls.models import Call
+from siaga112.metrics import Metrics
 from siaga112.telephony import pbx
-from siaga112.telephony.metrics import Metrics
 from siaga112.telephony.runtime import Telephony
 from siaga112.telephony.sipp import SippOperator
 from tests.e2e.conftest import Stack

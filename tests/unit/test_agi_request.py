@@ -9,12 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from siaga112.telephony.agi_request import (
-    IncomingCall,
-    normalise_indonesian_number,
-    parse_incoming_call,
-    parse_pai,
-)
+from siaga112.callers.numbers import normalise_indonesian_number
+from siaga112.telephony.agi_request import IncomingCall, parse_incoming_call, parse_pai
 
 
 def b64(text: str) -> str:

@@ -7,11 +7,8 @@ from collections.abc import Mapping
 
 import pytest
 
-from siaga112.telephony.call_control import (
-    AmiCallControl,
-    CallControlError,
-    parse_queue_members,
-)
+from siaga112.callcontrol.protocol import CallControlError
+from siaga112.telephony.ami_call_control import AmiCallControl, parse_queue_members
 
 
 def member(**fields: str) -> dict[str, str]:

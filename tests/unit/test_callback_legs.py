@@ -12,7 +12,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from siaga112.callcontrol.protocol import CallControlError
 from siaga112.calls.recorder import CallProgress
+from siaga112.metrics import Metrics
+from siaga112.telephony.ami_call_control import AmiCallControl
 from siaga112.telephony.ami_events import (
     AmiEvent,
     ChannelHungUp,
@@ -21,7 +24,6 @@ from siaga112.telephony.ami_events import (
     parse_event,
     split_transcript,
 )
-from siaga112.telephony.call_control import AmiCallControl, CallControlError
 from siaga112.telephony.callback_legs import (
     CALLBACK_ID_PREFIX,
     LegFact,
@@ -33,7 +35,6 @@ from siaga112.telephony.callback_legs import (
     merge,
     token_of,
 )
-from siaga112.telephony.metrics import Metrics
 from siaga112.telephony.tracking import CallTracker
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "ami"

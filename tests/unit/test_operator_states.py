@@ -11,10 +11,10 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given
 from hypothesis import strategies as st
 
+from siaga112.callcontrol.protocol import QueueMemberState
+from siaga112.metrics import Metrics
 from siaga112.operators.live import OperatorSnapshot, OperatorStateChange
 from siaga112.telephony.ami_events import Malformed, QueueMemberChanged, parse_event
-from siaga112.telephony.call_control import QueueMemberState
-from siaga112.telephony.metrics import Metrics
 from siaga112.telephony.operator_states import OperatorStates, OperatorStateWriter, Pending
 
 T0 = datetime(2026, 11, 24, 8, 0, tzinfo=UTC)

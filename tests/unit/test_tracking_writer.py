@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from siaga112.calls.recorder import CallFacts, CallProgress
-from siaga112.telephony.metrics import Metrics
+from siaga112.metrics import Metrics
 from siaga112.telephony.tracking import MAX_WRITE_ATTEMPTS, CallTracker
 
 

@@ -41,6 +41,7 @@ from siaga112.api.pagination import decode_cursor, encode_cursor
 from siaga112.audit.service import record_audit
 from siaga112.auth.service import Actor, system_actor
 from siaga112.callbacks.models import Callback, CallbackAttempt
+from siaga112.callcontrol.protocol import CallControl, CallControlError
 from siaga112.callcontrol.service import dial_digits
 from siaga112.calls.models import Call
 from siaga112.config import Settings
@@ -55,7 +56,6 @@ from siaga112.errors import (
 from siaga112.incidents.models import Incident
 from siaga112.incidents.service import add_timeline_event
 from siaga112.operators.models import Operator
-from siaga112.telephony.call_control import CallControl, CallControlError
 from siaga112.telephony.callback_legs import (
     CALLBACK_CONTEXT,
     LegFact,

@@ -16,10 +16,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from siaga112.agencies.models import Agency
 from siaga112.audit.service import record_audit
 from siaga112.auth.service import Actor
+from siaga112.callcontrol.protocol import CallControl, CallControlError
 from siaga112.calls.models import Call
 from siaga112.errors import InvalidRequest, InvalidTransition, NotFound, TelephonyUnavailable
 from siaga112.incidents.service import add_timeline_event
-from siaga112.telephony.call_control import CallControl, CallControlError
 
 TRANSFER_CONTEXT = "siaga112-transfer"
 _LIVE_STATES = frozenset({"offered", "queued", "ringing", "answered"})

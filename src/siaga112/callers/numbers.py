@@ -8,20 +8,14 @@ mean "no number" (anonymous, restricted, ...).
 
 A number may have been stored in several forms and columns (``calls.caller_e164``,
 ``caller_number``, ``asserted_number``, ``incidents.caller_number``: +62812..., 62812...,
-0812...); :func:`call_matches` and :func:`incident_matches` look in all of them.
+0812...); `siaga112.callers.matching` looks in all of them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
 
-from sqlalchemy import ColumnElement, or_, select, union
-
-from siaga112.calls.models import Call
-from siaga112.incidents.models import Incident
-from siaga112.telephony.agi_request import normalise_indonesian_number
-
-# What callers and carriers put where a number would be (agi_request's list, plus Asterisk's).
+# What callers, carriers and Asterisk put where a number would be: never a caller's number.
 NO_NUMBER_WORDS = frozenset(
     {
         "",
@@ -38,8 +32,34 @@ NO_NUMBER_WORDS = frozenset(
     }
 )
 
+_VISUAL_SEPARATORS = re.compile(r"[\s\-.()/]")
+_PHONE = re.compile(r"\+?[0-9]{2,20}", re.ASCII)
+
 # "+" and at least 8 digits: shorter is a short code or a fragment, never a subscriber.
 MIN_E164_CHARS = 9
+
+
+def normalise_indonesian_number(number: str) -> str | None:
+    """Return ``number`` as E.164 (``+62...``) when that is unambiguous, else None.
+
+    ``0812...`` and ``62812...`` become ``+62812...``; ``+<digits>`` stays (also foreign
+    numbers); short codes (3 to 7 digits, e.g. 112, 14045, 1500xxx) are returned unchanged.
+    Anything else (too short or long, ``00`` international prefixes, letters) gives None: a wrong
+    callback number is worse than none.
+    """
+    cleaned = _VISUAL_SEPARATORS.sub("", number)
+    if not _PHONE.fullmatch(cleaned):
+        return None
+    if cleaned.startswith("+"):
+        digits = cleaned[1:]
+        return cleaned if 7 <= len(digits) <= 15 and digits[0] != "0" else None
+    if cleaned.startswith("62") and 10 <= len(cleaned) <= 15 and cleaned[2] != "0":
+        return "+" + cleaned
+    if cleaned.startswith("0") and not cleaned.startswith("00") and 9 <= len(cleaned) <= 14:
+        return "+62" + cleaned[1:]
+    if 3 <= len(cleaned) <= 7 and cleaned[0] != "0":
+        return cleaned
+    return None
 
 
 def means_no_number(raw: str) -> bool:
@@ -81,41 +101,3 @@ def fixed_forms(e164: str) -> tuple[str, str, str]:
     forms = number_forms(e164)
     forms += [e164] * (FORM_COUNT - len(forms))
     return forms[0], forms[1], forms[2]
-
-
-# A number in E.164 and its stored forms: literals, or columns of a VALUES list when many
-# numbers are matched in one statement.
-NumberText = str | ColumnElement[str]
-
-
-def calls_of(e164: NumberText, forms: Sequence[NumberText]) -> ColumnElement[bool]:
-    """Calls of the number, in whichever column and form it was stored."""
-    return or_(
-        Call.caller_e164 == e164,
-        Call.caller_number.in_(forms),
-        Call.asserted_number.in_(forms),
-    )
-
-
-def incidents_of(e164: NumberText, forms: Sequence[NumberText]) -> ColumnElement[bool]:
-    """Incidents of the number: its own caller number, or a call of the number."""
-    # A union of ids rather than an OR, so that each side uses its index and the incidents are
-    # then fetched by primary key: no scan of the incidents table however large it grows.
-    # correlate_except: each side reads its own table, and takes the number's columns (when
-    # they are columns) from the enclosing statement rather than joining a copy of them.
-    return Incident.id.in_(
-        union(
-            select(Incident.id).where(Incident.caller_number.in_(forms)).correlate_except(Incident),
-            select(Call.incident_id)
-            .where(calls_of(e164, forms), Call.incident_id.is_not(None))
-            .correlate_except(Call),
-        )
-    )
-
-
-def call_matches(e164: str) -> ColumnElement[bool]:
-    return calls_of(e164, number_forms(e164))
-
-
-def incident_matches(e164: str) -> ColumnElement[bool]:
-    return incidents_of(e164, number_forms(e164))

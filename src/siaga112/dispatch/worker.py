@@ -48,7 +48,7 @@ from siaga112.dispatch.webhooks import (
     sign,
 )
 from siaga112.incidents.models import IncidentEvent
-from siaga112.telephony.metrics import Metrics
+from siaga112.metrics import Metrics
 
 log = logging.getLogger(__name__)
 

@@ -41,7 +41,7 @@ import asyncpg
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from siaga112.telephony.metrics import Metrics
+from siaga112.metrics import Metrics
 
 log = logging.getLogger(__name__)
 

@@ -27,12 +27,12 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from siaga112.callers.numbers import normalise_indonesian_number
 from siaga112.incidents.lifecycle import Status
 from siaga112.incidents.models import Incident
 from siaga112.incidents.service import get_incident
 from siaga112.locations.models import Location
 from siaga112.locations.service import best_location
-from siaga112.telephony.agi_request import normalise_indonesian_number
 
 OPEN_STATUSES = (Status.NEW.value, Status.IN_PROGRESS.value, Status.DISPATCHED.value)
 EARTH_RADIUS_M = 6_371_008.8

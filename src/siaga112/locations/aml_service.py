@@ -49,7 +49,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from siaga112.audit.service import record_audit
 from siaga112.auth.service import Actor, system_actor
-from siaga112.callers.numbers import call_matches
+from siaga112.callers.matching import call_matches
+from siaga112.callers.numbers import normalise_indonesian_number
 from siaga112.calls.models import Call
 from siaga112.config import LocationSettings
 from siaga112.errors import InvalidSignature, MalformedAml, Replayed
@@ -67,7 +68,6 @@ from siaga112.locations.aml import (
 from siaga112.locations.aml_models import AmlMessage as AmlRow
 from siaga112.locations.service import add_location
 from siaga112.locations.sources import LocationSource
-from siaga112.telephony.agi_request import normalise_indonesian_number
 
 log = logging.getLogger(__name__)
 

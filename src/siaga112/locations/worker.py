@@ -37,7 +37,7 @@ from siaga112.locations.service import (
     pending_location_jobs,
     referenced_location_for_call,
 )
-from siaga112.telephony.metrics import Metrics
+from siaga112.metrics import Metrics
 
 log = logging.getLogger(__name__)
 

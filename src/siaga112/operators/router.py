@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Path, Request, Response, status
 from siaga112.api.deps import IncidentWriter, Reader, RequestId, SessionDep, require
 from siaga112.auth.roles import Permission
 from siaga112.auth.service import Actor
+from siaga112.callcontrol.protocol import CallControl, QueueMemberState
 from siaga112.config import Settings
 from siaga112.operators import service
 from siaga112.operators.models import Operator
@@ -21,7 +22,6 @@ from siaga112.operators.schemas import (
     SipAccount,
 )
 from siaga112.schemas import ERROR_RESPONSES
-from siaga112.telephony.call_control import CallControl, QueueMemberState
 
 router = APIRouter(prefix="/operators", tags=["operators"], responses=ERROR_RESPONSES)
 

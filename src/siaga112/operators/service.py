@@ -17,11 +17,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from siaga112.audit.service import record_audit
 from siaga112.auth.service import Actor
+from siaga112.callcontrol.protocol import (
+    OVERFLOW_MEMBER_PREFIX,
+    CallControl,
+    CallControlError,
+    QueueMemberState,
+)
 from siaga112.config import PbxSettings
 from siaga112.errors import Conflict, InvalidTransition, NotFound, TelephonyUnavailable
 from siaga112.operators.models import Operator, PsAor, PsAuth, PsEndpoint
-from siaga112.telephony.ami_events import OVERFLOW_MEMBER_PREFIX
-from siaga112.telephony.call_control import CallControl, CallControlError, QueueMemberState
 
 log = logging.getLogger(__name__)
 

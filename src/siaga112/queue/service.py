@@ -12,6 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from siaga112.callcontrol.protocol import CallControl, CallControlError, QueueEntryState
 from siaga112.callers.numbers import subscriber_number
 from siaga112.callers.service import caller_briefs, number_of_call
 from siaga112.calls.models import Call
@@ -26,7 +27,6 @@ from siaga112.queue.schemas import (
     LocationSummary,
     WaitingCall,
 )
-from siaga112.telephony.call_control import CallControl, CallControlError, QueueEntryState
 
 
 async def _entries_from_asterisk(control: CallControl | None) -> list[QueueEntryState] | None:

@@ -20,8 +20,8 @@ from pathlib import Path
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from siaga112.config import RecordingSettings
+from siaga112.metrics import Metrics
 from siaga112.recordings.service import PurgeResult, SweepResult, purge_expired, sweep_recordings
-from siaga112.telephony.metrics import Metrics
 
 log = logging.getLogger(__name__)
 

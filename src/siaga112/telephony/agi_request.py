@@ -32,9 +32,10 @@ import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from siaga112.callers.numbers import NO_NUMBER_WORDS, normalise_indonesian_number
+
 __all__ = [
     "IncomingCall",
-    "normalise_indonesian_number",
     "parse_incoming_call",
     "parse_pai",
 ]
@@ -71,21 +72,6 @@ _PRESENTATION_BY_CODE: dict[int, str] = {
     0x43: "unavailable",
 }
 _PRESENTATION_NAMES = frozenset(_PRESENTATION_BY_CODE.values())
-
-# Caller-ID strings that mean "no number" rather than a malformed one.
-_NO_NUMBER_WORDS = frozenset(
-    {
-        "",
-        "unknown",
-        "anonymous",
-        "restricted",
-        "private",
-        "unavailable",
-        "withheld",
-        "blocked",
-        "<unknown>",
-    }
-)
 
 _VISUAL_SEPARATORS = re.compile(r"[\s\-.()/]")
 _PHONE = re.compile(r"\+?[0-9]{2,20}", re.ASCII)
@@ -185,7 +171,7 @@ def parse_incoming_call(env: Mapping[str, object]) -> IncomingCall:
     caller_number = _unless_unknown(text("agi_callerid"))
     caller_name = _unless_unknown(text("agi_calleridname"))
     usable = _usable_number(caller_number)
-    if usable is None and caller_number.strip().lower() not in _NO_NUMBER_WORDS:
+    if usable is None and caller_number.strip().lower() not in NO_NUMBER_WORDS:
         problems.append(f"caller ID {caller_number!r} is not a phone number")
     caller_e164 = normalise_indonesian_number(usable) if usable is not None else None
 
@@ -221,29 +207,6 @@ def parse_incoming_call(env: Mapping[str, object]) -> IncomingCall:
         geoloc_method=geoloc_method,
         problems=tuple(problems),
     )
-
-
-def normalise_indonesian_number(number: str) -> str | None:
-    """Return ``number`` as E.164 (``+62...``) when that is unambiguous, else None.
-
-    ``0812...`` and ``62812...`` become ``+62812...``; ``+<digits>`` stays (also foreign
-    numbers); short codes (3 to 7 digits, e.g. 112, 14045, 1500xxx) are returned unchanged.
-    Anything else (too short or long, ``00`` international prefixes, letters) gives None: a wrong
-    callback number is worse than none.
-    """
-    cleaned = _VISUAL_SEPARATORS.sub("", number)
-    if not _PHONE.fullmatch(cleaned):
-        return None
-    if cleaned.startswith("+"):
-        digits = cleaned[1:]
-        return cleaned if 7 <= len(digits) <= 15 and digits[0] != "0" else None
-    if cleaned.startswith("62") and 10 <= len(cleaned) <= 15 and cleaned[2] != "0":
-        return "+" + cleaned
-    if cleaned.startswith("0") and not cleaned.startswith("00") and 9 <= len(cleaned) <= 14:
-        return "+62" + cleaned[1:]
-    if 3 <= len(cleaned) <= 7 and cleaned[0] != "0":
-        return cleaned
-    return None
 
 
 def parse_pai(value: str) -> tuple[str | None, str | None]:
@@ -341,7 +304,7 @@ def _unless_unknown(value: str) -> str:
 
 
 def _usable_number(value: str) -> str | None:
-    if value.strip().lower() in _NO_NUMBER_WORDS:
+    if value.strip().lower() in NO_NUMBER_WORDS:
         return None
     cleaned = _VISUAL_SEPARATORS.sub("", value)
     return cleaned if _PHONE.fullmatch(cleaned) else None

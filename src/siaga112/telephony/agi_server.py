@@ -18,9 +18,9 @@ from datetime import UTC, datetime
 from panoramisk.fast_agi import Request
 
 from siaga112.calls.recorder import CallFacts, RecordedCall
+from siaga112.metrics import Metrics
 from siaga112.telephony.agi_request import parse_incoming_call
 from siaga112.telephony.facts import facts_from
-from siaga112.telephony.metrics import Metrics
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ from typing import Any
 
 from panoramisk import Manager
 
+from siaga112.metrics import Metrics
 from siaga112.telephony.ami_events import AmiEvent, Malformed, parse_event
-from siaga112.telephony.metrics import Metrics
 
 log = logging.getLogger(__name__)
 

@@ -34,6 +34,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TypeAlias, TypedDict
 
+from siaga112.callcontrol.protocol import OVERFLOW_MEMBER_PREFIX
+
 __all__ = [
     "OVERFLOW_CONTEXT",
     "OVERFLOW_MEMBER_PREFIX",
@@ -72,8 +74,8 @@ _UNKNOWN = "<unknown>"
 # pbx.render_config): a member interface or channel in it is an overflow destination, not an
 # operator.
 OVERFLOW_CONTEXT = "siaga112-overflow"
-# Their member names, and the ``operator`` recorded when one of them answers: overflow:<target>.
-OVERFLOW_MEMBER_PREFIX = "overflow:"
+# Their member names, and the ``operator`` recorded when one of them answers, are
+# ``OVERFLOW_MEMBER_PREFIX`` + target (the prefix belongs to the call-control protocol).
 _OVERFLOW_LOCAL = re.compile(rf"^Local/([^@/;]+)@{OVERFLOW_CONTEXT}(?:[/;-]|$)")
 
 

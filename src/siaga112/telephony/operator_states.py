@@ -20,14 +20,14 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 
+from siaga112.callcontrol.protocol import QueueMemberState, device_name
+from siaga112.metrics import Metrics
 from siaga112.operators.live import (
     OperatorSnapshot,
     OperatorState,
     OperatorStateChange,
 )
 from siaga112.telephony.ami_events import QueueMemberChanged, operator_from_interface
-from siaga112.telephony.call_control import QueueMemberState, device_name
-from siaga112.telephony.metrics import Metrics
 
 log = logging.getLogger(__name__)
 

@@ -23,9 +23,9 @@ from siaga112.calls.cursors import ReadCursor
 from siaga112.calls.models import Call
 from siaga112.calls.recorder import CallProgress, apply_progress, record_incoming
 from siaga112.locations.service import locations_for_call
+from siaga112.metrics import Metrics
 from siaga112.telephony.cdr import CdrRecord, read_new_records
 from siaga112.telephony.facts import facts_from_env
-from siaga112.telephony.metrics import Metrics
 
 log = logging.getLogger(__name__)
 

@@ -21,14 +21,14 @@ from siaga112.calls.recorder import (
 from siaga112.config import Settings
 from siaga112.locations.service import CallLocationJob, aml_number
 from siaga112.locations.worker import LocationWorker
+from siaga112.metrics import Metrics
 from siaga112.operators.live import record_operator_states
 from siaga112.operators.service import QueueTarget, reapply_sessions
 from siaga112.telephony.agi_server import AgiServer
+from siaga112.telephony.ami_call_control import AmiCallControl, parse_queue_members
 from siaga112.telephony.ami_client import AmiLink
 from siaga112.telephony.ami_events import AmiEvent, FullyBooted, QueueMemberChanged
-from siaga112.telephony.call_control import AmiCallControl, parse_queue_members
 from siaga112.telephony.callback_tracking import CallbackTracker
-from siaga112.telephony.metrics import Metrics
 from siaga112.telephony.operator_states import OperatorStates, OperatorStateWriter, Pending
 from siaga112.telephony.pbx import cdr_csv_path
 from siaga112.telephony.reconcile import CdrReconciler

@@ -13,9 +13,9 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from siaga112.calls.recorder import CallFacts, CallProgress
+from siaga112.metrics import Metrics
 from siaga112.telephony.ami_events import AmiEvent, ChannelCreated, parse_event
 from siaga112.telephony.facts import facts_from_env
-from siaga112.telephony.metrics import Metrics
 from siaga112.telephony.tracker import CallState, CallStatus, apply_event, call_key
 
 log = logging.getLogger(__name__)

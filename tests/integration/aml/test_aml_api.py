@@ -27,7 +27,7 @@ from siaga112.incidents.models import Incident, IncidentEvent
 from siaga112.locations.aml_models import AmlMessage
 from siaga112.locations.aml_service import AmlPolicy, attach_pending_aml, rematch_unmatched
 from siaga112.locations.models import Location
-from siaga112.telephony.metrics import Metrics
+from siaga112.metrics import Metrics
 from tests.conftest import auth
 
 Sessions = async_sessionmaker[AsyncSession]

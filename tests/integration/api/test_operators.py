@@ -16,10 +16,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from siaga112.app import create_app
 from siaga112.audit.models import AuditEvent
 from siaga112.auth.roles import Role
+from siaga112.callcontrol.protocol import CallControlError, QueueEntryState, QueueMemberState
 from siaga112.config import Settings
 from siaga112.operators.models import PsAor, PsAuth, PsEndpoint
 from siaga112.operators.service import QueueTarget, reapply_sessions
-from siaga112.telephony.call_control import CallControlError, QueueEntryState, QueueMemberState
 from tests.conftest import auth
 
 

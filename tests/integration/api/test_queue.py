@@ -14,11 +14,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from siaga112.app import create_app
 from siaga112.auth.roles import Role
+from siaga112.callcontrol.protocol import QueueEntryState, QueueMemberState
 from siaga112.calls.models import Call
 from siaga112.config import Settings
 from siaga112.incidents.models import Incident
 from siaga112.locations.models import Location
-from siaga112.telephony.call_control import QueueEntryState, QueueMemberState
 from tests.conftest import auth
 from tests.integration.api.test_operators import FakeControl
 

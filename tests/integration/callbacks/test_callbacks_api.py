@@ -27,10 +27,10 @@ from siaga112.calls.models import Call
 from siaga112.config import Settings
 from siaga112.errors import CallbackInProgress
 from siaga112.incidents.models import Incident, IncidentEvent
+from siaga112.metrics import Metrics
 from siaga112.telephony.ami_events import parse_event, split_transcript
 from siaga112.telephony.callback_legs import CALLBACK_ID_PREFIX, fact_of
 from siaga112.telephony.callback_tracking import CallbackTracker
-from siaga112.telephony.metrics import Metrics
 from tests.conftest import auth
 from tests.integration.api.test_operators import FakeControl
 

@@ -25,7 +25,7 @@ from siaga112.auth.service import create_key, hash_key, system_actor
 from siaga112.config import DispatchSettings, Settings
 from siaga112.dispatch.worker import DeliveryWorker
 from siaga112.incidents.models import Incident
-from siaga112.telephony.metrics import Metrics
+from siaga112.metrics import Metrics
 from tests.conftest import auth
 from tests.integration.dispatch.receiver import Receiver
 

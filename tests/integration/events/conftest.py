@@ -20,7 +20,7 @@ from siaga112.auth.service import create_key, system_actor
 from siaga112.config import Settings
 from siaga112.db.session import asyncpg_dsn
 from siaga112.events.hub import EventHub
-from siaga112.telephony.metrics import Metrics
+from siaga112.metrics import Metrics
 
 
 class Server:

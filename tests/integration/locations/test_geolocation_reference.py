@@ -24,7 +24,7 @@ from siaga112.config import AmiSettings, Settings
 from siaga112.locations.georef import fetch_location_reference, fetchable_reference, host_allowed
 from siaga112.locations.models import Location
 from siaga112.locations.pidf import MAX_PIDF_CHARS
-from siaga112.telephony.metrics import Metrics
+from siaga112.metrics import Metrics
 from siaga112.telephony.runtime import Telephony
 from tests.integration.locations.conftest import inline_tasks
 

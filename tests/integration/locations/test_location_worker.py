@@ -27,7 +27,7 @@ from siaga112.cli import main
 from siaga112.config import AmiSettings, Settings
 from siaga112.locations.models import Location
 from siaga112.locations.worker import LocationWorker
-from siaga112.telephony.metrics import Metrics
+from siaga112.metrics import Metrics
 from siaga112.worker import WorkerProcess, parse_duties
 from tests.conftest import fresh_database
 from tests.integration.locations.conftest import record_call

@@ -24,10 +24,10 @@ from siaga112.auth.roles import Role
 from siaga112.calls.models import Call
 from siaga112.config import RecordingSettings, Settings
 from siaga112.incidents.models import Incident, IncidentEvent
+from siaga112.metrics import Metrics
 from siaga112.recordings.models import Recording
 from siaga112.recordings.service import SweepResult, purge_expired, sweep_recordings
 from siaga112.recordings.worker import RecordingWorker
-from siaga112.telephony.metrics import Metrics
 from tests.conftest import auth
 from tests.unit.test_recording_files import pcm_wav
 

@@ -15,8 +15,8 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from siaga112.calls.models import Call
 from siaga112.calls.recorder import CallFacts, RecordedCall, record_incoming
+from siaga112.metrics import Metrics
 from siaga112.telephony.agi_server import AgiServer
-from siaga112.telephony.metrics import Metrics
 
 
 def b64(value: str) -> str:

@@ -14,8 +14,8 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from siaga112.calls.models import Call
 from siaga112.incidents.models import Incident
 from siaga112.locations.models import Location
+from siaga112.metrics import Metrics
 from siaga112.telephony.cdr import read_new_records
-from siaga112.telephony.metrics import Metrics
 from siaga112.telephony.pbx import CDR_CSV_FIELDS
 from siaga112.telephony.reconcile import CdrReconciler
 

@@ -19,7 +19,7 @@ from siaga112.calls.recorder import CallFacts
 from siaga112.config import AmiSettings, Settings
 from siaga112.locations.cells import import_cells
 from siaga112.locations.models import Location
-from siaga112.telephony.metrics import Metrics
+from siaga112.metrics import Metrics
 from siaga112.telephony.runtime import Telephony
 from tests.integration.locations.conftest import (
     TEST_CELL,

@@ -1,37 +1,17 @@
-"""The small call-control protocol domain code depends on (DESIGN.md section 1), and its AMI
-implementation. Domain services never see an AMI dict: they get typed member states back."""
+"""The AMI implementation of call control (`siaga112.callcontrol.protocol.CallControl`), and
+QueueStatus answers parsed into the protocol's typed states."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Literal, Protocol
 
-MemberState = Literal["idle", "ringing", "in_call", "paused", "offline"]
-
-# AMI QueueMember "Status" (app_queue / devicestate numbering).
-_DEVICE_STATUS = {
-    "0": "unknown",
-    "1": "not_in_use",
-    "2": "in_use",
-    "3": "busy",
-    "4": "invalid",
-    "5": "unavailable",
-    "6": "ringing",
-    "7": "ringinuse",
-    "8": "onhold",
-}
-
-
-def device_name(status: int | None) -> str:
-    """The name of an AMI device state number (QueueMember ``Status``)."""
-    return _DEVICE_STATUS.get(str(status), "unknown") if status is not None else "unknown"
-
-
-class CallControlError(Exception):
-    """Asterisk refused an action or could not be reached; the message says why."""
-
+from siaga112.callcontrol.protocol import (
+    DEVICE_STATUS,
+    CallControlError,
+    QueueEntryState,
+    QueueMemberState,
+)
 
 # What may go into an AMI header value: no line breaks (a CR/LF would start a new header or
 # action) and, inside a Variable header, no comma (Asterisk splits variables on commas).
@@ -43,42 +23,6 @@ def _header_value(name: str, value: str) -> str:
     if _HEADER_UNSAFE.search(value):
         raise CallControlError(f"{name} must be one line")
     return value
-
-
-@dataclass(frozen=True, slots=True)
-class QueueMemberState:
-    queue: str
-    interface: str
-    name: str
-    device: str  # not_in_use, in_use, ringing, unavailable, ...
-    paused: bool
-    pause_reason: str
-    in_call: bool
-
-    @property
-    def state(self) -> MemberState:
-        """The operator state shown by the API: idle, ringing, in_call, paused, offline."""
-        if self.device in ("unavailable", "invalid", "unknown"):
-            return "offline"
-        if self.device in ("ringing", "ringinuse"):
-            return "ringing"
-        if self.in_call or self.device in ("in_use", "busy", "onhold"):
-            return "in_call"
-        if self.paused:
-            return "paused"
-        return "idle"
-
-
-@dataclass(frozen=True, slots=True)
-class QueueEntryState:
-    """A caller waiting in a queue (QueueStatus QueueEntry)."""
-
-    queue: str
-    position: int
-    channel: str
-    uniqueid: str
-    caller_number: str
-    wait_s: int
 
 
 def _int(value: str | None) -> int:
@@ -116,49 +60,13 @@ def parse_queue_members(items: Sequence[Mapping[str, str]]) -> list[QueueMemberS
                 queue=item.get("Queue", ""),
                 interface=interface,
                 name=item.get("Name") or item.get("MemberName", ""),
-                device=_DEVICE_STATUS.get(item.get("Status", "0"), "unknown"),
+                device=DEVICE_STATUS.get(item.get("Status", "0"), "unknown"),
                 paused=item.get("Paused", "0") == "1",
                 pause_reason=item.get("PausedReason", ""),
                 in_call=item.get("InCall", "0") == "1",
             )
         )
     return out
-
-
-class CallControl(Protocol):
-    async def queue_add(self, *, queue: str, interface: str, member_name: str) -> None: ...
-
-    async def queue_remove(self, *, queue: str, interface: str) -> None: ...
-
-    async def queue_pause(
-        self, *, queue: str, interface: str, paused: bool, reason: str
-    ) -> None: ...
-
-    async def queue_members(self, *, queue: str) -> list[QueueMemberState]: ...
-
-    async def queue_entries(self) -> list[QueueEntryState]: ...
-
-    async def hangup(self, *, channel: str) -> None: ...
-
-    async def redirect(self, *, channel: str, context: str, exten: str) -> None: ...
-
-    async def reload_sip_accounts(self) -> None: ...
-
-    async def originate(
-        self,
-        *,
-        endpoint: str,
-        context: str,
-        exten: str,
-        caller_id: str,
-        ring_s: int,
-        channel_id: str,
-        variables: Mapping[str, str],
-    ) -> None:
-        """Ring ``endpoint`` (e.g. ``PJSIP/6001``) for up to ``ring_s``; once answered, run it
-        at ``context``/``exten``. Returns once Asterisk queued it: how it ends comes as events
-        about the channel, whose Uniqueid is ``channel_id``."""
-        ...
 
 
 SendAction = Callable[[Mapping[str, str]], Awaitable[Mapping[str, str]]]
