@@ -12,6 +12,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from siaga112.callbacks.legs import (
+    CALLBACK_ID_PREFIX,
+    LegFact,
+    LegFacts,
+    Outcome,
+    channel_id,
+    decide,
+    merge,
+    token_of,
+)
 from siaga112.callcontrol.protocol import CallControlError
 from siaga112.calls.recorder import CallProgress
 from siaga112.metrics import Metrics
@@ -24,17 +34,7 @@ from siaga112.telephony.ami_events import (
     parse_event,
     split_transcript,
 )
-from siaga112.telephony.callback_legs import (
-    CALLBACK_ID_PREFIX,
-    LegFact,
-    LegFacts,
-    Outcome,
-    channel_id,
-    decide,
-    fact_of,
-    merge,
-    token_of,
-)
+from siaga112.telephony.callback_legs import fact_of
 from siaga112.telephony.tracking import CallTracker
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "ami"

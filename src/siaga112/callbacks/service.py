@@ -40,6 +40,15 @@ from sqlalchemy.orm import aliased
 from siaga112.api.pagination import decode_cursor, encode_cursor
 from siaga112.audit.service import record_audit
 from siaga112.auth.service import Actor, system_actor
+from siaga112.callbacks.legs import (
+    CALLBACK_CONTEXT,
+    LegFact,
+    LegFacts,
+    Outcome,
+    channel_id,
+    decide,
+    merge,
+)
 from siaga112.callbacks.models import Callback, CallbackAttempt
 from siaga112.callcontrol.protocol import CallControl, CallControlError
 from siaga112.callcontrol.service import dial_digits
@@ -56,15 +65,6 @@ from siaga112.errors import (
 from siaga112.incidents.models import Incident
 from siaga112.incidents.service import add_timeline_event
 from siaga112.operators.models import Operator
-from siaga112.telephony.callback_legs import (
-    CALLBACK_CONTEXT,
-    LegFact,
-    LegFacts,
-    Outcome,
-    channel_id,
-    decide,
-    merge,
-)
 
 STATUSES = ("pending", "in_progress", "reached", "no_answer", "busy", "failed", "not_needed")
 REASONS = ("abandoned", "silent")

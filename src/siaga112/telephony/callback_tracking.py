@@ -10,10 +10,11 @@ import logging
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from siaga112.callbacks.legs import LegFact
 from siaga112.callbacks.service import expire_stale_attempts, record_leg_fact
 from siaga112.metrics import Metrics
 from siaga112.telephony.ami_events import AmiEvent
-from siaga112.telephony.callback_legs import LegFact, fact_of
+from siaga112.telephony.callback_legs import fact_of
 
 log = logging.getLogger(__name__)
 

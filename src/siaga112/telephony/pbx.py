@@ -52,9 +52,9 @@ from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
+from siaga112.callbacks.legs import CALLBACK_ID_PREFIX
 from siaga112.config import LOW_QUEUE_SUFFIX, PbxSettings, Settings
 from siaga112.telephony.ami_events import OVERFLOW_CONTEXT, OVERFLOW_MEMBER_PREFIX
-from siaga112.telephony.callback_legs import CALLBACK_ID_PREFIX
 
 __all__ = [
     "AMI_EVENTS",

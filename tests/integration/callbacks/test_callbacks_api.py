@@ -22,6 +22,7 @@ from siaga112.audit.models import AuditEvent
 from siaga112.auth.roles import Role
 from siaga112.auth.service import system_actor
 from siaga112.callbacks import service
+from siaga112.callbacks.legs import CALLBACK_ID_PREFIX
 from siaga112.callbacks.models import Callback, CallbackAttempt
 from siaga112.calls.models import Call
 from siaga112.config import Settings
@@ -29,7 +30,7 @@ from siaga112.errors import CallbackInProgress
 from siaga112.incidents.models import Incident, IncidentEvent
 from siaga112.metrics import Metrics
 from siaga112.telephony.ami_events import parse_event, split_transcript
-from siaga112.telephony.callback_legs import CALLBACK_ID_PREFIX, fact_of
+from siaga112.telephony.callback_legs import fact_of
 from siaga112.telephony.callback_tracking import CallbackTracker
 from tests.conftest import auth
 from tests.integration.api.test_operators import FakeControl
