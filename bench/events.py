@@ -57,7 +57,7 @@ from siaga112.auth.service import create_key, system_actor
 from siaga112.calls import recorder
 from siaga112.calls.recorder import CallFacts, record_incoming
 from siaga112.db.session import asyncpg_dsn
-from siaga112.telephony import pbx
+from siaga112_sandbox import pbx
 
 DEFAULT_RATES = (25, 50, 100)
 BENCH_DATABASE = "siaga112_bench_events"

@@ -37,10 +37,10 @@ from siaga112.config import Settings
 from siaga112.db.manage import drop_database, upgrade
 from siaga112.db.session import asyncpg_dsn, make_engine, make_sessionmaker
 from siaga112.metrics import Metrics, quantile
-from siaga112.telephony import pbx
+from siaga112.runtime.reconcile import CdrReconciler
 from siaga112.telephony.cdr import CdrRecord, merge_by_call, parse_cdr_line
-from siaga112.telephony.reconcile import CdrReconciler
-from siaga112.telephony.sipp import SIP_CONF, SippOperator, pbx_unavailable_reason, run_caller
+from siaga112_sandbox import pbx
+from siaga112_sandbox.sipp import SIP_CONF, SippOperator, pbx_unavailable_reason, run_caller
 
 OPERATOR = "6001"
 SCENARIO = "caller-112.xml"
@@ -481,7 +481,7 @@ async def _skip_history(settings: Settings) -> None:
     engine = make_engine(settings)
     try:
         reconciler = CdrReconciler(
-            path=settings.pbx.cdr_path or pbx.cdr_csv_path(settings),
+            path=settings.pbx.cdr_path or settings.cdr_file,
             sessionmaker=make_sessionmaker(engine),
             metrics=Metrics(),
         )
@@ -662,7 +662,7 @@ def bench_stack(
     pbx.up(settings)
     result["machine"] = machine_facts(settings)
     result["machine"]["postgresql"] = asyncio.run(_server_version(database_url))
-    cdr = CdrTail(settings.pbx.cdr_path or pbx.cdr_csv_path(settings))
+    cdr = CdrTail(settings.pbx.cdr_path or settings.cdr_file)
     asyncio.run(_skip_history(settings))
     stack = BenchStack(
         base=base,

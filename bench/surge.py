@@ -45,7 +45,7 @@ from bench.realstack import (
     wait_for_incidents,
 )
 from siaga112.config import Settings
-from siaga112.telephony import pbx
+from siaga112_sandbox import pbx
 
 DEFAULT_RATES = (25, 50, 100, 150, 200, 250, 300)
 BENCH_DATABASE = "siaga112_bench"

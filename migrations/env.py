@@ -10,7 +10,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from siaga112.config import load_settings
-from siaga112.db.models import Base
+from siaga112.models import Base
 
 config = context.config
 target_metadata = Base.metadata

@@ -1,9 +1,12 @@
-"""The `siaga112` command: serve, worker, database, API keys, the Asterisk sandbox, demo calls."""
+"""The `siaga112` command: serve, worker, database, API keys, cell towers, Asterisk's configuration
+(and, where the development sandbox is installed, the sandbox, the local stack, demo calls)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
+import importlib.util
 import sys
 import uuid
 from collections.abc import Sequence
@@ -29,6 +32,7 @@ def _cmd_db_upgrade(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _apikey_create(settings: Settings, role: Role, name: str, agency: str | None) -> str:
+    from siaga112.agencies.service import agency_ref
     from siaga112.auth.service import create_key, system_actor
     from siaga112.db.session import make_engine, make_sessionmaker
 
@@ -40,7 +44,7 @@ async def _apikey_create(settings: Settings, role: Role, name: str, agency: str 
                 name=name,
                 role=role,
                 actor=system_actor("cli"),
-                agency_code=agency,
+                agency=await agency_ref(session=session, code=agency) if agency else None,
             )
             await session.commit()
             scope = f" agency={created.agency_code}" if created.agency_code else ""
@@ -165,38 +169,19 @@ def _cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     )
 
 
-def _cmd_pbx(settings: Settings, args: argparse.Namespace) -> int:
-    from siaga112.telephony import pbx
+def _cmd_pbx_render(settings: Settings, args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from siaga112.pbxconf.render import PbxError, write_config
 
     try:
-        if args.pbx_cmd == "up":
-            pbx.up(settings)
-            print(pbx.status(settings).describe())
-        elif args.pbx_cmd == "down":
-            pbx.down(settings)
-            print("asterisk stopped")
-        elif args.pbx_cmd == "status":
-            st = pbx.status(settings)
-            print(st.describe())
-            return 0 if st.running else 3
-        elif args.pbx_cmd == "cli":
-            print(pbx.cli(settings, " ".join(args.command)), end="")
-    except pbx.PbxError as exc:
+        written = write_config(settings, Path(args.to))
+    except (PbxError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    for path in written:
+        print(path)
     return 0
-
-
-def _cmd_stack(settings: Settings, args: argparse.Namespace) -> int:
-    from siaga112.stack import run_stack
-
-    return run_stack(settings)
-
-
-def _cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
-    from siaga112.demo import demo_call
-
-    return demo_call(settings, anonymous=args.anonymous, hold_s=args.hold)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -268,28 +253,18 @@ def build_parser() -> argparse.ArgumentParser:
     cells_import.add_argument("--batch-rows", type=int, default=100_000, help=argparse.SUPPRESS)
     cells.set_defaults(func=_cmd_cells)
 
-    pbx = sub.add_parser("pbx", help="the local Asterisk sandbox")
+    pbx = sub.add_parser("pbx", help="Asterisk: its configuration (and the local sandbox)")
     pbx_sub = pbx.add_subparsers(dest="pbx_cmd", required=True)
-    pbx_sub.add_parser("up", help="build (once) and start Asterisk with the rendered config")
-    pbx_sub.add_parser("down", help="stop Asterisk")
-    pbx_sub.add_parser("status", help="is it running")
-    cli = pbx_sub.add_parser("cli", help='run an Asterisk CLI command, e.g. "pjsip show endpoints"')
-    cli.add_argument("command", nargs="+")
-    pbx.set_defaults(func=_cmd_pbx)
-
-    stack = sub.add_parser(
-        "stack", help="the local stack: Asterisk sandbox and siaga112 serve (Ctrl-C stops both)"
+    render = pbx_sub.add_parser(
+        "render", help="write the 112 centre's Asterisk configuration into DIR (/etc/asterisk)"
     )
-    stack.set_defaults(func=_cmd_stack)
+    render.add_argument("--to", required=True, metavar="DIR")
+    render.set_defaults(func=_cmd_pbx_render)
 
-    demo = sub.add_parser("demo", help="demonstrations against the local stack")
-    demo_sub = demo.add_subparsers(dest="demo_cmd", required=True)
-    call = demo_sub.add_parser(
-        "call", help="dial 112 through Asterisk with SIPp; show the incident"
-    )
-    call.add_argument("--anonymous", action="store_true", help="caller without caller ID")
-    call.add_argument("--hold", type=float, default=4.0, help="seconds the caller stays on")
-    demo.set_defaults(func=_cmd_demo)
+    # The development sandbox's commands (pbx up|down|status|cli, stack, demo), where it is
+    # installed: a production install has no siaga112_sandbox.
+    if importlib.util.find_spec("siaga112_sandbox") is not None:
+        importlib.import_module("siaga112_sandbox.cli").add_commands(sub, pbx_sub)
     return parser
 
 

@@ -78,6 +78,11 @@ class AmiSettings(BaseModel):
 
 # The queue flagged (prank/nuisance) numbers wait in: the main queue's name with this suffix.
 LOW_QUEUE_SUFFIX = "-low"
+
+# Where Asterisk writes what siaga112 reads (rendered into cdr_custom.conf and the dialplan): the
+# CDR file under its log directory's cdr-custom/, recordings under <astspooldir>/monitor/.
+CDR_FILE_NAME = "siaga112-cdr.csv"
+RECORDINGS_SUBDIR = "siaga112"
 # An overflow target: a SIP endpoint (a supervisor's phone, "PJSIP/9001") or a number dialled
 # through the carrier trunk (a neighbouring centre, "+62215550112").
 _OVERFLOW_ENDPOINT = re.compile(r"PJSIP/[A-Za-z0-9_-]{1,40}")
@@ -303,6 +308,21 @@ class Settings(BaseSettings):
     @property
     def pbx_root(self) -> Path:
         return self.pbx.root if self.pbx.root is not None else self.cache_dir / "asterisk-root"
+
+    @property
+    def cdr_file(self) -> Path:
+        """Asterisk's CDR CSV as this host sees it (``pbx.cdr_path``, else the sandbox's)."""
+        if self.pbx.cdr_path is not None:
+            return self.pbx.cdr_path
+        return self.pbx_root / "var" / "log" / "asterisk" / "cdr-custom" / CDR_FILE_NAME
+
+    @property
+    def recordings_dir(self) -> Path:
+        """Where the call recordings are read from on this host (``pbx.recordings_path``, else
+        the sandbox's ``/var/spool/asterisk/monitor/siaga112``)."""
+        if self.pbx.recordings_path is not None:
+            return self.pbx.recordings_path
+        return self.pbx_root / "var" / "spool" / "asterisk" / "monitor" / RECORDINGS_SUBDIR
 
     @cached_property
     def ami_secret(self) -> SecretStr:

@@ -1,6 +1,6 @@
 """`siaga112 worker`: background work that must not share an event loop (and a CPU core) with
 the FastAGI server that answers 112 calls: the AMI event stream and reconciliation from the CDR
-file (siaga112.telephony.runtime, role "events"), callers' locations
+file (siaga112.runtime.telephony, role "events"), callers' locations
 (siaga112.locations.worker), and linking and purging call recordings (file scans, SHA-256).
 
 `siaga112 serve` starts one as a child process unless told not to (`--no-worker`); a
@@ -28,8 +28,7 @@ from siaga112.db.session import make_sessionmaker
 from siaga112.locations.worker import LocationWorker
 from siaga112.metrics import Metrics
 from siaga112.recordings.worker import RecordingWorker
-from siaga112.telephony.pbx import recordings_path
-from siaga112.telephony.runtime import Telephony
+from siaga112.runtime.telephony import Telephony
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +113,7 @@ async def work(
     duties: frozenset[Duty] = frozenset(DUTIES),
     metrics_port: int | None = None,
 ) -> None:
-    from siaga112.service import open_database
+    from siaga112.runtime.process import open_database
 
     engine = await open_database(settings)
     sessionmaker = make_sessionmaker(engine)
@@ -133,7 +132,7 @@ async def work(
         RecordingWorker(
             sessionmaker=sessionmaker,
             settings=settings.recordings,
-            root=recordings_path(settings),
+            root=settings.recordings_dir,
             metrics=metrics,
         )
         if "recordings" in duties
@@ -191,7 +190,7 @@ def run_worker(
     metrics_port: int | None = None,
     nice: int = 0,
 ) -> int:
-    from siaga112.service import StartupError, loop_factory
+    from siaga112.runtime.process import StartupError, loop_factory
 
     if nice:
         # Below the AGI server and Asterisk: on a busy machine the calls go first.

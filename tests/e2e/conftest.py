@@ -25,9 +25,9 @@ from siaga112.auth.service import create_key, system_actor
 from siaga112.config import Settings
 from siaga112.locations.worker import LocationWorker
 from siaga112.metrics import Metrics
-from siaga112.telephony import pbx
-from siaga112.telephony.runtime import Telephony
-from siaga112.telephony.sipp import SippOperator, pbx_unavailable_reason
+from siaga112.runtime.telephony import Telephony
+from siaga112_sandbox import pbx
+from siaga112_sandbox.sipp import SippOperator, pbx_unavailable_reason
 from tests.conftest import auth, engine_for, fresh_database
 
 

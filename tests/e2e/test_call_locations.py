@@ -27,7 +27,7 @@ from siaga112.calls.models import Call
 from siaga112.config import AmlSenderSettings
 from siaga112.locations.cells import import_cells, raw_connection
 from siaga112.locations.models import CellTower, Location
-from siaga112.telephony.sipp import SippOperator, run_caller
+from siaga112_sandbox.sipp import SippOperator, run_caller
 from tests.e2e.conftest import Stack
 
 # sip-conf/caller-112.xml: 3GPP-E-UTRAN-FDD; utran-cell-id-3gpp=5101000A1B2C3D4E

@@ -22,7 +22,7 @@ from siaga112.auth.service import create_key, system_actor
 from siaga112.calls.models import Call
 from siaga112.config import CallbackSettings, Settings
 from siaga112.incidents.models import IncidentEvent
-from siaga112.telephony.sipp import SIP_CONF, SippOperator
+from siaga112_sandbox.sipp import SIP_CONF, SippOperator
 from tests.conftest import auth
 from tests.e2e.conftest import Stack
 from tests.e2e.test_operators import udp_in_use

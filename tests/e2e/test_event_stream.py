@@ -23,7 +23,7 @@ from siaga112.calls.models import Call
 from siaga112.db.session import asyncpg_dsn
 from siaga112.events.hub import EventHub
 from siaga112.metrics import Metrics
-from siaga112.telephony.sipp import SippOperator
+from siaga112_sandbox.sipp import SippOperator
 from tests.conftest import auth
 from tests.e2e.conftest import Stack
 from tests.e2e.test_real_calls import call, new_number, wait_for_call

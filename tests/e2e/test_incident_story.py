@@ -31,7 +31,7 @@ from siaga112.dispatch.models import AgencyDispatchSettings, WebhookOutbox
 from siaga112.dispatch.worker import DeliveryWorker
 from siaga112.incidents.models import Incident
 from siaga112.metrics import Metrics
-from siaga112.telephony.sipp import SippOperator
+from siaga112_sandbox.sipp import SippOperator
 from tests.conftest import auth
 from tests.e2e.conftest import Stack
 from tests.e2e.test_real_calls import call, new_number, wait_for_call

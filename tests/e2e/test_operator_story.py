@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 
 from siaga112.calls.models import Call
-from siaga112.telephony.sipp import SippOperator
+from siaga112_sandbox.sipp import SippOperator
 from tests.e2e.conftest import Stack
 from tests.e2e.test_operators import agency_phone_answers_one_call, udp_in_use
 from tests.e2e.test_real_calls import call, new_number, wait_for_call

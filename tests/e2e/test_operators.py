@@ -14,8 +14,8 @@ from typing import Any
 import httpx
 
 from siaga112.calls.models import Call
-from siaga112.telephony import pbx
-from siaga112.telephony.sipp import SIP_CONF, SippOperator, register_operator
+from siaga112_sandbox import pbx
+from siaga112_sandbox.sipp import SIP_CONF, SippOperator, register_operator
 from tests.e2e.conftest import Stack
 from tests.e2e.test_real_calls import call, new_number, wait_for_call
 

@@ -22,9 +22,9 @@ from siaga112.config import Settings
 from siaga112.flags.schemas import FlagCreate, FlagKind
 from siaga112.flags.service import create_flag
 from siaga112.incidents.models import IncidentEvent
-from siaga112.telephony import pbx
 from siaga112.telephony.ami_events import AgentRinging, AmiEvent
-from siaga112.telephony.sipp import SippOperator, SippResult, run_caller
+from siaga112_sandbox import pbx
+from siaga112_sandbox.sipp import SippOperator, SippResult, run_caller
 from tests.e2e.conftest import Stack
 from tests.e2e.test_operators import agency_phone_answers_one_call, udp_in_use
 from tests.e2e.test_real_calls import call, new_number, wait_for_call

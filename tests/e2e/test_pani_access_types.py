@@ -17,7 +17,7 @@ from sqlalchemy import and_, delete, or_, select
 from siaga112.calls.models import Call
 from siaga112.locations.cells import import_cells, raw_connection
 from siaga112.locations.models import CellTower, Location
-from siaga112.telephony.sipp import run_caller
+from siaga112_sandbox.sipp import run_caller
 from tests.e2e.conftest import Stack
 from tests.integration.locations.conftest import HEADER
 

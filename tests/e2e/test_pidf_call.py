@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from siaga112.calls.models import Call
 from siaga112.locations.models import Location
-from siaga112.telephony.sipp import SippOperator, run_caller
+from siaga112_sandbox.sipp import SippOperator, run_caller
 from tests.e2e.conftest import Stack
 
 EARTH_RADIUS_M = 6_371_008.8

@@ -19,7 +19,7 @@ from siaga112.flags.schemas import FlagCreate, FlagKind
 from siaga112.flags.service import create_flag
 from siaga112.incidents.models import Incident
 from siaga112.telephony.ami_events import parse_event, split_transcript
-from siaga112.telephony.sipp import SippOperator, SippResult, run_caller
+from siaga112_sandbox.sipp import SippOperator, SippResult, run_caller
 from tests.e2e.conftest import Stack
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"

@@ -31,8 +31,7 @@ from siaga112.metrics import Metrics
 from siaga112.recordings.files import parse_wav_header
 from siaga112.recordings.models import Recording
 from siaga112.recordings.worker import RecordingWorker
-from siaga112.telephony import pbx
-from siaga112.telephony.sipp import SippOperator
+from siaga112_sandbox.sipp import SippOperator
 from tests.conftest import auth
 from tests.e2e.conftest import Stack
 from tests.e2e.test_operators import agency_phone_answers_one_call, udp_in_use
@@ -54,7 +53,7 @@ def worker(stack: Stack) -> RecordingWorker:
     return RecordingWorker(
         sessionmaker=stack.sessionmaker,
         settings=RecordingSettings(settle_s=1.0),
-        root=pbx.recordings_path(stack.settings),
+        root=stack.settings.recordings_dir,
         metrics=Metrics(),
     )
 
@@ -96,7 +95,7 @@ async def test_answered_call_is_recorded_linked_to_the_call_and_downloads_as_aud
     assert row.answered_at - timedelta(seconds=2) <= rec.started_at <= row.ended_at
     assert rec.duration_s is not None
     assert 0.5 < rec.duration_s < HOLD_MS / 1000 + 2
-    path = pbx.recordings_path(stack.settings) / rec.path
+    path = stack.settings.recordings_dir / rec.path
     wav = path.read_bytes()
     assert len(wav) == rec.size_bytes > 44 + 8000
     assert hashlib.sha256(wav).hexdigest() == rec.sha256
@@ -192,7 +191,7 @@ async def test_recording_goes_on_through_a_transfer_to_an_agency(
 @pytest.fixture
 def unwritable_recordings(stack: Stack) -> Iterator[Path]:
     """The recordings directory tree read-only for Asterisk (as a full or failed disk)."""
-    root = pbx.recordings_path(stack.settings)
+    root = stack.settings.recordings_dir
     root.mkdir(parents=True, exist_ok=True)
     dirs = [root, *(p for p in root.rglob("*") if p.is_dir())]
     modes = {d: stat.S_IMODE(d.stat().st_mode) for d in dirs}

@@ -11,9 +11,9 @@ from sqlalchemy import select
 
 from siaga112.calls.models import Call
 from siaga112.metrics import Metrics
-from siaga112.telephony import pbx
-from siaga112.telephony.runtime import Telephony
-from siaga112.telephony.sipp import SippOperator
+from siaga112.runtime.telephony import Telephony
+from siaga112_sandbox import pbx
+from siaga112_sandbox.sipp import SippOperator
 from tests.e2e.conftest import Stack
 from tests.e2e.test_real_calls import call, new_number, wait_for_call
 

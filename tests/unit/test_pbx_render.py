@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import re
+import stat
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from pydantic import SecretStr, ValidationError
 
-from siaga112.config import AgiSettings, AmiSettings, PbxSettings, RecordingSettings, Settings
-from siaga112.telephony.pbx import (
-    AMI_EVENTS,
-    OVERFLOW_PENALTY,
-    OVERFLOW_RULE,
+from siaga112.config import (
     RECORDINGS_SUBDIR,
-    recordings_path,
-    render_config,
+    AgiSettings,
+    AmiSettings,
+    PbxSettings,
+    RecordingSettings,
+    Settings,
 )
+from siaga112.pbxconf.render import OVERFLOW_PENALTY, OVERFLOW_RULE, render_config, write_config
+from siaga112.telephony.ami_events import parse_event
+from siaga112.telephony.contract import AMI_EVENTS
 
 
 def _settings(tmp_path: Path, **pbx: object) -> Settings:
@@ -69,6 +73,10 @@ def test_manager_is_loopback_with_the_secret_and_only_tracked_events(tmp_path: P
     assert re.search(r"secret\s*=\s*s3cret-for-test", manager)
     filtered = set(re.findall(r"eventfilter\(action\(include\),name\((\w+)\)\)", manager))
     assert filtered == set(AMI_EVENTS)
+    # What passes the filter is what the adapters parse: every name in it becomes an event.
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    for name in filtered:
+        assert parse_event({"Event": name, "Uniqueid": "1.1"}, received_at=at) is not None, name
     assert "VarSet" not in filtered
     assert re.findall(r"^permit = (\S+)$", manager, re.M) == ["127.0.0.1/32"]
     assert "deny = 0.0.0.0/0.0.0.0" in manager
@@ -187,11 +195,11 @@ def test_gsm_format_and_disabled_recording_render(tmp_path: Path) -> None:
 
 def test_recordings_are_read_inside_the_sandbox_unless_configured(tmp_path: Path) -> None:
     local = _settings(tmp_path)
-    assert recordings_path(local) == (
+    assert local.recordings_dir == (
         local.pbx_root / "var/spool/asterisk/monitor" / RECORDINGS_SUBDIR
     )
     shared = _settings(tmp_path, recordings_path=tmp_path / "nfs")
-    assert recordings_path(shared) == tmp_path / "nfs"
+    assert shared.recordings_dir == tmp_path / "nfs"
 
 
 def _render(tmp_path: Path, **pbx: object) -> dict[str, str]:
@@ -299,3 +307,15 @@ def test_both_queues_keep_the_demo_operators(tmp_path: Path) -> None:
         section = _queue_section(queues, name)
         assert "member=>PJSIP/6001\n" in section
         assert "member=>PJSIP/6002\n" in section
+
+
+def test_render_writes_an_etc_asterisk_for_a_pbx_host_with_secrets_closed(tmp_path: Path) -> None:
+    settings = _settings(tmp_path, demo_operators=[])
+    written = write_config(settings, tmp_path / "etc-asterisk")
+    names = {p.name for p in written}
+    assert {"extensions.conf", "manager.conf", "pjsip.conf", "queues.conf"} <= names
+    assert "hosts" not in names
+    manager = tmp_path / "etc-asterisk" / "manager.conf"
+    assert "s3cret-for-test" in manager.read_text()
+    assert stat.S_IMODE(manager.stat().st_mode) == 0o640
+    assert stat.S_IMODE((tmp_path / "etc-asterisk" / "extensions.conf").stat().st_mode) == 0o644

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from siaga112.agencies.models import Agency
 from siaga112.agencies.schemas import AgencyCreate, AgencyUpdate
 from siaga112.audit.service import record_audit
-from siaga112.auth.service import Actor
+from siaga112.auth.service import Actor, AgencyRef
 from siaga112.errors import Conflict, InvalidRequest, NotFound
 
 
@@ -30,6 +30,14 @@ async def list_agencies(*, session: AsyncSession, active: bool | None = None) ->
     if active is not None:
         stmt = stmt.where(Agency.active.is_(active))
     return list((await session.scalars(stmt)).all())
+
+
+async def agency_ref(*, session: AsyncSession, code: str) -> AgencyRef:
+    """The agency with ``code``, for binding an agency key to it."""
+    agency_id = await session.scalar(select(Agency.id).where(Agency.code == code))
+    if agency_id is None:
+        raise NotFound(f"agency {code!r} not found", details=[{"field": "agency"}])
+    return AgencyRef(id=agency_id, code=code)
 
 
 async def get_agency(*, session: AsyncSession, agency_id: int) -> Agency:

@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from siaga112.audit.models import AuditEvent
 
-if TYPE_CHECKING:
-    from siaga112.auth.service import Actor
+
+class AuditActor(Protocol):
+    """Who acted, as the audit trail names them (`siaga112.auth.service.Actor`)."""
+
+    @property
+    def label(self) -> str: ...
+
+    @property
+    def key_id(self) -> str | None: ...
 
 
 async def record_audit(
     *,
     session: AsyncSession,
-    actor: Actor,
+    actor: AuditActor,
     action: str,
     entity_type: str,
     entity_id: str,

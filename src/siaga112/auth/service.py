@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from siaga112.agencies.models import Agency
 from siaga112.audit.service import record_audit
 from siaga112.auth.models import ApiKey
 from siaga112.auth.roles import ROLE_PERMISSIONS, Permission, Role
@@ -50,6 +49,14 @@ def generate_key() -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class AgencyRef:
+    """The agency an agency key is bound to."""
+
+    id: int
+    code: str
+
+
+@dataclass(frozen=True, slots=True)
 class CreatedKey:
     id: uuid.UUID
     name: str
@@ -64,17 +71,16 @@ async def create_key(
     name: str,
     role: Role,
     actor: Actor,
-    agency_code: str | None = None,
+    agency: AgencyRef | None = None,
 ) -> CreatedKey:
-    """A new key; `agency_code` is required for (and only for) the agency role."""
-    agency_id: int | None = None
+    """A new key; ``agency`` (see `siaga112.agencies.service.agency_ref`) is required for, and
+    only for, the agency role."""
+    agency_id = agency.id if agency is not None else None
+    agency_code = agency.code if agency is not None else None
     if role is Role.AGENCY:
-        if not agency_code:
+        if agency is None:
             raise InvalidRequest("an agency key needs its agency", details=[{"field": "agency"}])
-        agency_id = await session.scalar(select(Agency.id).where(Agency.code == agency_code))
-        if agency_id is None:
-            raise NotFound(f"agency {agency_code!r} not found", details=[{"field": "agency"}])
-    elif agency_code is not None:
+    elif agency is not None:
         raise InvalidRequest(
             f"only agency keys are bound to an agency, not {role.value} keys",
             details=[{"field": "agency"}],

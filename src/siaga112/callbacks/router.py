@@ -21,8 +21,8 @@ from siaga112.callbacks.schemas import (
     CallbackStatus,
     DismissRequest,
 )
+from siaga112.callcontrol.deps import Control
 from siaga112.config import Settings
-from siaga112.operators.router import Control
 from siaga112.schemas import ERROR_RESPONSES, ErrorOut
 
 router = APIRouter(prefix="/callbacks", tags=["callbacks"], responses=ERROR_RESPONSES)

@@ -8,8 +8,8 @@ from fastapi import APIRouter
 
 from siaga112.api.deps import IncidentWriter, RequestId, SessionDep
 from siaga112.callcontrol import service
+from siaga112.callcontrol.deps import Control
 from siaga112.callcontrol.schemas import CallActionOut, TransferRequest
-from siaga112.operators.router import Control
 from siaga112.schemas import ERROR_RESPONSES
 
 router = APIRouter(prefix="/calls", tags=["calls"], responses=ERROR_RESPONSES)

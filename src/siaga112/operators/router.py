@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Path, Request, Response, status
 from siaga112.api.deps import IncidentWriter, Reader, RequestId, SessionDep, require
 from siaga112.auth.roles import Permission
 from siaga112.auth.service import Actor
+from siaga112.callcontrol.deps import Control
 from siaga112.callcontrol.protocol import CallControl, QueueMemberState
 from siaga112.config import Settings
 from siaga112.operators import service
@@ -29,17 +30,11 @@ OperatorManager = Annotated[Actor, Depends(require(Permission.MANAGE_OPERATORS))
 Extension = Annotated[str, Path(pattern=r"^[0-9]{1,8}$")]
 
 
-def _control(request: Request) -> CallControl | None:
-    control: CallControl | None = getattr(request.app.state, "call_control", None)
-    return control
-
-
 def _target(request: Request) -> service.QueueTarget:
     settings: Settings = request.app.state.settings
     return service.QueueTarget.for_settings(settings.pbx)
 
 
-Control = Annotated[CallControl | None, Depends(_control)]
 Target = Annotated[service.QueueTarget, Depends(_target)]
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from siaga112.api.deps import Reader, SessionDep
-from siaga112.operators.router import Control, Target
+from siaga112.callcontrol.deps import Control
+from siaga112.operators.router import Target
 from siaga112.queue.schemas import LiveQueue
 from siaga112.queue.service import live_queue
 from siaga112.schemas import ERROR_RESPONSES

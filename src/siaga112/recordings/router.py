@@ -16,7 +16,6 @@ from siaga112.recordings import service
 from siaga112.recordings.models import Recording
 from siaga112.recordings.schemas import LegalHoldIn, RecordingOut
 from siaga112.schemas import ERROR_RESPONSES, ErrorOut
-from siaga112.telephony.pbx import recordings_path
 
 router = APIRouter(tags=["recordings"], responses=ERROR_RESPONSES)
 
@@ -47,7 +46,7 @@ async def _stream(
     path = await service.open_for_download(
         session=session,
         recording=recording,
-        root=recordings_path(request.app.state.settings),
+        root=request.app.state.settings.recordings_dir,
         actor=actor,
         request_id=rid,
     )

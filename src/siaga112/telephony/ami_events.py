@@ -39,6 +39,7 @@ from siaga112.callcontrol.protocol import OVERFLOW_MEMBER_PREFIX
 __all__ = [
     "OVERFLOW_CONTEXT",
     "OVERFLOW_MEMBER_PREFIX",
+    "USED_EVENTS",
     "AgentAnswered",
     "AgentEvent",
     "AgentFinished",
@@ -547,26 +548,37 @@ def _member(f: _Fields, change: str, at: datetime, rx: datetime) -> AmiEvent:
 
 
 # Queue member events: no channel, routed to the member (operator).
-_MEMBER_CHANGES = {
-    "queuememberadded": "added",
-    "queuememberremoved": "removed",
-    "queuememberstatus": "status",
-    "queuememberpause": "pause",
+_MEMBER_CHANGE_EVENTS = {
+    "QueueMemberAdded": "added",
+    "QueueMemberRemoved": "removed",
+    "QueueMemberStatus": "status",
+    "QueueMemberPause": "pause",
 }
 
 # Events routed to a call; all need the caller channel's Uniqueid.
-_BUILDERS: dict[str, Callable[[_Fields, datetime, datetime], AmiEvent]] = {
-    "newchannel": _newchannel,
-    "newstate": _newstate,
-    "hangup": _hangup,
-    "queuecallerjoin": _join,
-    "queuecallerleave": _leave,
-    "queuecallerabandon": _abandon,
-    "agentcalled": _called,
-    "agentconnect": _connect,
-    "agentcomplete": _complete,
-    "agentringnoanswer": _ring_no_answer,
+_CALL_EVENTS: dict[str, Callable[[_Fields, datetime, datetime], AmiEvent]] = {
+    "Newchannel": _newchannel,
+    "Newstate": _newstate,
+    "Hangup": _hangup,
+    "QueueCallerJoin": _join,
+    "QueueCallerLeave": _leave,
+    "QueueCallerAbandon": _abandon,
+    "AgentCalled": _called,
+    "AgentConnect": _connect,
+    "AgentComplete": _complete,
+    "AgentRingNoAnswer": _ring_no_answer,
 }
+# Events with a parser of their own in parse_event (DialEnd is not here: it passes the filter
+# only for callback legs, see siaga112.telephony.contract.AMI_SCOPED_EVENTS).
+_OWN_PARSER_EVENTS = ("FullyBooted", "OriginateResponse")
+
+# Every event parse_event turns into a domain event (as Asterisk spells them): the manager's
+# event filter is rendered from this list, so what passes the filter is what is parsed.
+USED_EVENTS: tuple[str, ...] = (*_OWN_PARSER_EVENTS, *_CALL_EVENTS, *_MEMBER_CHANGE_EVENTS)
+
+# AMI event names are matched case-insensitively.
+_BUILDERS = {name.lower(): build for name, build in _CALL_EVENTS.items()}
+_MEMBER_CHANGES = {name.lower(): change for name, change in _MEMBER_CHANGE_EVENTS.items()}
 
 
 def split_transcript(text: str) -> list[dict[str, object]]:

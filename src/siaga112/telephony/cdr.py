@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from siaga112.telephony.ami_events import OVERFLOW_MEMBER_PREFIX, overflow_target
-from siaga112.telephony.pbx import CDR_CSV_FIELDS
+from siaga112.telephony.contract import CDR_CSV_FIELDS
 
 
 @dataclass(frozen=True, slots=True)

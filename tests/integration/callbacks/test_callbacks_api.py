@@ -29,9 +29,9 @@ from siaga112.config import Settings
 from siaga112.errors import CallbackInProgress
 from siaga112.incidents.models import Incident, IncidentEvent
 from siaga112.metrics import Metrics
+from siaga112.runtime.callback_tracking import CallbackTracker
 from siaga112.telephony.ami_events import parse_event, split_transcript
 from siaga112.telephony.callback_legs import fact_of
-from siaga112.telephony.callback_tracking import CallbackTracker
 from tests.conftest import auth
 from tests.integration.api.test_operators import FakeControl
 

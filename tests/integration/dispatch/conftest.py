@@ -17,6 +17,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from siaga112.agencies.models import Agency
+from siaga112.agencies.service import agency_ref
 from siaga112.app import create_app
 from siaga112.audit.models import AuditEvent
 from siaga112.auth.models import ApiKey
@@ -39,7 +40,7 @@ async def make_key(
             name=f"test-{agency or role.value}",
             role=role,
             actor=system_actor("tests"),
-            agency_code=agency,
+            agency=await agency_ref(session=session, code=agency) if agency else None,
         )
         await session.commit()
         return created.raw

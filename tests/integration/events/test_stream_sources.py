@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from siaga112.agencies.service import agency_ref
 from siaga112.auth.roles import Role
 from siaga112.auth.service import create_key, system_actor
 from siaga112.calls.recorder import record_incoming
@@ -154,7 +155,7 @@ async def test_agency_keys_cannot_read_the_stream(server: Server) -> None:
             name="agency-sse",
             role=Role.AGENCY,
             actor=system_actor("tests"),
-            agency_code="damkar",
+            agency=await agency_ref(session=session, code="damkar"),
         )
         await session.commit()
     async with httpx.AsyncClient(

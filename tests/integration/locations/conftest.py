@@ -12,7 +12,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from siaga112.calls.recorder import CallFacts, RecordedCall, record_incoming
-from siaga112.telephony.runtime import Telephony
+from siaga112.runtime.telephony import Telephony
 
 HEADER = (
     "radio,mcc,net,area,cell,unit,lon,lat,range,samples,changeable,created,updated,averageSignal"

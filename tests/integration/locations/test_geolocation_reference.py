@@ -25,7 +25,7 @@ from siaga112.locations.georef import fetch_location_reference, fetchable_refere
 from siaga112.locations.models import Location
 from siaga112.locations.pidf import MAX_PIDF_CHARS
 from siaga112.metrics import Metrics
-from siaga112.telephony.runtime import Telephony
+from siaga112.runtime.telephony import Telephony
 from tests.integration.locations.conftest import inline_tasks
 
 Sessions = async_sessionmaker[AsyncSession]

@@ -15,9 +15,9 @@ from siaga112.calls.models import Call
 from siaga112.incidents.models import Incident
 from siaga112.locations.models import Location
 from siaga112.metrics import Metrics
+from siaga112.runtime.reconcile import CdrReconciler
 from siaga112.telephony.cdr import read_new_records
-from siaga112.telephony.pbx import CDR_CSV_FIELDS
-from siaga112.telephony.reconcile import CdrReconciler
+from siaga112.telephony.contract import CDR_CSV_FIELDS
 
 
 def cdr_line(uniqueid: str, **values: str) -> str:

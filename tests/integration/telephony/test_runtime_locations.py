@@ -20,7 +20,7 @@ from siaga112.config import AmiSettings, Settings
 from siaga112.locations.cells import import_cells
 from siaga112.locations.models import Location
 from siaga112.metrics import Metrics
-from siaga112.telephony.runtime import Telephony
+from siaga112.runtime.telephony import Telephony
 from tests.integration.locations.conftest import (
     TEST_CELL,
     TEST_PANI,

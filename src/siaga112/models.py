@@ -1,4 +1,5 @@
-"""Imports every model so that Alembic and tests see the whole schema."""
+"""Every model of every capability, so that Alembic and the tests see the whole schema (kept out of
+`siaga112.db`, which every capability imports)."""
 
 from siaga112.agencies.models import Agency
 from siaga112.audit.models import AuditEvent

@@ -19,8 +19,8 @@ from siaga112.auth.service import create_key, revoke_key, system_actor
 from siaga112.calls.models import Call
 from siaga112.config import Settings
 from siaga112.db.session import make_engine, make_sessionmaker
-from siaga112.telephony import pbx
-from siaga112.telephony.sipp import SippOperator, pbx_unavailable_reason, run_caller
+from siaga112_sandbox import pbx
+from siaga112_sandbox.sipp import SippOperator, pbx_unavailable_reason, run_caller
 
 DEMO_CALLER = "+6281234567890"
 

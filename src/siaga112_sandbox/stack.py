@@ -8,7 +8,7 @@ import sys
 from siaga112.config import Settings
 from siaga112.db.manage import UnknownRevision, upgrade
 from siaga112.service import run_service
-from siaga112.telephony import pbx
+from siaga112_sandbox import pbx
 
 
 def run_stack(settings: Settings) -> int:

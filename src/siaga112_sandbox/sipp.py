@@ -29,7 +29,7 @@ from pathlib import Path
 from types import TracebackType
 
 from siaga112.config import Settings
-from siaga112.telephony import pbx
+from siaga112_sandbox import pbx
 
 SIP_CONF = Path(__file__).resolve().parents[3] / "sip-conf"
 CARRIER_IP = "127.0.0.2"

@@ -24,14 +24,13 @@ from siaga112.locations.worker import LocationWorker
 from siaga112.metrics import Metrics
 from siaga112.operators.live import record_operator_states
 from siaga112.operators.service import QueueTarget, reapply_sessions
+from siaga112.runtime.callback_tracking import CallbackTracker
+from siaga112.runtime.reconcile import CdrReconciler
 from siaga112.telephony.agi_server import AgiServer
 from siaga112.telephony.ami_call_control import AmiCallControl, parse_queue_members
 from siaga112.telephony.ami_client import AmiLink
 from siaga112.telephony.ami_events import AmiEvent, FullyBooted, QueueMemberChanged
-from siaga112.telephony.callback_tracking import CallbackTracker
 from siaga112.telephony.operator_states import OperatorStates, OperatorStateWriter, Pending
-from siaga112.telephony.pbx import cdr_csv_path
-from siaga112.telephony.reconcile import CdrReconciler
 from siaga112.telephony.resync import (
     connected_caller_events,
     connected_callers,
@@ -91,7 +90,7 @@ class Telephony:
             write=self._write_operator_states, metrics=metrics
         )
         self.reconciler = CdrReconciler(
-            path=settings.pbx.cdr_path or cdr_csv_path(settings),
+            path=settings.cdr_file,
             sessionmaker=sessionmaker,
             metrics=metrics,
         )

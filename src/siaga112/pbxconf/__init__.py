@@ -1,0 +1,1 @@
+"""Asterisk's configuration for a 112 centre, rendered from siaga112's settings."""
