@@ -19,8 +19,12 @@ from siaga112.api.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from siaga112.callbacks.router import router as callbacks_router
 from siaga112.callcontrol.protocol import CallControl
 from siaga112.callcontrol.router import router as callcontrol_router
+from siaga112.callers.flags_router import router as flags_router
 from siaga112.callers.router import router as callers_router
 from siaga112.calls.router import router as calls_router
+from siaga112.casefile.calls_router import router as call_detail_router
+from siaga112.casefile.duplicates_router import router as duplicates_router
+from siaga112.casefile.incidents_router import router as incidents_router
 from siaga112.config import Settings
 from siaga112.db.session import make_engine, make_sessionmaker
 from siaga112.dispatch.router import router as dispatch_router
@@ -28,9 +32,6 @@ from siaga112.dispatch.router import webhook_docs as dispatch_webhook_docs
 from siaga112.errors import install_error_handlers
 from siaga112.events.hub import EventHub
 from siaga112.events.router import router as events_router
-from siaga112.flags.router import router as flags_router
-from siaga112.incidents.duplicates_router import router as duplicates_router
-from siaga112.incidents.router import router as incidents_router
 from siaga112.locations.aml_router import router as aml_router
 from siaga112.locations.aml_router import unmatched_router as aml_unmatched_router
 from siaga112.locations.router import router as locations_router
@@ -136,6 +137,7 @@ def create_app(
     v1.include_router(duplicates_router)
     v1.include_router(locations_router)
     v1.include_router(calls_router)
+    v1.include_router(call_detail_router)
     v1.include_router(callcontrol_router)
     v1.include_router(recordings_router)
     v1.include_router(callbacks_router)

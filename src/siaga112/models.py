@@ -5,6 +5,7 @@ from siaga112.agencies.models import Agency
 from siaga112.audit.models import AuditEvent
 from siaga112.auth.models import ApiKey
 from siaga112.callbacks.models import Callback, CallbackAttempt
+from siaga112.callers.flag_models import NumberFlag
 from siaga112.calls.cursors import ReadCursor
 from siaga112.calls.models import Call
 from siaga112.db.base import Base
@@ -15,7 +16,6 @@ from siaga112.dispatch.models import (
     WebhookOutbox,
 )
 from siaga112.events.models import StreamEvent
-from siaga112.flags.models import NumberFlag
 from siaga112.incidents.models import Incident, IncidentEvent
 from siaga112.locations.aml_models import AmlMessage
 from siaga112.locations.models import CellTower, Location

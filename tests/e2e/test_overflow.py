@@ -17,10 +17,10 @@ import pytest
 from sqlalchemy import select
 
 from siaga112.auth.service import system_actor
+from siaga112.callers.flag_schemas import FlagCreate, FlagKind
+from siaga112.callers.flags import create_flag
 from siaga112.calls.models import Call
 from siaga112.config import Settings
-from siaga112.flags.schemas import FlagCreate, FlagKind
-from siaga112.flags.service import create_flag
 from siaga112.incidents.models import IncidentEvent
 from siaga112.telephony.ami_events import AgentRinging, AmiEvent
 from siaga112_sandbox import pbx

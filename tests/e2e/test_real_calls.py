@@ -14,9 +14,9 @@ import pytest
 from sqlalchemy import ColumnElement, func, select
 
 from siaga112.auth.service import system_actor
+from siaga112.callers.flag_schemas import FlagCreate, FlagKind
+from siaga112.callers.flags import create_flag
 from siaga112.calls.models import Call
-from siaga112.flags.schemas import FlagCreate, FlagKind
-from siaga112.flags.service import create_flag
 from siaga112.incidents.models import Incident
 from siaga112.telephony.ami_events import parse_event, split_transcript
 from siaga112_sandbox.sipp import SippOperator, SippResult, run_caller

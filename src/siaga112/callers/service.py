@@ -18,11 +18,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from siaga112.audit.service import record_audit
 from siaga112.auth.service import Actor
+from siaga112.callers.flag_models import NumberFlag
 from siaga112.callers.matching import call_matches, calls_of, incident_matches, incidents_of
 from siaga112.callers.numbers import fixed_forms, is_short_code, means_no_number, subscriber_number
 from siaga112.calls.models import Call
 from siaga112.errors import CallerIdUnavailable, InvalidRequest, NotFound
-from siaga112.flags.models import NumberFlag
 from siaga112.incidents.lifecycle import Classification
 from siaga112.incidents.models import Incident
 

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import uuid
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated
@@ -9,10 +8,8 @@ from fastapi import APIRouter, Query
 
 from siaga112.api.deps import Reader, SessionDep
 from siaga112.calls import service
-from siaga112.calls.schemas import CallDetailOut, CallOut, CallPage
-from siaga112.recordings.schemas import RecordingOut
-from siaga112.recordings.service import list_for_call
-from siaga112.schemas import ERROR_RESPONSES, ErrorOut
+from siaga112.calls.schemas import CallOut, CallPage
+from siaga112.schemas import ERROR_RESPONSES
 
 router = APIRouter(prefix="/calls", tags=["calls"], responses=ERROR_RESPONSES)
 
@@ -47,18 +44,3 @@ async def list_calls(
         cursor=cursor,
     )
     return CallPage(items=[CallOut.model_validate(r) for r in rows], next_cursor=next_cursor)
-
-
-@router.get(
-    "/{call_id}",
-    response_model=CallDetailOut,
-    summary="One call, with its recordings",
-    responses={404: {"model": ErrorOut, "description": "no such call"}},
-)
-async def get_call(call_id: uuid.UUID, session: SessionDep, _: Reader) -> CallDetailOut:
-    call = await service.get_call(session=session, call_id=call_id)
-    recordings = await list_for_call(session=session, call_id=call_id)
-    return CallDetailOut(
-        **CallOut.model_validate(call).model_dump(),
-        recordings=[RecordingOut.model_validate(r) for r in recordings],
-    )

@@ -5,7 +5,6 @@ from datetime import datetime
 
 from pydantic import ConfigDict, Field
 
-from siaga112.recordings.schemas import RecordingOut
 from siaga112.schemas import Output
 
 
@@ -74,12 +73,6 @@ class CallOut(Output):
                 }
             ]
         }
-    )
-
-
-class CallDetailOut(CallOut):
-    recordings: list[RecordingOut] = Field(
-        description="metadata; the audio is at download_url (supervisor, admin)"
     )
 
 

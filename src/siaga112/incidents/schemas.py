@@ -5,10 +5,7 @@ from typing import Any
 
 from pydantic import ConfigDict, Field
 
-from siaga112.callers.schemas import CallerSummaryOut
-from siaga112.calls.schemas import CallOut
 from siaga112.incidents.lifecycle import Category, Channel, Classification, Status
-from siaga112.locations.schemas import BestLocationOut, LocationOut
 from siaga112.schemas import Address, LongText, Output, PhoneNumber, ShortText, StrictInput
 
 Priority = Field(ge=1, le=5, description="1 is the most urgent")
@@ -151,20 +148,6 @@ class TimelineEntry(Output):
                 }
             ]
         }
-    )
-
-
-class IncidentDetail(IncidentOut):
-    calls: list[CallOut]
-    locations: list[LocationOut]
-    best_location: BestLocationOut | None = Field(
-        default=None, description="operator-confirmed, else the most precise recent location"
-    )
-    timeline: list[TimelineEntry]
-    caller_history: CallerSummaryOut | None = Field(
-        default=None,
-        description="the caller number's other calls and incidents in brief (a read of them is "
-        "audited); null without a usable number (anonymous, restricted, no SIM)",
     )
 
 

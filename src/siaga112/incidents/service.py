@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select, tuple_
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from siaga112.api.pagination import decode_cursor, encode_cursor
 from siaga112.audit.service import record_audit
 from siaga112.auth.roles import Permission
 from siaga112.auth.service import Actor
-from siaga112.calls.models import Call
 from siaga112.errors import InvalidRequest, InvalidTransition, NotFound
 from siaga112.incidents.kecamatan import LocationFacts, derive_kecamatan, kecamatan_from_text
 from siaga112.incidents.lifecycle import (
@@ -27,7 +26,6 @@ from siaga112.incidents.lifecycle import (
 )
 from siaga112.incidents.models import Incident, IncidentEvent
 from siaga112.incidents.schemas import IncidentCreate, IncidentPatch
-from siaga112.locations.models import Location
 
 _FIELDS = (
     "status",
@@ -92,55 +90,15 @@ async def get_incident(*, session: AsyncSession, incident_id: int, lock: bool = 
     return incident
 
 
-@dataclass(frozen=True, slots=True)
-class IncidentDetails:
-    incident: Incident
-    calls: list[Call]
-    locations: list[Location]
-    timeline: list[IncidentEvent]
-
-
-async def get_details(
-    *, session: AsyncSession, incident_id: int, actor: Actor, request_id: str | None
-) -> IncidentDetails:
-    incident = await get_incident(session=session, incident_id=incident_id)
-    calls = (
-        await session.scalars(
-            select(Call).where(Call.incident_id == incident_id).order_by(Call.offered_at)
-        )
-    ).all()
-    locations = (
-        await session.scalars(
-            select(Location)
-            .where(Location.incident_id == incident_id)
-            .order_by(Location.observed_at)
-        )
-    ).all()
-    timeline = await _timeline_rows(session=session, incident_id=incident_id)
-    # Where a caller is, is personal data: every read of it is on record, also an empty one
-    # (the timeline in the detail carries the location events too).
-    await record_audit(
-        session=session,
-        actor=actor,
-        action="location.read",
-        entity_type="incident",
-        entity_id=str(incident_id),
-        before=None,
-        after={"locations": len(locations), "location_events": _location_events(timeline)},
-        request_id=request_id,
-    )
-    return IncidentDetails(incident, list(calls), list(locations), list(timeline))
-
-
 # Timeline lines that carry a caller location (coordinates, address).
 LOCATION_EVENT_KINDS = frozenset({"location_added", "location_confirmed"})
 
 
-def _location_events(rows: list[IncidentEvent]) -> int:
+def location_event_count(rows: list[IncidentEvent]) -> int:
     return sum(1 for r in rows if r.kind in LOCATION_EVENT_KINDS)
 
 
-async def _timeline_rows(*, session: AsyncSession, incident_id: int) -> list[IncidentEvent]:
+async def timeline_rows(*, session: AsyncSession, incident_id: int) -> list[IncidentEvent]:
     rows = await session.scalars(
         select(IncidentEvent)
         .where(IncidentEvent.incident_id == incident_id)
@@ -156,7 +114,7 @@ async def get_timeline(
     the read is audited as ``location.read`` (via the timeline), whatever it holds; the caller
     commits."""
     await get_incident(session=session, incident_id=incident_id)
-    rows = await _timeline_rows(session=session, incident_id=incident_id)
+    rows = await timeline_rows(session=session, incident_id=incident_id)
     await record_audit(
         session=session,
         actor=actor,
@@ -164,44 +122,31 @@ async def get_timeline(
         entity_type="incident",
         entity_id=str(incident_id),
         before=None,
-        after={"via": "timeline", "location_events": _location_events(rows)},
+        after={"via": "timeline", "location_events": location_event_count(rows)},
         request_id=request_id,
     )
     return rows
 
 
+# The facts of an incident's caller locations (`siaga112.locations.service.location_facts`):
+# the locations capability builds on incidents, so it is handed in rather than imported.
+LocationFactsReader = Callable[[AsyncSession, int], Awaitable[list[LocationFacts]]]
+
+
 async def refresh_kecamatan(
-    *, session: AsyncSession, incident: Incident, actor: Actor, request_id: str | None = None
+    *,
+    session: AsyncSession,
+    incident: Incident,
+    locations: Sequence[LocationFacts],
+    actor: Actor,
+    request_id: str | None = None,
 ) -> None:
     """Re-derive the incident's kecamatan (siaga112.incidents.kecamatan) from its address and
-    locations; a change is written to the timeline and audited with ``actor``. The caller holds
-    the incident row locked, so that two writers cannot leave an answer computed from what the
-    other had not yet committed."""
-    rows = (
-        await session.execute(
-            select(
-                Location.source,
-                Location.address,
-                Location.raw,
-                Location.observed_at,
-                Location.confirmed,
-            ).where(Location.incident_id == incident.id)
-        )
-    ).all()
+    ``locations`` (all of the incident's); a change is written to the timeline and audited with
+    ``actor``. The caller holds the incident row locked, so that two writers cannot leave an
+    answer computed from what the other had not yet committed."""
     before = incident.kecamatan
-    after = derive_kecamatan(
-        address=incident.address,
-        locations=[
-            LocationFacts(
-                source=r.source,
-                address=r.address,
-                raw=r.raw,
-                observed_at=r.observed_at,
-                confirmed=r.confirmed,
-            )
-            for r in rows
-        ],
-    )
+    after = derive_kecamatan(address=incident.address, locations=list(locations))
     if after == before:
         return
     incident.kecamatan = after
@@ -293,6 +238,7 @@ async def update_incident(
     data: IncidentPatch,
     actor: Actor,
     request_id: str | None,
+    location_facts: LocationFactsReader,
 ) -> Incident:
     incident = await get_incident(session=session, incident_id=incident_id, lock=True)
     before = snapshot(incident)
@@ -313,7 +259,11 @@ async def update_incident(
     diff = {k: {"from": before[k], "to": after[k]} for k in after if before[k] != after[k]}
     if "address" in diff:
         await refresh_kecamatan(
-            session=session, incident=incident, actor=actor, request_id=request_id
+            session=session,
+            incident=incident,
+            locations=await location_facts(session, incident.id),
+            actor=actor,
+            request_id=request_id,
         )
     if diff:
         await session.flush()
@@ -472,61 +422,6 @@ async def link_duplicate(
             request_id=request_id,
         )
     return incident
-
-
-@dataclass(frozen=True, slots=True)
-class CallIncident:
-    incident_id: int
-    created: bool
-
-
-async def open_for_call(
-    *,
-    session: AsyncSession,
-    linkedid: str,
-    caller_number: str | None,
-    caller_name: str | None,
-    actor: Actor,
-) -> CallIncident:
-    """The incident for a call's Linkedid, created once however often this runs."""
-    stmt = (
-        insert(Incident)
-        .values(
-            status=Status.NEW.value,
-            priority=3,
-            channel=Channel.CALL.value,
-            caller_number=caller_number,
-            caller_name=caller_name,
-            origin_linkedid=linkedid,
-            created_by=actor.label,
-        )
-        .on_conflict_do_nothing(index_elements=[Incident.origin_linkedid])
-        .returning(Incident.id)
-    )
-    new_id = (await session.execute(stmt)).scalar_one_or_none()
-    if new_id is None:
-        existing = await session.scalar(
-            select(Incident.id).where(Incident.origin_linkedid == linkedid)
-        )
-        assert existing is not None
-        return CallIncident(existing, created=False)
-    data = {
-        "status": Status.NEW.value,
-        "channel": Channel.CALL.value,
-        "linkedid": linkedid,
-        "caller_number": caller_number,
-    }
-    add_timeline_event(session, incident_id=new_id, actor=actor, kind="created", data=data)
-    await record_audit(
-        session=session,
-        actor=actor,
-        action="incident.create",
-        entity_type="incident",
-        entity_id=str(new_id),
-        before=None,
-        after=data,
-    )
-    return CallIncident(new_id, created=True)
 
 
 def with_allowed(incident: Incident, actor: Actor) -> list[Status]:

@@ -151,8 +151,37 @@ async def _refresh_kecamatan(
     incident = await session.get(Incident, location.incident_id, with_for_update=True)
     if incident is not None:
         await refresh_kecamatan(
-            session=session, incident=incident, actor=actor, request_id=request_id
+            session=session,
+            incident=incident,
+            locations=await location_facts(session, incident.id),
+            actor=actor,
+            request_id=request_id,
         )
+
+
+async def location_facts(session: AsyncSession, incident_id: int) -> list[LocationFacts]:
+    """What the kecamatan rule reads of an incident's caller locations (all of them)."""
+    rows = (
+        await session.execute(
+            select(
+                Location.source,
+                Location.address,
+                Location.raw,
+                Location.observed_at,
+                Location.confirmed,
+            ).where(Location.incident_id == incident_id)
+        )
+    ).all()
+    return [
+        LocationFacts(
+            source=r.source,
+            address=r.address,
+            raw=r.raw,
+            observed_at=r.observed_at,
+            confirmed=r.confirmed,
+        )
+        for r in rows
+    ]
 
 
 # -- the call side ----------------------------------------------------------------------------

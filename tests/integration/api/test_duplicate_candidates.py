@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from siaga112.auth.roles import Role
-from siaga112.incidents.duplicates import haversine_m
+from siaga112.casefile.duplicates import haversine_m
 from siaga112.incidents.models import Incident
 from siaga112.locations.models import Location
 from tests.conftest import auth

@@ -11,12 +11,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from siaga112.audit.service import record_audit
 from siaga112.auth.service import Actor
+from siaga112.callers.flag_models import NumberFlag
+from siaga112.callers.flag_schemas import Evidence, FlagCreate
 from siaga112.callers.matching import call_matches, incident_matches
 from siaga112.callers.numbers import subscriber_number
 from siaga112.calls.models import Call
 from siaga112.errors import InvalidRequest, NotFound
-from siaga112.flags.models import NumberFlag
-from siaga112.flags.schemas import Evidence, FlagCreate
 from siaga112.incidents.models import Incident
 
 

@@ -7,9 +7,9 @@ from fastapi import APIRouter, Depends, Path, Query, status
 from siaga112.api.deps import IncidentWriter, Reader, RequestId, SessionDep, require
 from siaga112.auth.roles import Permission
 from siaga112.auth.service import Actor
-from siaga112.flags import service
-from siaga112.flags.models import NumberFlag
-from siaga112.flags.schemas import FlagCreate, FlagKind, FlagOut
+from siaga112.callers import flags as service
+from siaga112.callers.flag_models import NumberFlag
+from siaga112.callers.flag_schemas import FlagCreate, FlagKind, FlagOut
 from siaga112.schemas import ERROR_RESPONSES, ErrorOut
 
 router = APIRouter(prefix="/number-flags", tags=["number flags"], responses=ERROR_RESPONSES)

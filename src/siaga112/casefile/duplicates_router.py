@@ -9,8 +9,8 @@ from fastapi import APIRouter, Path, Query, Request
 from pydantic import BaseModel, Field
 
 from siaga112.api.deps import Reader, SessionDep
+from siaga112.casefile.duplicates import Candidate, duplicate_candidates
 from siaga112.config import Settings
-from siaga112.incidents.duplicates import Candidate, duplicate_candidates
 from siaga112.incidents.lifecycle import Category, Channel, Classification, Status
 from siaga112.schemas import ERROR_RESPONSES, ErrorOut, Output
 

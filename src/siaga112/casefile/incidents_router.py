@@ -11,6 +11,8 @@ from siaga112.auth.service import Actor
 from siaga112.callers.schemas import CallerSummaryOut, PastClassification
 from siaga112.callers.service import caller_history, usable_number
 from siaga112.calls.schemas import CallOut
+from siaga112.casefile import service as casefile_service
+from siaga112.casefile.schemas import IncidentDetail
 from siaga112.errors import InvalidRequest
 from siaga112.incidents import service
 from siaga112.incidents.lifecycle import Category, Classification, Status
@@ -18,7 +20,6 @@ from siaga112.incidents.models import Incident
 from siaga112.incidents.schemas import (
     DuplicateLink,
     IncidentCreate,
-    IncidentDetail,
     IncidentOut,
     IncidentPage,
     IncidentPatch,
@@ -27,6 +28,7 @@ from siaga112.incidents.schemas import (
 )
 from siaga112.locations.router import best_out
 from siaga112.locations.schemas import LocationOut
+from siaga112.locations.service import location_facts
 from siaga112.schemas import ERROR_RESPONSES, ErrorOut
 
 router = APIRouter(prefix="/incidents", tags=["incidents"], responses=ERROR_RESPONSES)
@@ -102,7 +104,7 @@ async def create_incident(
 async def get_incident(
     incident_id: IncidentId, request: Request, session: SessionDep, actor: Reader, rid: RequestId
 ) -> IncidentDetail:
-    d = await service.get_details(
+    d = await casefile_service.get_details(
         session=session, incident_id=incident_id, actor=actor, request_id=rid
     )
     summary = await _caller_summary(session, d.incident, actor, rid)
@@ -165,7 +167,12 @@ async def update_incident(
     rid: RequestId,
 ) -> IncidentOut:
     incident = await service.update_incident(
-        session=session, incident_id=incident_id, data=data, actor=actor, request_id=rid
+        session=session,
+        incident_id=incident_id,
+        data=data,
+        actor=actor,
+        request_id=rid,
+        location_facts=location_facts,
     )
     await session.commit()
     await session.refresh(incident)

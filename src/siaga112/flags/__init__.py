@@ -1,2 +1,0 @@
-"""Prank and nuisance numbers: flagged by operators with a reason and an expiry; their calls
-still reach an operator, through the low-priority queue, after a short announcement."""
