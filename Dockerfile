@@ -3,7 +3,8 @@
 FROM python:3.11-slim AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
-COPY src ./src
+# Only the service: the development sandbox (src/siaga112_sandbox) stays out of the image.
+COPY src/siaga112 ./src/siaga112
 RUN pip install --no-cache-dir --prefix=/install .
 
 FROM python:3.11-slim

@@ -47,9 +47,10 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   touch "$stamp"
 fi
 
-# 2. PostgreSQL on 127.0.0.1:5432.
+# 2. PostgreSQL on 127.0.0.1:5432 (not for `make check`: WANT_PG=0).
+WANT_PG=${WANT_PG:-1}
 pg_up() { pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; }
-if ! command -v pg_isready >/dev/null || ! pg_up; then
+if [ "$WANT_PG" = 1 ] && { ! command -v pg_isready >/dev/null || ! pg_up; }; then
   if ! ls /etc/postgresql/*/main >/dev/null 2>&1; then
     apt_install postgresql
     ver=$(ls /etc/postgresql | sort -V | tail -n1)
