@@ -1,12 +1,35 @@
-"""Opaque keyset cursors: (timestamp, id) of the last row seen."""
+"""Keyset pagination, newest first, with opaque cursors: (timestamp, id) of the last row seen.
+
+One way for every list: :func:`keyset` orders a statement by (timestamp, id) descending, starts
+it after the cursor and asks for one row more than the page; :func:`page` cuts that extra row off
+and makes the next cursor from the last row kept.
+"""
 
 from __future__ import annotations
 
 import base64
 import json
+import uuid
+from collections.abc import Callable, Sequence
 from datetime import datetime
+from typing import Any, Literal, TypeVar
+
+from sqlalchemy import Select, SQLColumnExpression, tuple_
 
 from siaga112.errors import InvalidRequest
+
+Row = TypeVar("Row")
+Stmt = TypeVar("Stmt", bound="Select[*tuple[Any, ...]]")
+IdKind = Literal["int", "uuid"]
+
+# Ids are PostgreSQL bigints or UUIDs: a larger number is no row's and must not reach the database.
+_MAX_BIGINT = 2**63 - 1
+
+
+def _invalid() -> InvalidRequest:
+    return InvalidRequest(
+        "invalid cursor", details=[{"field": "query.cursor", "message": "not a cursor"}]
+    )
 
 
 def encode_cursor(at: datetime, ident: str | int) -> str:
@@ -14,15 +37,52 @@ def encode_cursor(at: datetime, ident: str | int) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str) -> tuple[datetime, str | int]:
+def decode_cursor(cursor: str, *, id_kind: IdKind) -> tuple[datetime, int | uuid.UUID]:
+    """The (timestamp, id) a cursor holds; anything else is an ``invalid_request``."""
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         at_raw, ident = json.loads(base64.urlsafe_b64decode(padded.encode()))
         at = datetime.fromisoformat(at_raw)
-        if not isinstance(ident, (str, int)) or at.tzinfo is None:
-            raise ValueError(cursor)
     except (ValueError, TypeError) as exc:
-        raise InvalidRequest(
-            "invalid cursor", details=[{"field": "query.cursor", "message": "not a cursor"}]
-        ) from exc
-    return at, ident
+        raise _invalid() from exc
+    if at.tzinfo is None:
+        raise _invalid()
+    if id_kind == "int":
+        # bool is an int to Python, never an id.
+        if isinstance(ident, bool) or not isinstance(ident, int) or not 0 <= ident <= _MAX_BIGINT:
+            raise _invalid()
+        return at, ident
+    if not isinstance(ident, str):
+        raise _invalid()
+    try:
+        return at, uuid.UUID(ident)
+    except ValueError as exc:
+        raise _invalid() from exc
+
+
+def keyset(
+    stmt: Stmt,
+    *,
+    at: SQLColumnExpression[Any],
+    ident: SQLColumnExpression[Any],
+    id_kind: IdKind,
+    cursor: str | None,
+    limit: int,
+) -> Stmt:
+    """``stmt`` newest first by (``at``, ``ident``), after ``cursor``, one row past ``limit``."""
+    if cursor is not None:
+        last_at, last_id = decode_cursor(cursor, id_kind=id_kind)
+        stmt = stmt.where(tuple_(at, ident) < tuple_(last_at, last_id))
+    return stmt.order_by(at.desc(), ident.desc()).limit(limit + 1)
+
+
+def page(
+    rows: Sequence[Row], *, limit: int, key: Callable[[Row], tuple[datetime, int | uuid.UUID]]
+) -> tuple[list[Row], str | None]:
+    """The page of a :func:`keyset` statement's rows, and the cursor of the next (None at the
+    end)."""
+    kept = list(rows[:limit])
+    if len(rows) <= limit:
+        return kept, None
+    at, ident = key(kept[-1])
+    return kept, encode_cursor(at, ident if isinstance(ident, int) else str(ident))

@@ -32,12 +32,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, case, exists, func, or_, select, true, tuple_
+from sqlalchemy import ColumnElement, Select, and_, case, exists, func, or_, select, true
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
-from siaga112.api.pagination import decode_cursor, encode_cursor
+from siaga112.api.pagination import keyset, page
 from siaga112.audit.service import record_audit
 from siaga112.auth.service import Actor, system_actor
 from siaga112.callbacks.legs import (
@@ -57,7 +57,6 @@ from siaga112.config import Settings
 from siaga112.errors import (
     CallbackInProgress,
     CallerIdUnavailable,
-    InvalidRequest,
     InvalidTransition,
     NotFound,
     TelephonyUnavailable,
@@ -261,19 +260,14 @@ async def list_callbacks(
     ).where(Incident.caller_number.is_not(None))
     if status:
         stmt = stmt.where(derived_status.in_(status))
-    if cursor is not None:
-        at, ident = decode_cursor(cursor)
-        try:
-            last_id = uuid.UUID(str(ident))
-        except ValueError as exc:
-            raise InvalidRequest("invalid cursor", details=[{"field": "query.cursor"}]) from exc
-        stmt = stmt.where(tuple_(Call.offered_at, Call.id) < tuple_(at, last_id))
-    stmt = stmt.order_by(Call.offered_at.desc(), Call.id.desc()).limit(limit + 1)
-    rows = (await session.execute(stmt)).all()
-    items = [_item(r) for r in rows[:limit]]
-    next_cursor = None
-    if len(rows) > limit:
-        next_cursor = encode_cursor(items[-1].offered_at, str(items[-1].call_id))
+    stmt = keyset(
+        stmt, at=Call.offered_at, ident=Call.id, id_kind="uuid", cursor=cursor, limit=limit
+    )
+    items, next_cursor = page(
+        [_item(r) for r in (await session.execute(stmt)).all()],
+        limit=limit,
+        key=lambda item: (item.offered_at, item.call_id),
+    )
     anonymous_stmt = _candidates(
         select(func.count())
         .select_from(Call)

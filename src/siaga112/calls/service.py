@@ -5,12 +5,12 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import select, tuple_
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from siaga112.api.pagination import decode_cursor, encode_cursor
+from siaga112.api.pagination import keyset, page
 from siaga112.calls.models import Call
-from siaga112.errors import InvalidRequest, NotFound
+from siaga112.errors import NotFound
 
 
 async def list_calls(
@@ -32,20 +32,11 @@ async def list_calls(
         stmt = stmt.where(Call.offered_at >= offered_from)
     if offered_to is not None:
         stmt = stmt.where(Call.offered_at < offered_to)
-    if cursor is not None:
-        at, ident = decode_cursor(cursor)
-        try:
-            last_id = uuid.UUID(str(ident))
-        except ValueError as exc:
-            raise InvalidRequest("invalid cursor", details=[{"field": "query.cursor"}]) from exc
-        stmt = stmt.where(tuple_(Call.offered_at, Call.id) < tuple_(at, last_id))
-    stmt = stmt.order_by(Call.offered_at.desc(), Call.id.desc()).limit(limit + 1)
-    rows = list((await session.scalars(stmt)).all())
-    next_cursor = None
-    if len(rows) > limit:
-        rows = rows[:limit]
-        next_cursor = encode_cursor(rows[-1].offered_at, str(rows[-1].id))
-    return rows, next_cursor
+    stmt = keyset(
+        stmt, at=Call.offered_at, ident=Call.id, id_kind="uuid", cursor=cursor, limit=limit
+    )
+    rows = (await session.scalars(stmt)).all()
+    return page(rows, limit=limit, key=lambda c: (c.offered_at, c.id))
 
 
 async def get_call(*, session: AsyncSession, call_id: uuid.UUID) -> Call:

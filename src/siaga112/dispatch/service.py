@@ -14,13 +14,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import Select, delete, func, select, tuple_, update
+from sqlalchemy import Select, delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from siaga112.agencies.models import Agency
-from siaga112.api.pagination import decode_cursor, encode_cursor
+from siaga112.api.pagination import keyset, page
 from siaga112.audit.service import record_audit
 from siaga112.auth.roles import Permission, Role
 from siaga112.auth.service import Actor
@@ -49,9 +49,13 @@ from siaga112.dispatch.webhooks import (
 )
 from siaga112.errors import Conflict, Forbidden, InvalidRequest, InvalidTransition, NotFound
 from siaga112.incidents.lifecycle import Category, Status
-from siaga112.incidents.lifecycle import can_transition as incident_can_transition
 from siaga112.incidents.models import Incident, IncidentEvent
-from siaga112.incidents.service import add_timeline_event, get_incident
+from siaga112.incidents.service import (
+    advance_status,
+    get_incident,
+    record_change,
+    record_status_change,
+)
 from siaga112.locations.models import Location
 from siaga112.locations.service import DEFAULT_RECENT_WINDOW, best_location_of_incident
 
@@ -502,10 +506,8 @@ async def create_dispatches(
     # one, and one sent after the operator took the incident back (a decline, a wrong agency).
     # A resolved incident stays resolved (no resolved -> dispatched). Set before the messages
     # are written, so that the agencies' documents carry the incident's new status.
-    moved: Status | None = None
-    if created and incident_can_transition(Status(incident.status), Status.DISPATCHED):
-        moved = Status(incident.status)
-        incident.status = Status.DISPATCHED.value
+    moved = advance_status(incident, Status.DISPATCHED) if created else None
+    if moved is not None:
         await session.flush()
 
     by_id = {a.id: a for a in targets}
@@ -534,12 +536,12 @@ async def create_dispatches(
             notes=notes,
             location=location,
         )
-        add_timeline_event(
-            session, incident_id=incident.id, actor=actor, kind="dispatch_created", data=data
-        )
-        await record_audit(
-            session=session,
+        await record_change(
+            session,
+            incident_id=incident.id,
             actor=actor,
+            kind="dispatch_created",
+            data=data,
             action="dispatch.create",
             entity_type="dispatch",
             entity_id=str(dispatch.id),
@@ -549,22 +551,8 @@ async def create_dispatches(
         )
     if moved is not None:
         # After the dispatch lines: the story reads "sent to X, so dispatched".
-        add_timeline_event(
-            session,
-            incident_id=incident.id,
-            actor=actor,
-            kind="status_changed",
-            data={"status": {"from": moved.value, "to": Status.DISPATCHED.value}},
-        )
-        await record_audit(
-            session=session,
-            actor=actor,
-            action="incident.update",
-            entity_type="incident",
-            entity_id=str(incident.id),
-            before={"status": moved.value},
-            after={"status": Status.DISPATCHED.value},
-            request_id=request_id,
+        await record_status_change(
+            session, incident=incident, previous=moved, actor=actor, request_id=request_id
         )
 
     await session.flush()
@@ -639,17 +627,12 @@ async def list_dispatches(
         )
     if filters.incident_id is not None:
         stmt = stmt.where(Dispatch.incident_id == filters.incident_id)
-    if cursor is not None:
-        at, ident = decode_cursor(cursor)
-        if not isinstance(ident, int):
-            raise InvalidRequest("invalid cursor", details=[{"field": "query.cursor"}])
-        stmt = stmt.where(tuple_(Dispatch.created_at, Dispatch.id) < tuple_(at, ident))
-    stmt = stmt.order_by(Dispatch.created_at.desc(), Dispatch.id.desc()).limit(limit + 1)
-    rows = list((await session.scalars(stmt)).all())
-    next_cursor = None
-    if len(rows) > limit:
-        rows = rows[:limit]
-        next_cursor = encode_cursor(rows[-1].created_at, rows[-1].id)
+    stmt = keyset(
+        stmt, at=Dispatch.created_at, ident=Dispatch.id, id_kind="int", cursor=cursor, limit=limit
+    )
+    rows, next_cursor = page(
+        (await session.scalars(stmt)).all(), limit=limit, key=lambda d: (d.created_at, d.id)
+    )
     views = [
         await _view(session=session, dispatch=d, with_location=False, actor=actor, request_id=None)
         for d in rows
@@ -719,16 +702,12 @@ async def update_dispatch_status(
         actor=actor,
         recent_window=recent_window,
     )
-    add_timeline_event(
+    await record_change(
         session,
         incident_id=incident.id,
         actor=actor,
         kind="dispatch_status_changed",
         data=data,
-    )
-    await record_audit(
-        session=session,
-        actor=actor,
         action="dispatch.update",
         entity_type="dispatch",
         entity_id=str(dispatch.id),
@@ -785,21 +764,18 @@ async def alert_unacknowledged(
             "waited_s": waited,
             "timeout_s": timeout_s,
         }
-        add_timeline_event(
+        await record_change(
             session,
             incident_id=dispatch.incident_id,
             actor=actor,
             kind="dispatch_unacknowledged",
             data=data,
-        )
-        await record_audit(
-            session=session,
-            actor=actor,
             action="dispatch.unacknowledged",
             entity_type="dispatch",
             entity_id=str(dispatch.id),
             before=None,
             after=data,
+            request_id=None,
         )
     await session.flush()
     return [d.id for d in rows]
@@ -827,19 +803,19 @@ async def list_outbox(
         stmt = stmt.where(WebhookOutbox.delivered_at.is_not(None))
     if agency is not None:
         stmt = stmt.where(Agency.code == agency)
-    if cursor is not None:
-        at, ident = decode_cursor(cursor)
-        if not isinstance(ident, int):
-            raise InvalidRequest("invalid cursor", details=[{"field": "query.cursor"}])
-        stmt = stmt.where(tuple_(WebhookOutbox.created_at, WebhookOutbox.id) < tuple_(at, ident))
-    stmt = stmt.order_by(WebhookOutbox.created_at.desc(), WebhookOutbox.id.desc()).limit(limit + 1)
-    rows = [(r[0], r[1]) for r in (await session.execute(stmt)).all()]
-    next_cursor = None
-    if len(rows) > limit:
-        rows = rows[:limit]
-        last = rows[-1][0]
-        next_cursor = encode_cursor(last.created_at, last.id)
-    return rows, next_cursor
+    stmt = keyset(
+        stmt,
+        at=WebhookOutbox.created_at,
+        ident=WebhookOutbox.id,
+        id_kind="int",
+        cursor=cursor,
+        limit=limit,
+    )
+    return page(
+        [(r[0], r[1]) for r in (await session.execute(stmt)).all()],
+        limit=limit,
+        key=lambda row: (row[0].created_at, row[0].id),
+    )
 
 
 async def retry_now(

@@ -7,13 +7,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select, tuple_
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from siaga112.api.pagination import decode_cursor, encode_cursor
+from siaga112.api.pagination import keyset, page
 from siaga112.audit.service import record_audit
 from siaga112.auth.roles import Permission
-from siaga112.auth.service import Actor
+from siaga112.auth.service import Actor, system_actor
 from siaga112.errors import InvalidRequest, InvalidTransition, NotFound
 from siaga112.incidents.kecamatan import LocationFacts, derive_kecamatan, kecamatan_from_text
 from siaga112.incidents.lifecycle import (
@@ -68,19 +68,11 @@ async def list_incidents(
         stmt = stmt.where(Incident.created_at < filters.created_to)
     if filters.caller_number is not None:
         stmt = stmt.where(Incident.caller_number == filters.caller_number)
-    if cursor is not None:
-        at, ident = decode_cursor(cursor)
-        if not isinstance(ident, int):
-            raise InvalidRequest("invalid cursor", details=[{"field": "query.cursor"}])
-        stmt = stmt.where(tuple_(Incident.created_at, Incident.id) < tuple_(at, ident))
-    stmt = stmt.order_by(Incident.created_at.desc(), Incident.id.desc()).limit(limit + 1)
-    rows = list((await session.scalars(stmt)).all())
-    next_cursor = None
-    if len(rows) > limit:
-        rows = rows[:limit]
-        last = rows[-1]
-        next_cursor = encode_cursor(last.created_at, last.id)
-    return rows, next_cursor
+    stmt = keyset(
+        stmt, at=Incident.created_at, ident=Incident.id, id_kind="int", cursor=cursor, limit=limit
+    )
+    rows = (await session.scalars(stmt)).all()
+    return page(rows, limit=limit, key=lambda i: (i.created_at, i.id))
 
 
 async def get_incident(*, session: AsyncSession, incident_id: int, lock: bool = False) -> Incident:
@@ -150,16 +142,12 @@ async def refresh_kecamatan(
     if after == before:
         return
     incident.kecamatan = after
-    add_timeline_event(
+    await record_change(
         session,
         incident_id=incident.id,
         actor=actor,
         kind="kecamatan_changed",
         data={"from": before, "to": after},
-    )
-    await record_audit(
-        session=session,
-        actor=actor,
         action="incident.kecamatan",
         entity_type="incident",
         entity_id=str(incident.id),
@@ -172,7 +160,39 @@ async def refresh_kecamatan(
 def add_timeline_event(
     session: AsyncSession, *, incident_id: int, actor: Actor, kind: str, data: dict[str, Any]
 ) -> None:
+    """A line on the incident's timeline alone (for a change whose audit row is written with
+    another line, see :func:`record_change`)."""
     session.add(IncidentEvent(incident_id=incident_id, actor=actor.label, kind=kind, data=data))
+
+
+async def record_change(
+    session: AsyncSession,
+    *,
+    incident_id: int,
+    actor: Actor,
+    kind: str,
+    data: dict[str, Any],
+    action: str,
+    before: dict[str, Any] | None,
+    after: dict[str, Any] | None,
+    request_id: str | None,
+    entity_type: str = "incident",
+    entity_id: str | None = None,
+) -> None:
+    """A change on the record: its line on the incident's timeline (``kind``, ``data``) and its
+    audit row (``action`` on ``entity_type``/``entity_id``, the incident by default, with
+    ``before`` and ``after``), written together in the caller's transaction."""
+    add_timeline_event(session, incident_id=incident_id, actor=actor, kind=kind, data=data)
+    await record_audit(
+        session=session,
+        actor=actor,
+        action=action,
+        entity_type=entity_type,
+        entity_id=entity_id if entity_id is not None else str(incident_id),
+        before=before,
+        after=after,
+        request_id=request_id,
+    )
 
 
 async def create_incident(
@@ -199,10 +219,12 @@ async def create_incident(
     session.add(incident)
     await session.flush()
     after = snapshot(incident) | {"channel": incident.channel, "kecamatan": incident.kecamatan}
-    add_timeline_event(session, incident_id=incident.id, actor=actor, kind="created", data=after)
-    await record_audit(
-        session=session,
+    await record_change(
+        session,
+        incident_id=incident.id,
         actor=actor,
+        kind="created",
+        data=after,
         action="incident.create",
         entity_type="incident",
         entity_id=str(incident.id),
@@ -229,6 +251,39 @@ def _apply_status(incident: Incident, target: Status, actor: Actor) -> None:
         incident.closed_at = datetime.now(UTC)
     elif current is Status.CLOSED:
         incident.closed_at = None
+
+
+def advance_status(incident: Incident, target: Status) -> Status | None:
+    """Move the incident to ``target`` on the system's account (a new dispatch puts it in
+    ``dispatched``) where the lifecycle allows it without a reopen; the status it had, or None
+    when it stays where it is. Record it with :func:`record_status_change`."""
+    current = Status(incident.status)
+    if target is current or not can_transition(current, target, may_reopen=False):
+        return None
+    _apply_status(incident, target, system_actor("lifecycle"))
+    return current
+
+
+async def record_status_change(
+    session: AsyncSession,
+    *,
+    incident: Incident,
+    previous: Status,
+    actor: Actor,
+    request_id: str | None,
+) -> None:
+    """The timeline line and audit row of a status change made by :func:`advance_status`."""
+    await record_change(
+        session,
+        incident_id=incident.id,
+        actor=actor,
+        kind="status_changed",
+        data={"status": {"from": previous.value, "to": incident.status}},
+        action="incident.update",
+        before={"status": previous.value},
+        after={"status": incident.status},
+        request_id=request_id,
+    )
 
 
 async def update_incident(
@@ -268,10 +323,12 @@ async def update_incident(
     if diff:
         await session.flush()
         kind = "status_changed" if set(diff) == {"status"} else "updated"
-        add_timeline_event(session, incident_id=incident.id, actor=actor, kind=kind, data=diff)
-        await record_audit(
-            session=session,
+        await record_change(
+            session,
+            incident_id=incident.id,
             actor=actor,
+            kind=kind,
+            data=diff,
             action="incident.update",
             entity_type="incident",
             entity_id=str(incident.id),
@@ -370,12 +427,17 @@ async def link_duplicate(
         relinked.append((child, child_before))
     after = snapshot(incident)
     await session.flush()
-    add_timeline_event(
+    await record_change(
         session,
         incident_id=incident.id,
         actor=actor,
         kind="duplicate_linked",
         data={"duplicate_of": root.id},
+        action="incident.link_duplicate",
+        entity_id=str(incident.id),
+        before=before,
+        after=after,
+        request_id=request_id,
     )
     add_timeline_event(
         session,
@@ -384,25 +446,20 @@ async def link_duplicate(
         kind="duplicate_received",
         data={"incident": incident.id},
     )
-    await record_audit(
-        session=session,
-        actor=actor,
-        action="incident.link_duplicate",
-        entity_type="incident",
-        entity_id=str(incident.id),
-        before=before,
-        after=after,
-        request_id=request_id,
-    )
     for child, child_before in relinked:
         # A child moves with its parent: its own timeline and the root's say so, and the audit
         # trail has its before and after like any other change.
-        add_timeline_event(
+        await record_change(
             session,
             incident_id=child.id,
             actor=actor,
             kind="duplicate_relinked",
             data={"from": incident.id, "to": root.id},
+            action="incident.link_duplicate",
+            entity_id=str(child.id),
+            before=child_before,
+            after=snapshot(child) | {"via": incident.id},
+            request_id=request_id,
         )
         add_timeline_event(
             session,
@@ -410,16 +467,6 @@ async def link_duplicate(
             actor=actor,
             kind="duplicate_received",
             data={"incident": child.id, "via": incident.id},
-        )
-        await record_audit(
-            session=session,
-            actor=actor,
-            action="incident.link_duplicate",
-            entity_type="incident",
-            entity_id=str(child.id),
-            before=child_before,
-            after=snapshot(child) | {"via": incident.id},
-            request_id=request_id,
         )
     return incident
 
