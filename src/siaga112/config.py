@@ -118,7 +118,7 @@ class PbxSettings(BaseModel):
     # waited overflow_after_s (see the README). Empty: no overflow.
     overflow_targets: list[str] = Field(default_factory=list)
     overflow_after_s: int = Field(default=30, ge=0, le=3600)
-    # Asterisk configuration templates; default: the repository's asterisk/ directory.
+    # Asterisk configuration templates; default: those shipped in siaga112/pbxconf/templates.
     templates_dir: Path | None = None
     # Asterisk's CDR CSV that reconciliation reads; default: the one inside the local root.
     # Where Asterisk runs on another host, point this at a copy or a shared mount.

@@ -5,7 +5,7 @@ Pure parsing, no sockets: the input is the mapping of ``agi_*`` variables that p
 lines Asterisk sends before the blank line; values are ``str``, empty values arrive as ``''`` and a
 line without ``": "`` is dropped, so any key may be missing).
 
-Dialplan contract (``asterisk/extensions.conf``)::
+Dialplan contract (``pbxconf/templates/extensions.conf``, `siaga112.telephony.contract`)::
 
     AGI(agi://host:4573/incoming, EXTEN, b64(PAI), b64(PANI), b64(Geolocation),
         ${CALLERID(pres)}, b64(${GEOLOC_PROFILE(effective_location)}), ${GEOLOC_PROFILE(method)})
