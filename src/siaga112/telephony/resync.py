@@ -16,7 +16,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-# The dialplan context the carrier trunk delivers 112 calls into (pbxconf/templates/extensions.conf).
+# The dialplan context the carrier trunk delivers 112 calls into (pbxconf/templates/
+# extensions.conf).
 CALLER_CONTEXT = "from-carrier"
 
 
