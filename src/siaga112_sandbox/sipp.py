@@ -31,7 +31,7 @@ from types import TracebackType
 from siaga112.config import Settings
 from siaga112_sandbox import pbx
 
-SIP_CONF = Path(__file__).resolve().parents[3] / "sip-conf"
+SIP_CONF = Path(__file__).resolve().parents[2] / "sip-conf"
 CARRIER_IP = "127.0.0.2"
 OPERATOR_IP = "127.0.0.1"
 # The P-Access-Network-Info caller-112.xml sends unless told otherwise (``-key pani``): an LTE
