@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
+from collections.abc import Iterator
 
 import uvicorn
 
@@ -20,6 +22,23 @@ from siaga112.runtime.telephony import Telephony, TelephonyRole
 from siaga112.worker import WorkerProcess
 
 log = logging.getLogger(__name__)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn re-raises SIGTERM and SIGINT once it has stopped, which ended the process before
+    serve's own cleanup ran, and its workers outlived it. Here a signal only asks the server to
+    stop; serve then stops its workers and returns."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self.handle_exit, sig, None)
+        try:
+            yield
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
 
 
 async def serve(settings: Settings, *, with_telephony: bool, spawn_worker: bool = True) -> None:
@@ -77,7 +96,7 @@ async def serve(settings: Settings, *, with_telephony: bool, spawn_worker: bool 
         proxy_headers=False,
         server_header=False,
     )
-    server = uvicorn.Server(config)
+    server = _Server(config)
     log.info(
         "API on http://%s:%d/v1 (telephony %s)",
         settings.api.host,

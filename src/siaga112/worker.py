@@ -24,13 +24,25 @@ from collections.abc import Sequence
 from typing import Literal
 
 from siaga112.config import Settings
-from siaga112.db.session import make_sessionmaker
+from siaga112.db.session import asyncpg_dsn, make_sessionmaker
 from siaga112.locations.worker import LocationWorker
 from siaga112.metrics import Metrics
 from siaga112.recordings.worker import RecordingWorker
+from siaga112.runtime.lease import Lease
+from siaga112.runtime.process import (
+    PARENT_PID_ENV,
+    die_with_parent,
+    exit_when_orphaned,
+    parent_to_follow,
+)
 from siaga112.runtime.telephony import Telephony
 
 log = logging.getLogger(__name__)
+
+
+def events_lease_name(settings: Settings) -> str:
+    """The lease of one PBX's AMI event stream and CDR file: one follower per PBX."""
+    return f"ami-events:{settings.ami.host}:{settings.ami.port}"
 
 
 class MetricsServer:
@@ -112,15 +124,35 @@ async def work(
     with_telephony: bool = True,
     duties: frozenset[Duty] = frozenset(DUTIES),
     metrics_port: int | None = None,
+    parent_pid: int | None = None,
 ) -> None:
     from siaga112.runtime.process import open_database
 
     engine = await open_database(settings)
     sessionmaker = make_sessionmaker(engine)
     metrics = Metrics()
+    follows_events = "events" in duties and with_telephony and settings.ami.events_in == "worker"
+
+    async def follow() -> Telephony:
+        telephony = Telephony(
+            settings=settings, sessionmaker=sessionmaker, metrics=metrics, role="events"
+        )
+        await telephony.start()
+        return telephony
+
+    async def unfollow(telephony: Telephony) -> None:
+        await telephony.stop()
+
+    # One follower per PBX, whoever started it and wherever it runs (siaga112.runtime.lease).
     events = (
-        Telephony(settings=settings, sessionmaker=sessionmaker, metrics=metrics, role="events")
-        if "events" in duties and with_telephony and settings.ami.events_in == "worker"
+        Lease(
+            dsn=asyncpg_dsn(settings.database_url_str),
+            name=events_lease_name(settings),
+            start=follow,
+            stop=unfollow,
+            metrics=metrics,
+        )
+        if follows_events
         else None
     )
     locations = (
@@ -156,7 +188,9 @@ async def work(
     )
     try:
         if events is not None:
-            await events.start()
+            tasks.append(loop.create_task(events.run()))
+        if parent_pid is not None:
+            tasks.append(loop.create_task(exit_when_orphaned(parent_pid)))
         if recorder is not None:
             await recorder.start()
         if locations is not None:
@@ -177,8 +211,6 @@ async def work(
             await locations.stop()
         if recorder is not None:
             await recorder.stop()
-        if events is not None:
-            await events.stop()
         await engine.dispose()
 
 
@@ -192,6 +224,9 @@ def run_worker(
 ) -> int:
     from siaga112.runtime.process import StartupError, loop_factory
 
+    parent_pid = parent_to_follow()
+    if parent_pid is not None:
+        die_with_parent(parent_pid)
     if nice:
         # Below the AGI server and Asterisk: on a busy machine the calls go first.
         os.nice(nice)
@@ -204,6 +239,7 @@ def run_worker(
                     with_telephony=with_telephony,
                     duties=duties,
                     metrics_port=metrics_port,
+                    parent_pid=parent_pid,
                 )
             )
     except StartupError as exc:
@@ -251,8 +287,9 @@ class WorkerProcess:
         delay = self.first_delay_s
         while True:
             started = time.monotonic()
+            # The child ends with this process, however this one ends (die_with_parent).
             self._process = await asyncio.create_subprocess_exec(
-                *self.command, env=dict(os.environ)
+                *self.command, env=dict(os.environ) | {PARENT_PID_ENV: str(os.getpid())}
             )
             self.metrics.inc("worker_starts")
             log.info("started siaga112 worker (pid %d)", self._process.pid)

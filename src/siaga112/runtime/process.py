@@ -1,9 +1,14 @@
 """What every siaga112 process (serve, worker) does at start: open the database only when it is
-reachable and at this code's migrations, and run on uvloop."""
+reachable and at this code's migrations, run on uvloop, and (a child) end with its parent."""
 
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ctypes.util
+import logging
+import os
+import signal
 from collections.abc import Callable
 
 from sqlalchemy.engine import make_url
@@ -57,3 +62,36 @@ def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
         return None
     return uvloop.new_event_loop
+
+
+log = logging.getLogger(__name__)
+
+# Set by a parent (`siaga112 serve`) for the children it starts: the pid they must not outlive.
+PARENT_PID_ENV = "SIAGA112_PARENT_PID"
+_PR_SET_PDEATHSIG = 1
+
+
+def parent_to_follow() -> int | None:
+    raw = os.environ.get(PARENT_PID_ENV, "")
+    return int(raw) if raw.isdigit() else None
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Have the kernel send this process SIGTERM when its parent ends, however it ends (also
+    ``kill -9``): Linux's PR_SET_PDEATHSIG. A parent already gone by now is not waited for."""
+    libc_name = ctypes.util.find_library("c")
+    if libc_name is not None:
+        libc = ctypes.CDLL(libc_name, use_errno=True)
+        if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+            log.warning("prctl(PR_SET_PDEATHSIG) failed: errno %d", ctypes.get_errno())
+    if os.getppid() != parent_pid:
+        log.error("parent %d ended before this worker started; exiting", parent_pid)
+        raise SystemExit(0)
+
+
+async def exit_when_orphaned(parent_pid: int, *, every_s: float = 1.0) -> None:
+    """Returns once the parent is gone (the second guard, where PR_SET_PDEATHSIG is missing
+    or was reset): the caller then shuts down."""
+    while os.getppid() == parent_pid:  # noqa: ASYNC110 - no event tells of a parent's end
+        await asyncio.sleep(every_s)
+    log.error("parent %d ended; this worker ends with it", parent_pid)

@@ -1,0 +1,103 @@
+"""One holder at a time, across processes and hosts: a PostgreSQL session-level advisory lock
+held on a connection of its own.
+
+Exactly one process may follow a PBX's AMI event stream and reconcile its CDR file: two
+followers write the same calls twice over and deadlock on their progress. Whoever takes the
+lease follows; the others wait and try again every ``retry_s``. The lock lives as long as its
+connection: when the holder dies (even ``kill -9``) the server ends the session and the next
+process takes over within ``retry_s``. The holder checks its connection every ``check_s``; once
+it is gone (PostgreSQL restarted or unreachable) the lock may be someone else's, so the holder
+stops following and competes again like everyone else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, Generic, TypeVar
+
+import asyncpg
+
+from siaga112.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+def lease_key(name: str) -> int:
+    """The advisory lock's 64-bit key for a lease name (stable across processes and hosts)."""
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+
+
+class Lease(Generic[T]):
+    """Runs ``start()`` while this process holds the lease ``name`` and ``stop(...)`` when it
+    loses it; :meth:`run` goes on until cancelled (then stops what it started)."""
+
+    def __init__(
+        self,
+        *,
+        dsn: str,
+        name: str,
+        start: Callable[[], Awaitable[T]],
+        stop: Callable[[T], Awaitable[None]],
+        metrics: Metrics,
+        retry_s: float = 1.0,
+        check_s: float = 1.0,
+    ) -> None:
+        self.dsn = dsn
+        self.name = name
+        self.key = lease_key(name)
+        self._start = start
+        self._stop = stop
+        self.metrics = metrics
+        self.retry_s = retry_s
+        self.check_s = check_s
+        self.held = False
+
+    async def run(self) -> None:
+        waiting_logged = False
+        while True:
+            conn: Any = None
+            try:
+                conn = await asyncpg.connect(self.dsn, timeout=5)
+                while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", self.key):
+                    if not waiting_logged:
+                        log.info("lease %s is held by another process; waiting", self.name)
+                        waiting_logged = True
+                    await asyncio.sleep(self.retry_s)
+                waiting_logged = False
+                await self._hold(conn)
+            except asyncio.CancelledError:
+                raise
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+                self.metrics.inc("lease_connection_failures")
+                log.warning("lease %s: database connection failed (%s); retrying", self.name, exc)
+                await asyncio.sleep(self.retry_s)
+            finally:
+                if conn is not None:
+                    with contextlib.suppress(Exception):
+                        await asyncio.wait_for(conn.close(), 2)
+
+    async def _hold(self, conn: Any) -> None:
+        self.held = True
+        self.metrics.inc("lease_acquired")
+        log.info("lease %s taken: this process follows", self.name)
+        thing = await self._start()
+        try:
+            while True:
+                await asyncio.sleep(self.check_s)
+                # The lock is as alive as this session: a failed check means it may be gone.
+                await asyncio.wait_for(conn.fetchval("SELECT 1"), max(self.check_s, 1.0))
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
+            self.metrics.inc("lease_lost")
+            log.warning(
+                "lease %s lost with its database session; stopping until retaken", self.name
+            )
+            raise
+        finally:
+            self.held = False
+            await self._stop(thing)

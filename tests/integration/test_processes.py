@@ -1,0 +1,200 @@
+"""siaga112's processes end together and follow each PBX's events once: a worker started by
+`siaga112 serve` ends with it however serve ends (SIGTERM, kill -9), and of several processes
+that want to follow the same AMI event stream exactly one does at a time, the next taking over
+when it dies. Real processes, a real PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+
+from siaga112.db.session import asyncpg_dsn
+from siaga112.metrics import Metrics
+from siaga112.runtime.lease import Lease
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+    return state != "Z"
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError, IndexError):
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(entry.name))
+    return out
+
+
+def _wait(check: object, within: float, what: str) -> None:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if check():  # type: ignore[operator]
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"{what} not within {within} s")
+
+
+@pytest.fixture
+def serve_api_only(
+    database_url: str, tmp_path: Path
+) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    """`siaga112 serve --api-only` (it starts its worker) on free ports, against the tests'
+    database; killed at the end whatever the test did."""
+    port = _free_port()
+    env = dict(os.environ) | {
+        "SIAGA112_DATABASE_URL": database_url,
+        "SIAGA112_API__PORT": str(port),
+        "SIAGA112_WORKER__PORT": str(_free_port()),
+        "SIAGA112_STATE_DIR": str(tmp_path / "state"),
+        "SIAGA112_RECORDINGS__ENABLED": "false",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "siaga112", "serve", "--api-only"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+    def up() -> bool:
+        try:
+            return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    try:
+        _wait(up, 30, "serve answering /healthz")
+        _wait(lambda: bool(_children(proc.pid)), 15, "serve's worker started")
+        yield proc, port
+    finally:
+        for child in _children(proc.pid):
+            os.kill(child, signal.SIGKILL)
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(10)
+
+
+@pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL])
+def test_serves_worker_ends_with_serve(
+    serve_api_only: tuple[subprocess.Popen[bytes], int], how: signal.Signals
+) -> None:
+    proc, _ = serve_api_only
+    workers = _children(proc.pid)
+    assert workers
+    proc.send_signal(how)
+    proc.wait(20)
+    for pid in workers:
+        _wait(
+            lambda pid=pid: not _alive(pid), 10, f"worker {pid} ending after serve got {how.name}"
+        )
+
+
+async def test_one_follower_at_a_time_and_the_next_takes_over(database_url: str) -> None:
+    dsn = asyncpg_dsn(database_url)
+    running: list[str] = []
+    stopped: list[str] = []
+
+    def lease(who: str) -> Lease[str]:
+        async def start() -> str:
+            running.append(who)
+            return who
+
+        async def stop(thing: str) -> None:
+            running.remove(thing)
+            stopped.append(thing)
+
+        return Lease(
+            dsn=dsn, name="test:ami-events", start=start, stop=stop, metrics=Metrics(),
+            retry_s=0.2, check_s=0.2,
+        )  # fmt: skip
+
+    first, second = lease("first"), lease("second")
+    t1 = asyncio.create_task(first.run())
+    for _ in range(50):
+        if running:
+            break
+        await asyncio.sleep(0.05)
+    t2 = asyncio.create_task(second.run())
+    await asyncio.sleep(1.0)
+    assert running == ["first"], "the second must wait while the first holds the lease"
+    t1.cancel()
+    await asyncio.gather(t1, return_exceptions=True)
+    assert stopped == ["first"]
+    for _ in range(40):
+        if running == ["second"]:
+            break
+        await asyncio.sleep(0.05)
+    assert running == ["second"], "the second takes over once the first is gone"
+    t2.cancel()
+    await asyncio.gather(t2, return_exceptions=True)
+    assert running == []
+
+
+async def test_a_holder_whose_session_is_cut_stops_following(database_url: str) -> None:
+    dsn = asyncpg_dsn(database_url)
+    events: list[str] = []
+
+    async def start() -> str:
+        events.append("start")
+        return "x"
+
+    async def stop(_: str) -> None:
+        events.append("stop")
+
+    lease = Lease(
+        dsn=dsn, name="test:cut", start=start, stop=stop, metrics=Metrics(),
+        retry_s=0.2, check_s=0.2,
+    )  # fmt: skip
+    task = asyncio.create_task(lease.run())
+    try:
+        for _ in range(50):
+            if events:
+                break
+            await asyncio.sleep(0.05)
+        assert events == ["start"]
+        admin = await asyncpg.connect(dsn)
+        try:
+            # What a PostgreSQL restart does to the holder's session.
+            await admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_locks"
+                " WHERE locktype = 'advisory' AND granted AND pid <> pg_backend_pid()"
+                " AND objid = ($1::bigint & x'ffffffff'::bigint)::oid",
+                lease.key,
+            )
+        finally:
+            await admin.close()
+        for _ in range(60):
+            if events[-2:] == ["stop", "start"]:
+                break
+            await asyncio.sleep(0.05)
+        assert events[:2] == ["start", "stop"], events
+        assert events[-1] == "start", "it takes the lease again once the database answers"
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
