@@ -348,3 +348,18 @@ def test_normalised_numbers_are_plus_digits_or_short_codes(raw: str) -> None:
     out = normalise_indonesian_number(raw)
     if out is not None:
         assert re.fullmatch(r"\+[1-9][0-9]{6,14}|[1-9][0-9]{2,6}", out)
+
+
+@pytest.mark.parametrize("short", ["112", "110", "113", "118", "119", "14045", "1500112"])
+def test_a_short_code_in_from_is_never_a_caller_id_nor_a_callback_number(short: str) -> None:
+    # A handset without a SIM (or locked) reaches some networks as From: sip:112@...
+    call = parse_incoming_call(request(agi_callerid=short, agi_arg_2=""))
+    assert call.caller_id_available is False
+    assert call.caller_e164 is None
+    assert call.callback_number is None
+    assert any("short code" in p for p in call.problems)
+
+
+def test_a_short_code_asserted_by_the_network_is_no_callback_number_either() -> None:
+    call = parse_incoming_call(request(agi_callerid="anonymous", agi_arg_2=b64("<tel:112>")))
+    assert call.callback_number is None

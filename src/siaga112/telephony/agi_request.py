@@ -32,7 +32,7 @@ import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from siaga112.callers.numbers import NO_NUMBER_WORDS, normalise_indonesian_number
+from siaga112.callers.numbers import NO_NUMBER_WORDS, is_short_code, normalise_indonesian_number
 
 __all__ = [
     "IncomingCall",
@@ -127,7 +127,7 @@ class IncomingCall:
         for candidate in (self.asserted_e164, self.caller_e164):
             if candidate is not None and candidate.startswith("+"):
                 return candidate
-        if self.asserted_number is not None:
+        if self.asserted_number is not None and _usable_number(self.asserted_number) is not None:
             return self.asserted_number
         if _usable_number(self.caller_number) is not None:
             return self.caller_number
@@ -171,7 +171,9 @@ def parse_incoming_call(env: Mapping[str, object]) -> IncomingCall:
     caller_number = _unless_unknown(text("agi_callerid"))
     caller_name = _unless_unknown(text("agi_calleridname"))
     usable = _usable_number(caller_number)
-    if usable is None and caller_number.strip().lower() not in NO_NUMBER_WORDS:
+    if usable is None and is_short_code(caller_number):
+        problems.append(f"caller ID {caller_number!r} is a short code, not the caller's number")
+    elif usable is None and caller_number.strip().lower() not in NO_NUMBER_WORDS:
         problems.append(f"caller ID {caller_number!r} is not a phone number")
     caller_e164 = normalise_indonesian_number(usable) if usable is not None else None
 
@@ -304,10 +306,15 @@ def _unless_unknown(value: str) -> str:
 
 
 def _usable_number(value: str) -> str | None:
+    """A caller's number in ``value``: not a no-number word, and not a short code (112, 110,
+    14045: what some networks put in From for a handset without a SIM is the number it dialled,
+    a service's, never the caller's)."""
     if value.strip().lower() in NO_NUMBER_WORDS:
         return None
     cleaned = _VISUAL_SEPARATORS.sub("", value)
-    return cleaned if _PHONE.fullmatch(cleaned) else None
+    if not _PHONE.fullmatch(cleaned) or is_short_code(cleaned):
+        return None
+    return cleaned
 
 
 def _digits_or_raw(value: str) -> str:
