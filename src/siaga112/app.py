@@ -21,7 +21,6 @@ from siaga112.callcontrol.protocol import CallControl
 from siaga112.callcontrol.router import router as callcontrol_router
 from siaga112.callers.flags_router import router as flags_router
 from siaga112.callers.router import router as callers_router
-from siaga112.calls.router import router as calls_router
 from siaga112.casefile.calls_router import router as call_detail_router
 from siaga112.casefile.duplicates_router import router as duplicates_router
 from siaga112.casefile.incidents_router import router as incidents_router
@@ -136,7 +135,6 @@ def create_app(
     v1.include_router(incidents_router)
     v1.include_router(duplicates_router)
     v1.include_router(locations_router)
-    v1.include_router(calls_router)
     v1.include_router(call_detail_router)
     v1.include_router(callcontrol_router)
     v1.include_router(recordings_router)

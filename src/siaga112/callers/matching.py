@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from sqlalchemy import ColumnElement, or_, select, union
 
-from siaga112.callers.numbers import number_forms
+from siaga112.callers.numbers import number_forms, subscriber_number
 from siaga112.calls.models import Call
 from siaga112.incidents.models import Incident
 
@@ -47,3 +47,17 @@ def call_matches(e164: str) -> ColumnElement[bool]:
 
 def incident_matches(e164: str) -> ColumnElement[bool]:
     return incidents_of(e164, number_forms(e164))
+
+
+def calls_of_number(raw: str) -> ColumnElement[bool]:
+    """The calls of a number as someone typed it: a subscriber's number in whichever form and
+    column it was stored (0812..., 62812..., +62812...); anything else (a short code, an
+    extension) as typed."""
+    e164 = subscriber_number(raw)
+    return call_matches(e164) if e164 is not None else Call.caller_number == raw
+
+
+def incidents_of_number(raw: str) -> ColumnElement[bool]:
+    """The incidents of a number as someone typed it (see :func:`calls_of_number`)."""
+    e164 = subscriber_number(raw)
+    return incident_matches(e164) if e164 is not None else Incident.caller_number == raw

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from siaga112.api.pagination import keyset, page
@@ -17,7 +17,7 @@ async def list_calls(
     *,
     session: AsyncSession,
     state: list[str] | None,
-    caller_number: str | None,
+    caller: ColumnElement[bool] | None,
     offered_from: datetime | None,
     offered_to: datetime | None,
     limit: int,
@@ -26,8 +26,9 @@ async def list_calls(
     stmt = select(Call)
     if state:
         stmt = stmt.where(Call.state.in_(state))
-    if caller_number is not None:
-        stmt = stmt.where(Call.caller_number == caller_number)
+    if caller is not None:
+        # `siaga112.callers.matching.calls_of_number`: the number in any stored form.
+        stmt = stmt.where(caller)
     if offered_from is not None:
         stmt = stmt.where(Call.offered_at >= offered_from)
     if offered_to is not None:

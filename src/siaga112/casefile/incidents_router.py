@@ -8,6 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from siaga112.api.deps import IncidentWriter, Reader, RequestId, SessionDep
 from siaga112.auth.service import Actor
+from siaga112.callers.matching import incidents_of_number
 from siaga112.callers.schemas import CallerSummaryOut, PastClassification
 from siaga112.callers.service import caller_history, usable_number
 from siaga112.calls.schemas import CallOut
@@ -70,7 +71,7 @@ async def list_incidents(
         classification=classification,
         created_from=created_from,
         created_to=created_to,
-        caller_number=caller_number,
+        caller=incidents_of_number(caller_number) if caller_number is not None else None,
     )
     rows, next_cursor = await service.list_incidents(
         session=session, filters=filters, limit=limit, cursor=cursor

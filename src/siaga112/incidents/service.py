@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from siaga112.api.pagination import keyset, page
@@ -49,7 +49,8 @@ class IncidentFilter:
     classification: list[Classification] | None = None
     created_from: datetime | None = None
     created_to: datetime | None = None
-    caller_number: str | None = None
+    # `siaga112.callers.matching.incidents_of_number`: the number in any stored form.
+    caller: ColumnElement[bool] | None = None
 
 
 async def list_incidents(
@@ -66,8 +67,8 @@ async def list_incidents(
         stmt = stmt.where(Incident.created_at >= filters.created_from)
     if filters.created_to is not None:
         stmt = stmt.where(Incident.created_at < filters.created_to)
-    if filters.caller_number is not None:
-        stmt = stmt.where(Incident.caller_number == filters.caller_number)
+    if filters.caller is not None:
+        stmt = stmt.where(filters.caller)
     stmt = keyset(
         stmt, at=Incident.created_at, ident=Incident.id, id_kind="int", cursor=cursor, limit=limit
     )
