@@ -44,6 +44,10 @@ def progress_from_cdr(record: CdrRecord) -> CallProgress:
         state, outcome = "ended", "answered"
     elif record.queue:
         state, outcome = "abandoned", "abandoned"
+    elif record.cut_before_the_centre:
+        # A dropped emergency call: the caller may still need help, so it goes on the callback
+        # worklist with everyone who gave up waiting.
+        state, outcome = "abandoned", "cut_before_queue"
     else:
         state, outcome = "ended", "ended_before_answer"
     return CallProgress(
@@ -69,7 +73,7 @@ async def apply_record(session: AsyncSession, record: CdrRecord) -> bool:
             "agi_channel": record.channel,
             "agi_callerid": record.src or "unknown",
             "agi_calleridname": record.caller_name or "unknown",
-            "agi_arg_1": record.dialled,
+            "agi_arg_1": record.dialled_number,
             "agi_arg_2": _b64(record.pai),
             "agi_arg_3": _b64(record.pani),
             "agi_arg_4": _b64(record.geolocation),

@@ -41,8 +41,23 @@ class CdrRecord:
 
     @property
     def is_emergency_leg(self) -> bool:
-        """The caller's leg of a call to the centre (not an operator's or a transfer leg)."""
-        return self.dcontext == "from-carrier" and bool(self.dialled)
+        """The caller's leg of a call to the centre (not an operator's or a transfer leg), also
+        one cut inside Answer(), before the dialplan set any siaga112 column (an Asterisk
+        restart): Asterisk's own ``dst`` still names the number dialled."""
+        return self.dcontext == "from-carrier" and bool(self.dialled_number)
+
+    @property
+    def dialled_number(self) -> str:
+        """The number the caller dialled: the dialplan's column, else Asterisk's ``dst``."""
+        if self.dialled:
+            return self.dialled
+        return self.dst if self.dst.isdigit() else ""
+
+    @property
+    def cut_before_the_centre(self) -> bool:
+        """Ended inside Answer(), before the dialplan's first step after it: the caller never
+        reached the AGI step or the queue (cut by the caller or by an Asterisk restart)."""
+        return not self.dialled and not self.queue and not self.operator
 
     dstchannel: str = ""
     location: str = ""

@@ -8,9 +8,11 @@ import io
 import uuid
 from pathlib import Path
 
+import httpx
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
+from siaga112.auth.roles import Role
 from siaga112.calls.models import Call
 from siaga112.incidents.models import Incident
 from siaga112.locations.models import Location
@@ -18,6 +20,7 @@ from siaga112.metrics import Metrics
 from siaga112.runtime.reconcile import CdrReconciler
 from siaga112.telephony.cdr import read_new_records
 from siaga112.telephony.contract import CDR_CSV_FIELDS
+from tests.conftest import auth
 
 
 def cdr_line(uniqueid: str, **values: str) -> str:
@@ -237,3 +240,30 @@ async def test_reconciled_call_answered_by_an_overflow_destination_names_it(
     async with sessionmaker() as session:
         call = (await session.scalars(select(Call).where(Call.uniqueid == uid))).one()
     assert (call.operator, call.outcome) == ("overflow:+62215550112", "answered")
+
+
+async def test_a_call_cut_inside_answer_is_recorded_and_goes_on_the_callback_worklist(
+    tmp_path: Path,
+    sessionmaker: async_sessionmaker,  # type: ignore[type-arg]
+    client: httpx.AsyncClient,
+    keys: dict[Role, str],
+) -> None:
+    # An Asterisk restart cuts calls inside Answer(), before the dialplan set any siaga112
+    # column: only Asterisk's own fields say who called which number.
+    uid = f"cut.{uuid.uuid4().int % 10**6}"
+    blank = {f: "" for f in CDR_CSV_FIELDS if f.startswith("siaga112_")}
+    path = tmp_path / "cdr.csv"
+    path.write_text(
+        cdr_line(uid, **blank, src="081277766655", clid='"" <081277766655>', lastapp="Answer")
+    )
+    reconciler = CdrReconciler(path=path, sessionmaker=sessionmaker, metrics=Metrics())
+    assert await reconciler.run_once() == 1
+    async with sessionmaker() as session:
+        call = (await session.scalars(select(Call).where(Call.uniqueid == uid))).one()
+    assert call.caller_e164 == "+6281277766655"
+    assert call.dialled_number == "112"
+    assert call.incident_id is not None
+    assert (call.state, call.outcome) == ("abandoned", "cut_before_queue")
+    worklist = await client.get("/v1/callbacks", headers=auth(keys[Role.OPERATOR]))
+    assert worklist.status_code == 200, worklist.text
+    assert str(call.id) in {item["call_id"] for item in worklist.json()["items"]}
