@@ -116,7 +116,7 @@ def _value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float):
-        return f"{value:g}"
+        return str(int(value)) if value.is_integer() else repr(value)
     if isinstance(value, int | str | PostgresDsn):
         return str(value)
     if isinstance(value, list | dict):
@@ -190,8 +190,13 @@ def _accepts(info: FieldInfo) -> str:
             parts.append(f"< {_value(item.lt)}")
         elif isinstance(item, annotated_types.MinLen):
             parts.append(f"at least {item.min_length}")
+        elif isinstance(item, annotated_types.MaxLen):
+            parts.append(f"at most {item.max_length}")
         elif getattr(item, "pattern", None):
             parts.append(f"matching `{item.pattern}`")
+        else:
+            # A constraint left off the page would mislead; teach this function instead.
+            raise TypeError(f"no rendering for the constraint {item!r} of {info!r}")
     if low is not None and high is not None:
         parts.append(f"{low}..{high}")
     elif low is not None:
