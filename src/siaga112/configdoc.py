@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import textwrap
 import types
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -221,7 +222,8 @@ def _section(model: type[BaseModel], path: tuple[str, ...], title: str, lead: st
     """One section's table, then the tables of models held in its lists and dicts."""
     settings = [Setting(path=(*path, n), info=i) for n, i in model.model_fields.items()]
     own = [s for s in settings if _section_model(s.info) is None]
-    lines = [f"## {title}", "", _cell(lead), "", *_table(own, key="variable"), ""]
+    lead_lines = textwrap.wrap(" ".join(lead.split()), 100, break_on_hyphens=False)
+    lines = [f"## {title}", "", *lead_lines, "", *_table(own, key="variable"), ""]
     for setting in own:
         for inner in _models_in(setting.info.annotation):
             entries = [
