@@ -30,45 +30,97 @@ def _default_cache_dir() -> Path:
 
 
 class ApiSettings(BaseModel):
-    host: str = "127.0.0.1"
-    port: int = Field(default=8112, ge=1, le=65535)
-    max_body_bytes: int = Field(default=64 * 1024, ge=1024)
-    page_size_max: int = Field(default=200, ge=1)
+    host: str = Field(default="127.0.0.1", description="Address the REST API listens on.")
+    port: int = Field(default=8112, ge=1, le=65535, description="Port of the REST API.")
+    max_body_bytes: int = Field(
+        default=64 * 1024,
+        ge=1024,
+        description="Largest request body accepted; a larger one gets 413 `payload_too_large`.",
+    )
+    page_size_max: int = Field(
+        default=200,
+        ge=1,
+        description="Meant as the largest page a list may ask for, but not read yet: each list "
+        "endpoint bounds its `limit` itself (200 for most).",
+    )
 
 
 class WorkerSettings(BaseModel):
     """`siaga112 worker` (siaga112.worker): where it serves its /metrics and /healthz."""
 
-    host: str = "127.0.0.1"
-    port: int = Field(default=8113, ge=1, le=65535)
+    host: str = Field(
+        default="127.0.0.1",
+        description="Address where `siaga112 worker` serves its `/metrics` and `/healthz`.",
+    )
+    port: int = Field(
+        default=8113,
+        ge=1,
+        le=65535,
+        description="Port of a worker's `/metrics` and `/healthz`; the second worker that "
+        "`siaga112 serve` starts takes the next port (`siaga112 worker --metrics-port` overrides "
+        "it).",
+    )
 
 
 class AgiSettings(BaseModel):
-    host: str = "127.0.0.1"
-    port: int = Field(default=4573, ge=1, le=65535)
-    # What the dialplan allows the AGI step before it goes on to the queue without it.
-    budget_ms: int = Field(default=1500, ge=50)
-    # A caller who called within this many minutes before is put ahead in the queue.
-    repeat_window_min: int = Field(default=10, ge=0, le=24 * 60)
-    # Queue priority (QUEUE_PRIO) for such repeat callers; others have 0.
-    repeat_priority: int = Field(default=10, ge=1, le=100)
+    host: str = Field(
+        default="127.0.0.1",
+        description="Address the FastAGI server listens on; rendered into the dialplan's "
+        "`AGI(agi://...)` step.",
+    )
+    port: int = Field(
+        default=4573, ge=1, le=65535, description="Port of the FastAGI server (rendered too)."
+    )
+    budget_ms: int = Field(
+        default=1500,
+        ge=50,
+        description="The AGI step's time limit in the dialplan (`TIMEOUT(absolute)`), after "
+        "which the call goes on to the queue without it; siaga112 answers within 60% of it.",
+    )
+    repeat_window_min: int = Field(
+        default=10,
+        ge=0,
+        le=24 * 60,
+        description="A caller who called within this many minutes before is put ahead in the "
+        "queue.",
+    )
+    repeat_priority: int = Field(
+        default=10,
+        ge=1,
+        le=100,
+        description="Queue priority (`QUEUE_PRIO`) of such repeat callers; others have 0.",
+    )
 
 
 class AmiSettings(BaseModel):
-    host: str = "127.0.0.1"
-    port: int = Field(default=5038, ge=1, le=65535)
-    username: str = "siaga112"
-    # None: the local stack generates one under the state directory (mode 0600).
-    secret: SecretStr | None = None
-    reconnect_min_s: float = 0.5
-    reconnect_max_s: float = 15.0
-    # Networks the AMI account accepts logins from (manager.conf permit=): the hosts siaga112
-    # runs on. Loopback for the local stack; add the service hosts' addresses in a deployment.
-    permit: list[str] = Field(default_factory=lambda: ["127.0.0.1/32"], min_length=1)
-    # Which process follows the AMI event stream (call tracker, operator states, resync) and
-    # reconciles from the CDR file: "worker" (`siaga112 worker`; serve keeps an actions-only
-    # AMI session) or "serve" (everything in serve's event loop).
-    events_in: Literal["worker", "serve"] = "worker"
+    host: str = Field(default="127.0.0.1", description="Asterisk's AMI address.")
+    port: int = Field(default=5038, ge=1, le=65535, description="Asterisk's AMI port.")
+    username: str = Field(
+        default="siaga112", description="AMI account (rendered into manager.conf)."
+    )
+    secret: SecretStr | None = Field(
+        default=None,
+        description="AMI secret; manager.conf is rendered with it. Unset: generated once under "
+        "the state directory (mode 0600).",
+    )
+    reconnect_min_s: float = Field(
+        default=0.5, description="First wait before reconnecting to AMI after a lost session."
+    )
+    reconnect_max_s: float = Field(
+        default=15.0, description="Longest wait between AMI reconnects (the backoff's cap)."
+    )
+    permit: list[str] = Field(
+        default_factory=lambda: ["127.0.0.1/32"],
+        min_length=1,
+        description="Networks the AMI account accepts logins from (manager.conf `permit=`): "
+        "the hosts siaga112 runs on; add the service hosts' addresses in a deployment.",
+    )
+    events_in: Literal["worker", "serve"] = Field(
+        default="worker",
+        description="Which process follows the AMI event stream (call progress, operator "
+        "states, resync) and reconciles from the CDR file: `worker` (serve keeps an actions-only "
+        "AMI session) or `serve` (all in serve's event loop).",
+    )
 
     @field_validator("permit")
     @classmethod
@@ -92,44 +144,96 @@ _OVERFLOW_NUMBER = re.compile(r"\+?[0-9]{2,20}")
 class PbxSettings(BaseModel):
     """Values that differ per site and are rendered into the Asterisk configuration."""
 
-    root: Path | None = None  # default: <cache_dir>/asterisk-root
-    mirror: str | None = None  # default: the host's own apt mirror
-    suite: str = "sid"
-    sip_bind: str = "127.0.0.1"
-    sip_port: int = Field(default=5060, ge=1, le=65535)
-    # Source addresses of the carrier trunk / SBC. The local simulated carrier sends from
-    # 127.0.0.2 so that operator phones on 127.0.0.1 are not taken for it (DESIGN.md §3).
-    carrier_addresses: list[str] = Field(default_factory=lambda: ["127.0.0.2"])
-    # host:port of the carrier trunk / SBC for calls out of the centre (transfers to agency
-    # numbers). Locally a SIPp phone on the simulated carrier's address; not port 5060, which
-    # SIPp callers started with `-p 0` take first.
-    outbound_trunk: str = "127.0.0.2:5090"
-    emergency_numbers: list[str] = Field(default_factory=lambda: ["112"])
-    # Other short codes that the carrier may route to the centre (110, 113, 118, 119 ...).
-    alias_numbers: list[str] = Field(default_factory=list)
-    rtp_start: int = 10000
-    rtp_end: int = 30000
-    queue_name: str = "emergency"
-    # Played to a caller whose number is flagged (prank/nuisance) before the low-priority queue.
-    # A core sound by default; a site records its own in Bahasa Indonesia and names it here.
-    flagged_announcement: str = "queue-thankyou"
-    demo_operators: list[str] = Field(default_factory=lambda: ["6001", "6002"])
-    # Overflow: where a waiting caller ALSO rings when no operator is available, or once it has
-    # waited overflow_after_s (see the README). Empty: no overflow.
-    overflow_targets: list[str] = Field(default_factory=list)
-    overflow_after_s: int = Field(default=30, ge=0, le=3600)
-    # Asterisk configuration templates; default: those shipped in siaga112/pbxconf/templates.
-    templates_dir: Path | None = None
-    # Asterisk's CDR CSV that reconciliation reads; default: the one inside the local root.
-    # Where Asterisk runs on another host, point this at a copy or a shared mount.
-    cdr_path: Path | None = None
-    # Where siaga112 reads call recordings: Asterisk's <astspooldir>/monitor/siaga112 as seen
-    # from this host; default: the one inside the local root. Elsewhere a shared mount.
-    recordings_path: Path | None = None
-    # Benchmark only (bench/surge.py), never in a deployment: renders two extra numbers in
-    # [from-carrier] that run the emergency path into a queue whose one member (the first demo
-    # operator) is rung even while in use -- one with the AGI step, one without it.
-    bench_numbers: bool = False
+    root: Path | None = Field(
+        default=None,
+        description="The local Asterisk sandbox's root filesystem (built once with mmdebstrap).",
+    )
+    mirror: str | None = Field(
+        default=None, description="Debian mirror the Asterisk root is built from."
+    )
+    suite: str = Field(default="sid", description="Debian suite of the Asterisk root.")
+    sip_bind: str = Field(
+        default="127.0.0.1",
+        description="Address of the PJSIP UDP transport; also the registrar operators are given.",
+    )
+    sip_port: int = Field(
+        default=5060, ge=1, le=65535, description="Port of the PJSIP UDP transport."
+    )
+    # The local simulated carrier sends from 127.0.0.2 so that operator phones on 127.0.0.1
+    # are not taken for it (DESIGN.md §3).
+    carrier_addresses: list[str] = Field(
+        default_factory=lambda: ["127.0.0.2"],
+        description="Source addresses of the carrier trunk / SBC, by which Asterisk tells its "
+        "calls from operators' phones (pjsip.conf `match`).",
+    )
+    # Locally a SIPp phone on the simulated carrier's address; not port 5060, which SIPp
+    # callers started with `-p 0` take first.
+    outbound_trunk: str = Field(
+        default="127.0.0.2:5090",
+        description="`host:port` of the carrier trunk / SBC for calls out of the centre: "
+        "transfers to agency numbers, callbacks, overflow to a number.",
+    )
+    emergency_numbers: list[str] = Field(
+        default_factory=lambda: ["112"], description="Numbers answered as emergency calls."
+    )
+    alias_numbers: list[str] = Field(
+        default_factory=list,
+        description='Other short codes the carrier routes to the centre, e.g. `["110","113",'
+        '"118","119"]`.',
+    )
+    rtp_start: int = Field(default=10000, description="First port of the RTP range.")
+    rtp_end: int = Field(
+        default=30000, description="Last port of the RTP range (a narrow range limits calls)."
+    )
+    queue_name: str = Field(
+        default="emergency",
+        description="The operators' queue; flagged numbers wait in the same name with `-low`.",
+    )
+    flagged_announcement: str = Field(
+        default="queue-thankyou",
+        description="Sound played to a caller whose number is flagged (prank/nuisance) before "
+        "the low-priority queue; a core sound by default: record your own in Bahasa Indonesia.",
+    )
+    demo_operators: list[str] = Field(
+        default_factory=lambda: ["6001", "6002"],
+        description="Operator extensions configured in pjsip.conf (passwords generated per "
+        "machine); API-created operators come from PostgreSQL instead.",
+    )
+    overflow_targets: list[str] = Field(
+        default_factory=list,
+        description="Where a waiting caller also rings (see Overflow in docs/telephony.md): "
+        "`PJSIP/<endpoint>` (a supervisor's phone) or a number dialled through the carrier "
+        "trunk (`+62215550112`, a neighbouring centre). Empty: no overflow.",
+    )
+    overflow_after_s: int = Field(
+        default=30,
+        ge=0,
+        le=3600,
+        description="A caller who has waited this long rings the operators and the overflow "
+        "targets together (`0`: from the start).",
+    )
+    templates_dir: Path | None = Field(
+        default=None,
+        description="Asterisk configuration templates rendered by siaga112 (default: those "
+        "shipped in the package, siaga112/pbxconf/templates).",
+    )
+    cdr_path: Path | None = Field(
+        default=None,
+        description="Asterisk's CDR CSV read by reconciliation; where Asterisk runs on another "
+        "host, a copy or a shared mount.",
+    )
+    recordings_path: Path | None = Field(
+        default=None,
+        description="Call recordings (Asterisk's `monitor/siaga112`) as this host sees them: "
+        "read for downloads, written by the purge; elsewhere a shared mount.",
+    )
+    # Two extra numbers in [from-carrier] run the emergency path into a queue whose one member
+    # (the first demo operator) is rung even while in use -- one with the AGI step, one without.
+    bench_numbers: bool = Field(
+        default=False,
+        description="Benchmark only (bench/surge.py), never in a deployment: renders the "
+        "benchmark numbers 1129 and 1128 into the dialplan.",
+    )
 
     @field_validator("overflow_targets")
     @classmethod
@@ -155,18 +259,43 @@ class PbxSettings(BaseModel):
 class DispatchSettings(BaseModel):
     """Dispatch to agencies: acknowledgement alert and webhook delivery (the outbox worker)."""
 
-    # A dispatch still `sent` after this long raises `dispatch_unacknowledged` (once).
-    ack_timeout_s: float = Field(default=120.0, gt=0)
-    # One webhook POST, connect to last byte; a receiver slower than this counts as failed.
-    webhook_timeout_s: float = Field(default=10.0, gt=0, le=120)
-    # How long a claimed outbox row stays invisible to other workers; must exceed the timeout
-    # so that a worker that died mid-delivery is retried by another after this.
-    claim_lease_s: float = Field(default=60.0, gt=0)
-    # Backoff between attempts: exponential from base, capped, with jitter.
-    retry_base_s: float = Field(default=2.0, gt=0)
-    retry_max_s: float = Field(default=300.0, gt=0)
-    poll_s: float = Field(default=1.0, gt=0)
-    batch_size: int = Field(default=20, ge=1, le=500)
+    ack_timeout_s: float = Field(
+        default=120.0,
+        gt=0,
+        description="A dispatch still `sent` after this long puts `dispatch_unacknowledged` on "
+        "the incident's timeline (once).",
+    )
+    webhook_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        le=120,
+        description="Time limit of one webhook POST, connect to last byte; a slower receiver "
+        "counts as failed.",
+    )
+    claim_lease_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="How long a claimed outbox row stays invisible to other workers; longer "
+        "than the webhook timeout, so that a delivery whose worker died is retried after it.",
+    )
+    retry_base_s: float = Field(
+        default=2.0,
+        gt=0,
+        description="First wait before retrying a failed delivery; the backoff doubles from "
+        "here, with jitter.",
+    )
+    retry_max_s: float = Field(
+        default=300.0, gt=0, description="Longest wait between delivery attempts."
+    )
+    poll_s: float = Field(
+        default=1.0,
+        gt=0,
+        description="How often the delivery worker looks for due messages when not woken by a "
+        "new one.",
+    )
+    batch_size: int = Field(
+        default=20, ge=1, le=500, description="Outbox rows one worker claims at a time."
+    )
 
     @model_validator(mode="after")
     def _lease_covers_timeout(self) -> DispatchSettings:
@@ -181,101 +310,198 @@ _BOTH_CHANNELS: list[Literal["https", "sms"]] = ["https", "sms"]
 class AmlSenderSettings(BaseModel):
     """One system allowed to post AML messages (an AML relay or the centre's SMS gateway)."""
 
-    secrets: list[SecretStr] = Field(min_length=1)
-    channels: list[Literal["https", "sms"]] = Field(default_factory=lambda: _BOTH_CHANNELS.copy())
+    secrets: list[SecretStr] = Field(
+        min_length=1,
+        description="The sender's HMAC-SHA256 secrets; several during a rotation.",
+    )
+    channels: list[Literal["https", "sms"]] = Field(
+        default_factory=lambda: _BOTH_CHANNELS.copy(),
+        description="Channels the sender may use: `https` (`POST /aml/v1/https`) and `sms` "
+        "(`POST /aml/v1/sms`).",
+    )
 
 
 class LocationSettings(BaseModel):
     """Caller location: best-location rule, cell identity split, cell-tower radius."""
 
-    # Where calls' locations are derived (siaga112.locations.worker): "worker", a process of
-    # its own (`siaga112 worker`, which `siaga112 serve` starts unless --no-worker), or
-    # "inline", tasks beside the AGI server in the serving process.
-    derive_in: Literal["worker", "inline"] = "worker"
-    # How often the worker looks for calls to locate.
-    worker_poll_s: float = Field(default=0.25, gt=0, le=30)
-
-    # Locations observed within this many seconds of the newest fix compete on precision for
-    # "best"; older ones are history. Operator-confirmed locations win regardless.
-    recent_window_s: float = Field(default=300.0, gt=0)
-    # Leftmost bits of a 36-bit NR cell identity that are the gNB ID (TS 38.413: 22..32);
-    # operator-configured, so per deployment. Only the displayed split depends on it.
-    gnb_id_bits: int = Field(default=24, ge=22, le=32)
-    # Smallest radius given to a cell-tower location: OpenCelliD's `range` is an estimate from
-    # crowd samples and is 0 or tiny for cells seen a few times; a tower is not the caller.
-    cell_min_radius_m: float = Field(default=250.0, ge=0)
-    # A by-reference SIP Geolocation (an http(s) URI instead of a PIDF-LO body) is kept raw;
-    # siaga112 dereferences it only when this is on, and then only on the hosts listed (empty:
-    # any host). The URI comes from the network, so fetching it is an outbound request the
-    # carrier decides; keep it off unless the carrier's LIS is known.
-    fetch_geolocation_by_reference: bool = False
-    geolocation_reference_hosts: list[str] = Field(default_factory=list)
-    geolocation_fetch_timeout_s: float = Field(default=2.0, gt=0, le=30)
-    # AML senders (relays, SMS gateways) by name, each with its HMAC-SHA256 secrets (several
-    # during a rotation) and the channels it may use. From the environment only, e.g.
-    # SIAGA112_LOCATIONS__AML_SENDERS='{"telkomsel-smsc": {"secrets": ["..."],
-    # "channels": ["sms"]}}'. Kept out of the database so that dumps and replicas never
-    # carry them; HMAC needs the secret itself, so it cannot be stored hashed.
-    aml_senders: dict[str, AmlSenderSettings] = Field(default_factory=dict)
-    # A signed AML message whose timestamp is further than this from now is refused as a
-    # replay; an identical message (same signed bytes) is refused whenever it comes again.
-    aml_replay_window_s: float = Field(default=600.0, gt=0)
-    # An AML message belongs to a call of the same number offered at most this long after the
-    # message's time (it may come first) ...
-    aml_match_before_s: float = Field(default=60.0, ge=0)
-    # ... or at most this long after the call ended (or while it lasts).
-    aml_match_after_end_s: float = Field(default=1800.0, ge=0)
+    derive_in: Literal["worker", "inline"] = Field(
+        default="worker",
+        description="Where calls' locations are derived: `worker` (`siaga112 worker`, a process "
+        "of its own, which `siaga112 serve` starts unless `--no-worker`) or `inline` (tasks "
+        "beside the AGI server).",
+    )
+    worker_poll_s: float = Field(
+        default=0.25, gt=0, le=30, description="How often the worker looks for calls to locate."
+    )
+    recent_window_s: float = Field(
+        default=300.0,
+        gt=0,
+        description="Fixes observed within this many seconds of the newest one compete on "
+        "precision for the best location; an operator-confirmed location wins regardless.",
+    )
+    gnb_id_bits: int = Field(
+        default=24,
+        ge=22,
+        le=32,
+        description="Leftmost bits of a 36-bit NR cell identity that are the gNB ID (TS 38.413: "
+        "22..32, operator-configured); only the displayed split depends on it.",
+    )
+    # OpenCelliD's `range` is an estimate from crowd samples and is 0 or tiny for cells seen a
+    # few times; a tower is not the caller.
+    cell_min_radius_m: float = Field(
+        default=250.0, ge=0, description="Smallest radius given to a cell-tower location."
+    )
+    # The URI comes from the network, so fetching it is an outbound request the carrier
+    # decides; keep it off unless the carrier's LIS is known.
+    fetch_geolocation_by_reference: bool = Field(
+        default=False,
+        description="GET a call's by-reference `Geolocation: <https://...>` and add its PIDF-LO "
+        "location (no redirects, 64 KiB at most, one try); off, the URI is only kept.",
+    )
+    geolocation_reference_hosts: list[str] = Field(
+        default_factory=list,
+        description='Hosts that may be fetched, e.g. `["lis.telkomsel.example"]`; empty: any host.',
+    )
+    geolocation_fetch_timeout_s: float = Field(
+        default=2.0, gt=0, le=30, description="Time limit of the whole by-reference fetch."
+    )
+    # Kept out of the database so that dumps and replicas never carry them; HMAC needs the
+    # secret itself, so it cannot be stored hashed.
+    aml_senders: dict[str, AmlSenderSettings] = Field(
+        default_factory=dict,
+        description="Systems allowed to post AML (relays, SMS gateways), by name, as JSON, e.g. "
+        '`{"telkomsel-smsc": {"secrets": ["..."], "channels": ["sms"]}}`; from the environment '
+        "only.",
+    )
+    aml_replay_window_s: float = Field(
+        default=600.0,
+        gt=0,
+        description="A signed AML message whose timestamp is further than this from now is "
+        "refused as a replay (a late SMS is accepted once); the same signed bytes are refused "
+        "whenever they come again.",
+    )
+    aml_match_before_s: float = Field(
+        default=60.0,
+        ge=0,
+        description="An AML message belongs to a call of the same number offered at most this "
+        "long after the message's time (it may come first) ...",
+    )
+    aml_match_after_end_s: float = Field(
+        default=1800.0,
+        ge=0,
+        description="... or at most this long after the call ended (or while it lasts).",
+    )
 
 
 class RecordingSettings(BaseModel):
     """Recording of emergency calls (MixMonitor through the queue), download and retention."""
 
-    # Rendered into queues.conf: off, no call is recorded.
-    enabled: bool = True
-    # wav: 16-bit PCM, 8 kHz, about 0.96 MB a minute; wav49: GSM in a WAV file, about 0.1 MB
-    # a minute (phone quality either way: the network sends G.711 at best).
-    format: Literal["wav", "wav49"] = "wav"
-    # Recordings older than this are deleted by the purge (never one on legal hold).
-    retention_days: int = Field(default=90, ge=1, le=3650)
-    # How often finished recordings are linked to their calls (also those made while siaga112
-    # was down: the file name holds the call's Uniqueid).
-    sweep_s: float = Field(default=10.0, gt=0, le=3600)
-    # Files changed within this many seconds may still be written: left for the next sweep.
-    settle_s: float = Field(default=2.0, ge=0, le=600)
-    # A file whose call is not known to have ended is linked once it is this old unchanged
-    # (Asterisk stopped mid-call, or the call row is late).
-    stale_s: float = Field(default=600.0, gt=0)
-    # Date directories looked at by each sweep (today and the days before).
-    sweep_days: int = Field(default=2, ge=1, le=400)
-    purge_every_s: float = Field(default=3600.0, gt=0)
+    enabled: bool = Field(
+        default=True,
+        description="Record answered emergency calls (rendered into queues.conf); off, no call "
+        "is recorded.",
+    )
+    # Phone quality either way: the network sends G.711 at best.
+    format: Literal["wav", "wav49"] = Field(
+        default="wav",
+        description="`wav` (16-bit PCM 8 kHz, about 0.96 MB a minute) or `wav49` (GSM in WAV, "
+        "about 0.1 MB a minute).",
+    )
+    retention_days: int = Field(
+        default=90,
+        ge=1,
+        le=3650,
+        description="Recordings older than this are deleted by the purge, except those on legal "
+        "hold.",
+    )
+    sweep_s: float = Field(
+        default=10.0,
+        gt=0,
+        le=3600,
+        description="How often finished recordings are linked to their calls (also those made "
+        "while siaga112 was down: the file name holds the call's Uniqueid).",
+    )
+    settle_s: float = Field(
+        default=2.0,
+        ge=0,
+        le=600,
+        description="A file of an ended call is finished once it was not written for this "
+        "long; one changed more recently is left for the next sweep.",
+    )
+    stale_s: float = Field(
+        default=600.0,
+        gt=0,
+        description="A file whose call is not known to have ended is linked once it is this old "
+        "unchanged (Asterisk stopped mid-call, or the call row is late).",
+    )
+    sweep_days: int = Field(
+        default=2,
+        ge=1,
+        le=400,
+        description="Date directories each sweep reads (today and the days before); the first "
+        "sweep after a start reads the whole retention period.",
+    )
+    purge_every_s: float = Field(
+        default=3600.0, gt=0, description="How often the retention purge runs."
+    )
 
 
 class DuplicateSettings(BaseModel):
     """Suggesting that an incident may be about the same event as another (several callers
     about one fire); an operator decides and links."""
 
-    # Other open incidents created this close in time are candidates.
-    window_min: float = Field(default=30.0, gt=0, le=24 * 60)
-    # Best locations this close count as the same place.
-    radius_m: float = Field(default=500.0, gt=0, le=50_000)
-    # At most this many open incidents of the window are scored (nearest in time first).
-    max_scanned: int = Field(default=500, ge=1, le=5000)
+    window_min: float = Field(
+        default=30.0,
+        gt=0,
+        le=24 * 60,
+        description="Other open incidents created this close in time are duplicate candidates.",
+    )
+    radius_m: float = Field(
+        default=500.0,
+        gt=0,
+        le=50_000,
+        description="Best locations this close count as the same place.",
+    )
+    max_scanned: int = Field(
+        default=500,
+        ge=1,
+        le=5000,
+        description="At most this many open incidents of the window are scored (nearest in time "
+        "first).",
+    )
 
 
 class CallbackSettings(BaseModel):
     """Callbacks of abandoned and silent calls: the operator's phone rings first (AMI
     Originate), then the caller is dialled out through the carrier trunk."""
 
-    # How long the operator's phone rings before the attempt counts as not taken.
-    operator_ring_s: int = Field(default=30, ge=5, le=120)
-    # How long the caller's phone rings (Dial timeout) before the attempt is `no_answer`.
-    caller_ring_s: int = Field(default=45, ge=5, le=180)
-    # The number the caller sees (the trunk may override it); digits only, as it goes into the
-    # dialplan through an AMI variable.
-    caller_id: str = Field(default="112", pattern=r"^\+?[0-9]{2,20}$")
-    # An attempt whose outcome never arrived (events lost, siaga112 restarted) is closed as
-    # `failed` once both ring times and this margin have passed, and its claim released.
-    outcome_margin_s: int = Field(default=30, ge=5, le=600)
+    operator_ring_s: int = Field(
+        default=30,
+        ge=5,
+        le=120,
+        description="How long a callback rings the operator's phone before the attempt counts "
+        "as not taken (`operator_unavailable`).",
+    )
+    caller_ring_s: int = Field(
+        default=45,
+        ge=5,
+        le=180,
+        description="Then how long the caller's phone rings (Dial timeout) before the attempt "
+        "is `no_answer`.",
+    )
+    # Digits only: it goes into the dialplan through an AMI variable.
+    caller_id: str = Field(
+        default="112",
+        pattern=r"^\+?[0-9]{2,20}$",
+        description="The number a called-back caller sees (the carrier may override it).",
+    )
+    outcome_margin_s: int = Field(
+        default=30,
+        ge=5,
+        le=600,
+        description="An attempt with no outcome from Asterisk (events lost, siaga112 restarted) "
+        "after both ring times and this margin is closed as `failed` and its claim released.",
+    )
 
 
 class Settings(BaseSettings):
@@ -285,21 +511,65 @@ class Settings(BaseSettings):
         extra="ignore",
     )
 
-    database_url: PostgresDsn = PostgresDsn("postgresql+asyncpg://postgres@127.0.0.1:5432/siaga112")
-    db_pool_size: int = 10
-    log_level: str = "INFO"
-    state_dir: Path = Field(default_factory=_default_state_dir)
-    cache_dir: Path = Field(default_factory=_default_cache_dir)
-    api: ApiSettings = Field(default_factory=ApiSettings)
-    worker: WorkerSettings = Field(default_factory=WorkerSettings)
-    agi: AgiSettings = Field(default_factory=AgiSettings)
-    ami: AmiSettings = Field(default_factory=AmiSettings)
-    pbx: PbxSettings = Field(default_factory=PbxSettings)
-    dispatch: DispatchSettings = Field(default_factory=DispatchSettings)
-    locations: LocationSettings = Field(default_factory=LocationSettings)
-    duplicates: DuplicateSettings = Field(default_factory=DuplicateSettings)
-    recordings: RecordingSettings = Field(default_factory=RecordingSettings)
-    callbacks: CallbackSettings = Field(default_factory=CallbackSettings)
+    database_url: PostgresDsn = Field(
+        default=PostgresDsn("postgresql+asyncpg://postgres@127.0.0.1:5432/siaga112"),
+        description="PostgreSQL (created when missing by `siaga112 db upgrade`); Asterisk's "
+        "realtime operators are configured from it too.",
+    )
+    db_pool_size: int = Field(
+        default=10, description="Database connections each process keeps in its pool."
+    )
+    log_level: str = Field(
+        default="INFO", description="Log level: `DEBUG`, `INFO`, `WARNING`, `ERROR`."
+    )
+    state_dir: Path = Field(
+        default_factory=_default_state_dir,
+        description="Generated secrets (AMI, operator passwords; mode 0600), Asterisk's pid and "
+        "log, SIPp logs.",
+    )
+    cache_dir: Path = Field(
+        default_factory=_default_cache_dir,
+        description="The Asterisk root filesystem of the local sandbox.",
+    )
+    api: ApiSettings = Field(default_factory=ApiSettings, description="The REST API.")
+    worker: WorkerSettings = Field(
+        default_factory=WorkerSettings,
+        description="`siaga112 worker` processes: their `/metrics` and `/healthz`.",
+    )
+    agi: AgiSettings = Field(
+        default_factory=AgiSettings,
+        description="The FastAGI server: the dialplan's step that opens the call and incident.",
+    )
+    ami: AmiSettings = Field(
+        default_factory=AmiSettings,
+        description="The Asterisk Manager Interface: call control, the event stream.",
+    )
+    pbx: PbxSettings = Field(
+        default_factory=PbxSettings,
+        description="Values that differ per site and are rendered into the Asterisk "
+        "configuration, and where the local sandbox and Asterisk's files are.",
+    )
+    dispatch: DispatchSettings = Field(
+        default_factory=DispatchSettings,
+        description="Dispatch to agencies: acknowledgement alert and webhook delivery.",
+    )
+    locations: LocationSettings = Field(
+        default_factory=LocationSettings,
+        description="Caller location: derivation, best-location rule, cells, by-reference "
+        "Geolocation, AML.",
+    )
+    duplicates: DuplicateSettings = Field(
+        default_factory=DuplicateSettings,
+        description="Suggesting incidents that may be about the same event as another.",
+    )
+    recordings: RecordingSettings = Field(
+        default_factory=RecordingSettings,
+        description="Recording of answered emergency calls, linking and retention.",
+    )
+    callbacks: CallbackSettings = Field(
+        default_factory=CallbackSettings,
+        description="Callbacks of abandoned and silent calls.",
+    )
 
     @property
     def database_url_str(self) -> str:

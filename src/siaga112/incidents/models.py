@@ -67,6 +67,6 @@ class IncidentEvent(Base):
     )
     at: Mapped[datetime] = mapped_column(server_default=func.now())
     actor: Mapped[str] = mapped_column(String(120))
-    # created, call_offered, updated, status_changed, note, call_answered, ... (README)
+    # created, call_offered, updated, status_changed, note, call_answered, ... (docs/api.md)
     kind: Mapped[str] = mapped_column(String(40))
     data: Mapped[dict[str, Any]]
