@@ -67,11 +67,11 @@ def serve_api_only(
 ) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
     """`siaga112 serve --api-only` (it starts its worker) on free ports, against the tests'
     database; killed at the end whatever the test did."""
-    port = _free_port()
+    port, worker_port = _free_port(), _free_port()
     env = dict(os.environ) | {
         "SIAGA112_DATABASE_URL": database_url,
         "SIAGA112_API__PORT": str(port),
-        "SIAGA112_WORKER__PORT": str(_free_port()),
+        "SIAGA112_WORKER__PORT": str(worker_port),
         "SIAGA112_STATE_DIR": str(tmp_path / "state"),
         "SIAGA112_RECORDINGS__ENABLED": "false",
     }
@@ -82,15 +82,16 @@ def serve_api_only(
         stderr=subprocess.DEVNULL,
     )
 
-    def up() -> bool:
+    def up(port: int) -> bool:
         try:
             return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
         except httpx.HTTPError:
             return False
 
     try:
-        _wait(up, 30, "serve answering /healthz")
-        _wait(lambda: bool(_children(proc.pid)), 15, "serve's worker started")
+        _wait(lambda: up(port), 60, "serve answering /healthz")
+        # The worker at work (its own /healthz), not still starting up.
+        _wait(lambda: up(worker_port), 60, "serve's worker answering /healthz")
         yield proc, port
     finally:
         for child in _children(proc.pid):
