@@ -50,6 +50,7 @@ MEDIA_PACKETS = 5  # 20 ms of PCMU each: what a handset sends first, before Answ
 MIN_RATE_SHARE = 0.95  # calls arriving at Asterisk per second / offered
 MAX_LOSS_SHARE = 0.005  # SIPp calls not successful / planned
 MIN_SERVED_SHARE = 0.995  # calls answered by the operator through the queue / arrived
+BENCH_CDR_FILE = "siaga112-cdr-bench.csv"
 MIN_INCIDENT_SHARE = 0.995  # 1129 calls that got SIAGA112_INCIDENT_ID in the dialplan / arrived
 
 READY_TIMEOUT_S = 60.0
@@ -398,7 +399,11 @@ class Service:
         return [found, "serve"] if found else [sys.executable, "-m", "siaga112", "serve"]
 
     def start(self) -> None:
-        env = {**os.environ, "SIAGA112_DATABASE_URL": self.database_url}
+        env = {
+            **os.environ,
+            "SIAGA112_DATABASE_URL": self.database_url,
+            "SIAGA112_PBX__CDR_FILE_NAME": BENCH_CDR_FILE,
+        }
         with self.log_path.open("ab") as out:
             self.proc = subprocess.Popen(
                 self.command(),
@@ -636,7 +641,10 @@ def bench_stack(
     settings = base.model_copy(
         update={
             "database_url": database_url,
-            "pbx": base.pbx.model_copy(update={"bench_numbers": True}),
+            # Bench calls go to a CDR file of their own, never into a development database.
+            "pbx": base.pbx.model_copy(
+                update={"bench_numbers": True, "cdr_file_name": BENCH_CDR_FILE}
+            ),
         }
     )
     reason = pbx_unavailable_reason()

@@ -15,7 +15,15 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, PostgresDsn, SecretStr, field_validator, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    Field,
+    PostgresDsn,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -216,6 +224,19 @@ class PbxSettings(BaseModel):
         default=None,
         description="Asterisk configuration templates rendered by siaga112 (default: those "
         "shipped in the package, siaga112/pbxconf/templates).",
+    )
+    cdr_file_name: str = Field(
+        default=CDR_FILE_NAME,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}\.csv$",
+        description="Name of the CSV file Asterisk writes its CDR to (cdr_custom, in its log "
+        "directory's `cdr-custom/`) and reconciliation reads. The tests and benchmarks use "
+        "their own, so that their calls never reach a development database.",
+    )
+    reconcile_from: AwareDatetime | None = Field(
+        default=None,
+        description="Calls Asterisk recorded before this time (ISO 8601 with offset) are never "
+        "reconciled. Default: when this database was created (`siaga112 db upgrade`), so a "
+        "new database does not adopt an old PBX's calls.",
     )
     cdr_path: Path | None = Field(
         default=None,
@@ -584,7 +605,7 @@ class Settings(BaseSettings):
         """Asterisk's CDR CSV as this host sees it (``pbx.cdr_path``, else the sandbox's)."""
         if self.pbx.cdr_path is not None:
             return self.pbx.cdr_path
-        return self.pbx_root / "var" / "log" / "asterisk" / "cdr-custom" / CDR_FILE_NAME
+        return self.pbx_root / "var" / "log" / "asterisk" / "cdr-custom" / self.pbx.cdr_file_name
 
     @property
     def recordings_dir(self) -> Path:

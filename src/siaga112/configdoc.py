@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin
 
 import annotated_types
-from pydantic import BaseModel, PostgresDsn, SecretStr
+from pydantic import AwareDatetime, BaseModel, PostgresDsn, SecretStr
 from pydantic.fields import FieldInfo
 
 from siaga112.config import Settings
@@ -40,6 +40,7 @@ DESCRIBED_DEFAULTS: dict[str, str] = {
     "SIAGA112_PBX__ROOT": "`<cache dir>/asterisk-root`",
     "SIAGA112_PBX__MIRROR": "the host's apt mirror (`/etc/apt/sources.list.d/*.sources`)",
     "SIAGA112_PBX__TEMPLATES_DIR": "the package's `siaga112/pbxconf/templates/`",
+    "SIAGA112_PBX__RECONCILE_FROM": "when the database was created",
     "SIAGA112_PBX__CDR_PATH": "the sandbox's `<root>/var/log/asterisk/cdr-custom/siaga112-cdr.csv`",
     "SIAGA112_PBX__RECORDINGS_PATH": "the sandbox's `<root>/var/spool/asterisk/monitor/siaga112`",
 }
@@ -168,6 +169,7 @@ def _kind(annotation: Any) -> str:
         str: "text",
         Path: "path",
         SecretStr: "secret",
+        AwareDatetime: "ISO 8601 time with its UTC offset",
     }
     if annotation in names:
         return names[annotation]

@@ -6,7 +6,7 @@ from siaga112.audit.models import AuditEvent
 from siaga112.auth.models import ApiKey
 from siaga112.callbacks.models import Callback, CallbackAttempt
 from siaga112.callers.flag_models import NumberFlag
-from siaga112.calls.cursors import ReadCursor
+from siaga112.calls.cursors import ReadCursor, RecordStart
 from siaga112.calls.models import Call
 from siaga112.db.base import Base
 from siaga112.dispatch.models import (
@@ -51,6 +51,7 @@ __all__ = [
     "PsAuth",
     "PsEndpoint",
     "ReadCursor",
+    "RecordStart",
     "Recording",
     "StreamEvent",
     "WebhookOutbox",

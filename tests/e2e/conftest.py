@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from siaga112.app import create_app
 from siaga112.auth.roles import Role
 from siaga112.auth.service import create_key, system_actor
-from siaga112.config import Settings
+from siaga112.config import PbxSettings, Settings
 from siaga112.locations.worker import LocationWorker
 from siaga112.metrics import Metrics
 from siaga112.runtime.telephony import Telephony
@@ -40,6 +40,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 # Real calls commit what they record (and the API through the real stack commits too), while
 # the integration tests expect a database that holds only what each test wrote in its own
 # rolled-back transaction: the e2e tests get a database of their own.
+TESTS_CDR_FILE = "siaga112-cdr-tests.csv"
+
+
 @pytest.fixture(scope="session")
 def database_url() -> Iterator[str]:
     yield from fresh_database("e2e")
@@ -47,7 +50,9 @@ def database_url() -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def settings(database_url: str) -> Settings:
-    return Settings(database_url=database_url)
+    # Calls placed by the tests go to a CDR file of their own: a development database that
+    # reconciles the PBX's file (make run) never sees them.
+    return Settings(database_url=database_url, pbx=PbxSettings(cdr_file_name=TESTS_CDR_FILE))
 
 
 @pytest.fixture(scope="session")

@@ -1,10 +1,11 @@
-"""Where reconciliation stopped reading Asterisk's own records (survives restarts)."""
+"""Where reconciliation stopped reading Asterisk's own records (survives restarts), and where this
+database's record starts."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, String, func
+from sqlalchemy import BigInteger, CheckConstraint, SmallInteger, String, func
 from sqlalchemy.orm import Mapped, mapped_column
 
 from siaga112.db.base import Base
@@ -18,3 +19,14 @@ class ReadCursor(Base):
     file_id: Mapped[str] = mapped_column(String(80))
     position: Mapped[int] = mapped_column(BigInteger)
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
+
+
+class RecordStart(Base):
+    """One row, written when the database is created: calls Asterisk recorded before it belong
+    to another database's record (a new database next to an old PBX adopts none of them)."""
+
+    __tablename__ = "record_start"
+    __table_args__ = (CheckConstraint("id = 1", name="one_row"),)
+
+    id: Mapped[int] = mapped_column(SmallInteger, primary_key=True, default=1)
+    started_at: Mapped[datetime] = mapped_column(server_default=func.now())

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
-from siaga112.config import CDR_FILE_NAME, LOW_QUEUE_SUFFIX, PbxSettings, Settings
+from siaga112.config import LOW_QUEUE_SUFFIX, PbxSettings, Settings
 from siaga112.telephony.ami_events import OVERFLOW_CONTEXT, OVERFLOW_MEMBER_PREFIX
 from siaga112.telephony.contract import (
     AMI_EVENTS,
@@ -316,7 +316,7 @@ def render_config(
         "noload_lines": "\n".join(f"noload => {m}.so" for m in NOLOAD_MODULES),
         "rtp_start": pbx.rtp_start,
         "rtp_end": pbx.rtp_end,
-        "cdr_file": CDR_FILE_NAME,
+        "cdr_file": pbx.cdr_file_name,
         "cdr_fields": cdr_fields,
         "hostname": hostname if hostname is not None else socket.gethostname(),
         **_pgsql_values(settings),

@@ -12,6 +12,7 @@ import asyncio
 import base64
 import logging
 import os
+from datetime import datetime
 from pathlib import Path
 
 from sqlalchemy import select
@@ -19,7 +20,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from siaga112.auth.service import system_actor
-from siaga112.calls.cursors import ReadCursor
+from siaga112.calls.cursors import ReadCursor, RecordStart
 from siaga112.calls.models import Call
 from siaga112.calls.recorder import CallProgress, apply_progress, record_incoming
 from siaga112.locations.service import locations_for_call
@@ -115,11 +116,15 @@ class CdrReconciler:
         sessionmaker: async_sessionmaker[AsyncSession],
         metrics: Metrics,
         name: str = "asterisk-cdr",
+        not_before: datetime | None = None,
     ) -> None:
         self.path = path
         self.sessionmaker = sessionmaker
         self.metrics = metrics
         self.name = name
+        # Calls Asterisk recorded before this belong to no record of this database's (see
+        # record_start_of): read past, never adopted.
+        self.not_before = not_before
         self._lock = asyncio.Lock()
 
     async def run_once(self) -> int:
@@ -171,6 +176,12 @@ class CdrReconciler:
                 log.warning("%d CDR line(s) in %s did not parse", rejected, self.path)
             created = 0
             legs = [r for r in records if r.is_emergency_leg]
+            if self.not_before is not None:
+                floor = self.not_before
+                kept = [r for r in legs if (r.start or r.end or floor) >= floor]
+                if len(kept) < len(legs):
+                    self.metrics.inc("cdr_records_before_record_start", len(legs) - len(kept))
+                legs = kept
             complete = await _complete_calls(session, [r.uniqueid for r in legs])
             for record in legs:
                 if record.uniqueid not in complete and await apply_record(session, record):
@@ -181,6 +192,12 @@ class CdrReconciler:
             self.metrics.inc("calls_reconciled", created)
             log.warning("reconciled %d call(s) that siaga112 had not recorded", created)
         return created, consumed > 0 and position + consumed < st.st_size
+
+
+async def record_start_of(session: AsyncSession) -> datetime | None:
+    """When this database's record starts (written by its first migration)."""
+    started: datetime | None = await session.scalar(select(RecordStart.started_at))
+    return started
 
 
 async def _complete_calls(session: AsyncSession, uniqueids: list[str]) -> set[str]:

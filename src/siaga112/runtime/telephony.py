@@ -25,7 +25,7 @@ from siaga112.metrics import Metrics
 from siaga112.operators.live import record_operator_states
 from siaga112.operators.service import QueueTarget, reapply_sessions
 from siaga112.runtime.callback_tracking import CallbackTracker
-from siaga112.runtime.reconcile import CdrReconciler
+from siaga112.runtime.reconcile import CdrReconciler, record_start_of
 from siaga112.telephony.agi_server import AgiServer
 from siaga112.telephony.ami_call_control import AmiCallControl, parse_queue_members
 from siaga112.telephony.ami_client import AmiLink
@@ -125,7 +125,13 @@ class Telephony:
             await self.callbacks.start()
             await self.callbacks.sweep()
             await self.operator_writer.start()
-            # What Asterisk recorded while siaga112 was down, before new calls come in.
+            # What Asterisk recorded while siaga112 was down, before new calls come in; never
+            # what it recorded before this database's record started.
+            if self.reconciler.not_before is None:
+                async with self.sessionmaker() as session:
+                    self.reconciler.not_before = self.settings.pbx.reconcile_from or (
+                        await record_start_of(session)
+                    )
             try:
                 await self.reconciler.run_once()
             except Exception:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -17,7 +18,7 @@ from siaga112.calls.models import Call
 from siaga112.incidents.models import Incident
 from siaga112.locations.models import Location
 from siaga112.metrics import Metrics
-from siaga112.runtime.reconcile import CdrReconciler
+from siaga112.runtime.reconcile import CdrReconciler, record_start_of
 from siaga112.telephony.cdr import read_new_records
 from siaga112.telephony.contract import CDR_CSV_FIELDS
 from tests.conftest import auth
@@ -267,3 +268,34 @@ async def test_a_call_cut_inside_answer_is_recorded_and_goes_on_the_callback_wor
     worklist = await client.get("/v1/callbacks", headers=auth(keys[Role.OPERATOR]))
     assert worklist.status_code == 200, worklist.text
     assert str(call.id) in {item["call_id"] for item in worklist.json()["items"]}
+
+
+async def test_a_new_database_adopts_no_call_recorded_before_its_record_started(
+    tmp_path: Path,
+    sessionmaker: async_sessionmaker,  # type: ignore[type-arg]
+) -> None:
+    async with sessionmaker() as session:
+        started = await record_start_of(session)
+    # The migration that created this database wrote when its record starts.
+    assert started is not None
+    assert abs((datetime.now(UTC) - started).total_seconds()) < 24 * 3600
+    before, after = f"old.{uuid.uuid4().int % 10**6}", f"new.{uuid.uuid4().int % 10**6}"
+    ts = started.timestamp()
+    path = tmp_path / "cdr.csv"
+    path.write_text(
+        cdr_line(
+            before, start=f"{ts - 3600:.6f}", answer=f"{ts - 3599:.6f}", end=f"{ts - 3500:.6f}"
+        )
+        + cdr_line(after, start=f"{ts + 60:.6f}", answer=f"{ts + 61:.6f}", end=f"{ts + 90:.6f}")
+    )
+    metrics = Metrics()
+    reconciler = CdrReconciler(
+        path=path, sessionmaker=sessionmaker, metrics=metrics, not_before=started
+    )
+    assert await reconciler.run_once() == 1
+    async with sessionmaker() as session:
+        uniqueids = set(
+            await session.scalars(select(Call.uniqueid).where(Call.uniqueid.in_([before, after])))
+        )
+    assert uniqueids == {after}
+    assert "siaga112_cdr_records_before_record_start_total 1" in metrics.render()
