@@ -540,8 +540,10 @@ $$
     # -- operators and the PJSIP realtime tables Asterisk reads them from ------------------
     # The ps_* rows are written by siaga112.operators.service in the same transaction as the
     # operator, and only for enabled operators: a disabled or deleted operator has no endpoint
-    # and cannot register. They hold only the columns siaga112 sets (the sorcery realtime
-    # wizard reads `SELECT *` and skips what is absent).
+    # and cannot register. They hold the columns siaga112 sets (the sorcery realtime wizard
+    # reads `SELECT *` and skips what is absent), plus the columns Asterisk 22 names in a WHERE
+    # clause at start (types as in Asterisk's contrib/ast-db-manage schema): without them
+    # every start logs an ERROR for the failed query.
     op.create_table(
         "operators",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -571,6 +573,8 @@ $$
         sa.Column("force_rport", sa.String(length=3), nullable=True),
         sa.Column("rewrite_contact", sa.String(length=3), nullable=True),
         sa.Column("callerid", sa.String(length=200), nullable=True),
+        # res_pjsip_mwi: SELECT * FROM ps_endpoints WHERE mailboxes != '' (always empty here).
+        sa.Column("mailboxes", sa.String(length=40), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_ps_endpoints")),
     )
     op.create_table(
@@ -587,6 +591,9 @@ $$
         sa.Column("id", sa.String(length=40), nullable=False),
         sa.Column("max_contacts", sa.Integer(), nullable=True),
         sa.Column("remove_existing", sa.String(length=3), nullable=True),
+        # res_pjsip's qualify of static contacts: SELECT * FROM ps_aors WHERE contact != ''
+        # (always empty here: operators register, their contacts stay in Asterisk's astdb).
+        sa.Column("contact", sa.String(length=255), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_ps_aors")),
     )
     # Each operator's last state as Asterisk reported it: de-duplicates the state events across
