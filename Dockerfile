@@ -2,10 +2,14 @@
 # Asterisk itself runs on the PBX host; point SIAGA112_AMI__HOST / SIAGA112_AGI__HOST at it.
 FROM python:3.11-slim AS build
 WORKDIR /src
+# The exact versions and hashes of requirements.lock (`make lock`), then the package alone:
+# pip adds nothing the lock does not list.
+COPY requirements.lock ./
+RUN pip install --no-cache-dir --prefix=/install --no-deps --require-hashes -r requirements.lock
 COPY pyproject.toml README.md ./
 # Only the service: the development sandbox (src/siaga112_sandbox) stays out of the image.
 COPY src/siaga112 ./src/siaga112
-RUN pip install --no-cache-dir --prefix=/install .
+RUN pip install --no-cache-dir --prefix=/install --no-deps .
 
 FROM python:3.11-slim
 RUN useradd --system --uid 10112 --home /app siaga112

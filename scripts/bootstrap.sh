@@ -32,19 +32,28 @@ apt_install() {
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 }
 
-# 1. Python environment: reinstalled only when pyproject.toml changed.
+# 1. Python environment: the exact versions (and hashes) of requirements-dev.lock (`make lock`
+#    writes it from pyproject.toml), then the project itself without dependencies. Reinstalled
+#    only when pyproject.toml or the lockfile changed: the stamp holds their digest.
 if [ ! -x "$VENV/bin/python" ]; then
   "$PY" -m venv "$VENV" 2>/dev/null || { apt_install python3-venv; "$PY" -m venv "$VENV"; }
 fi
 stamp="$VENV/.siaga112-installed"
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-  say "installing Python dependencies into $VENV"
+digest=$(cat pyproject.toml requirements-dev.lock | sha256sum | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$digest" ]; then
+  say "installing Python dependencies into $VENV (requirements-dev.lock)"
   # (pip's notes about absent local index folders on these machines are noise: filtered)
-  "$VENV/bin/pip" install -q --upgrade pip 2>&1 | grep -v "^WARNING: Location" >&2 || true
-  "$VENV/bin/pip" install -q -e '.[dev]' 2>&1 | grep -v "^WARNING: Location" >&2 || true
+  quiet() { "$@" 2>&1 | { grep -v "^WARNING: Location" >&2 || true; }; return "${PIPESTATUS[0]}"; }
+  quiet "$VENV/bin/pip" install -q --upgrade pip || say "pip was not upgraded; going on with the one there is"
+  # --no-deps as well: the lock lists every package; pip must not add or change any.
+  quiet "$VENV/bin/pip" install -q --no-deps -r requirements-dev.lock \
+    || { say "requirements-dev.lock did not install"; exit 1; }
+  quiet "$VENV/bin/pip" install -q --no-deps -e . \
+    || { say "the project did not install"; exit 1; }
+  broken=$("$VENV/bin/pip" check) || { say "installed packages do not fit together: $broken"; exit 1; }
   "$VENV/bin/python" -c "import siaga112, fastapi, panoramisk, pytest" \
     || { say "Python dependencies did not install"; exit 1; }
-  touch "$stamp"
+  printf '%s\n' "$digest" > "$stamp"
 fi
 
 # 2. PostgreSQL on 127.0.0.1:5432 (not for `make check`: WANT_PG=0).

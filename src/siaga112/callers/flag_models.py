@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Identity, String, func
+from sqlalchemy import BigInteger, Identity, Index, String, func, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from siaga112.db.base import Base
@@ -10,6 +10,15 @@ from siaga112.db.base import Base
 
 class NumberFlag(Base):
     __tablename__ = "number_flags"
+    __table_args__ = (
+        # The AGI statement asks "is this number flagged now?" on every call.
+        Index(
+            "ix_number_flags_active",
+            "number",
+            "expires_at",
+            postgresql_where=text("revoked_at IS NULL"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
     # E.164 (+62...): the form the AGI step compares with the call's callback number.

@@ -39,6 +39,8 @@ class PsEndpoint(Base):
     force_rport: Mapped[str | None] = mapped_column(String(3))
     rewrite_contact: Mapped[str | None] = mapped_column(String(3))
     callerid: Mapped[str | None] = mapped_column(String(200))
+    # Never set by siaga112; Asterisk's MWI start-up query names it (see the baseline migration).
+    mailboxes: Mapped[str | None] = mapped_column(String(40))
 
 
 class PsAuth(Base):
@@ -57,6 +59,8 @@ class PsAor(Base):
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     max_contacts: Mapped[int | None]
     remove_existing: Mapped[str | None] = mapped_column(String(3))
+    # Never set by siaga112 (operators register); Asterisk's qualify start-up query names it.
+    contact: Mapped[str | None] = mapped_column(String(255))
 
 
 class OperatorLiveState(Base):
