@@ -753,7 +753,7 @@ $$
     # reconciled (siaga112.runtime.reconcile), so a new database next to an old PBX adopts none.
     op.create_table(
         "record_start",
-        sa.Column("id", sa.SmallInteger(), nullable=False),
+        sa.Column("id", sa.SmallInteger(), autoincrement=False, nullable=False),
         sa.Column(
             "started_at",
             sa.DateTime(timezone=True),

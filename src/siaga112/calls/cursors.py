@@ -28,5 +28,5 @@ class RecordStart(Base):
     __tablename__ = "record_start"
     __table_args__ = (CheckConstraint("id = 1", name="one_row"),)
 
-    id: Mapped[int] = mapped_column(SmallInteger, primary_key=True, default=1)
+    id: Mapped[int] = mapped_column(SmallInteger, primary_key=True, autoincrement=False, default=1)
     started_at: Mapped[datetime] = mapped_column(server_default=func.now())
