@@ -98,6 +98,33 @@ class AgiSettings(BaseModel):
         le=100,
         description="Queue priority (`QUEUE_PRIO`) of such repeat callers; others have 0.",
     )
+    allow_from: list[str] = Field(
+        default_factory=lambda: ["127.0.0.1/32", "::1/128"],
+        min_length=1,
+        description="Networks the FastAGI server takes requests from: the PBX hosts. Any other "
+        "source is refused before a byte is read (counted as `agi_rejected_source`).",
+    )
+    secret: SecretStr | None = Field(
+        default=None,
+        description="Shared secret the dialplan sends with every AGI request "
+        "(`agi://.../incoming?key=...`, rendered into extensions.conf); a request without it is "
+        "refused. Default: generated once in the state directory.",
+    )
+
+    @field_validator("allow_from")
+    @classmethod
+    def _agi_networks(cls, value: list[str]) -> list[str]:
+        return [str(ipaddress.ip_network(v.strip(), strict=False)) for v in value]
+
+    @field_validator("secret")
+    @classmethod
+    def _url_safe(cls, value: SecretStr | None) -> SecretStr | None:
+        # It travels in the AGI URL of the dialplan: letters, digits, - and _ only.
+        if value is not None and not re.fullmatch(
+            r"[A-Za-z0-9_-]{16,128}", value.get_secret_value()
+        ):
+            raise ValueError("16 to 128 characters of A-Z, a-z, 0-9, - and _")
+        return value
 
 
 class AmiSettings(BaseModel):
@@ -618,9 +645,15 @@ class Settings(BaseSettings):
     @cached_property
     def ami_secret(self) -> SecretStr:
         """The AMI secret from the environment, or one generated once for this machine."""
-        if self.ami.secret is not None:
-            return self.ami.secret
-        path = self.state_dir / "ami-secret"
+        return self.ami.secret or self._generated_secret("ami-secret")
+
+    @cached_property
+    def agi_secret(self) -> SecretStr:
+        """The FastAGI shared secret from the environment, or one generated once."""
+        return self.agi.secret or self._generated_secret("agi-secret")
+
+    def _generated_secret(self, name: str) -> SecretStr:
+        path = self.state_dir / name
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

@@ -37,6 +37,7 @@ DESCRIBED_DEFAULTS: dict[str, str] = {
     "SIAGA112_STATE_DIR": "`$XDG_STATE_HOME/siaga112`, else `~/.local/state/siaga112`",
     "SIAGA112_CACHE_DIR": "`$XDG_CACHE_HOME/siaga112`, else `~/.cache/siaga112`",
     "SIAGA112_AMI__SECRET": "generated once in the state directory",
+    "SIAGA112_AGI__SECRET": "generated once in the state directory",
     "SIAGA112_PBX__ROOT": "`<cache dir>/asterisk-root`",
     "SIAGA112_PBX__MIRROR": "the host's apt mirror (`/etc/apt/sources.list.d/*.sources`)",
     "SIAGA112_PBX__TEMPLATES_DIR": "the package's `siaga112/pbxconf/templates/`",

@@ -40,7 +40,7 @@ def test_every_emergency_and_alias_number_runs_answer_agi_then_queue(tmp_path: P
     )["extensions.conf"]
     for number in ("112", "110", "113"):
         block = conf[conf.index(f"exten => {number},1,Answer()") :]
-        agi = block.index("AGI(agi://127.0.0.1:4599/incoming,${EXTEN}")
+        agi = block.index("AGI(agi://127.0.0.1:4599/incoming?key=")
         queue = block.index("Queue(${SIAGA112_QUEUE_USED}")
         assert agi < queue, number
     # The budget bounds the AGI step; its expiry (T) goes on to the queue.
@@ -318,4 +318,23 @@ def test_render_writes_an_etc_asterisk_for_a_pbx_host_with_secrets_closed(tmp_pa
     manager = tmp_path / "etc-asterisk" / "manager.conf"
     assert "s3cret-for-test" in manager.read_text()
     assert stat.S_IMODE(manager.stat().st_mode) == 0o640
-    assert stat.S_IMODE((tmp_path / "etc-asterisk" / "extensions.conf").stat().st_mode) == 0o644
+    # The dialplan holds the FastAGI secret.
+    assert stat.S_IMODE((tmp_path / "etc-asterisk" / "extensions.conf").stat().st_mode) == 0o640
+    assert stat.S_IMODE((tmp_path / "etc-asterisk" / "queues.conf").stat().st_mode) == 0o644
+
+
+def test_the_ami_account_cannot_read_or_rewrite_config_nor_run_commands(tmp_path: Path) -> None:
+    files = _render(tmp_path)
+    write = re.search(r"^write = (.*)$", files["manager.conf"], re.M)
+    assert write is not None
+    classes = set(write.group(1).split(","))
+    assert classes == {"call", "agent", "originate", "reporting", "system"}
+    for module in ("app_system", "func_shell"):
+        assert f"noload => {module}.so" in files["modules.conf"]
+
+
+def test_the_dialplan_sends_the_agi_secret(tmp_path: Path) -> None:
+    settings = _settings(tmp_path)
+    conf = render_config(settings, operator_passwords={"6001": "a", "6002": "b"}, hostname="h")
+    key = settings.agi_secret.get_secret_value()
+    assert f"/incoming?key={key}," in conf["extensions.conf"]

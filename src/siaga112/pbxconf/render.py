@@ -108,6 +108,9 @@ NOLOAD_MODULES: tuple[str, ...] = (
     "res_ari_playbacks", "res_ari_recordings", "res_ari_sounds", "app_stasis",
     "res_stasis_answer", "res_stasis_broadcast", "app_stasis_broadcast", "res_stasis_device_state",
     "res_stasis_playback", "res_stasis_recording", "res_stasis_snoop", "res_stasis_test",
+    # running programs on the PBX host from the dialplan (System(), SHELL()): with them a leaked
+    # AMI secret (Originate) would be command execution on the host
+    "app_system", "func_shell",
     # music on hold: the root has no MOH sounds (asterisk-moh-opsound is not installed), so
     # loaded it logs an ERROR for the missing directory at every start and disables itself
     "res_musiconhold",
@@ -226,6 +229,7 @@ def render_config(
             agi_app=agi_app,
             agi_host=settings.agi.host,
             agi_port=settings.agi.port,
+            agi_key=settings.agi_secret.get_secret_value(),
             agi_budget_s=budget_s,
             default_queue=queue or "${SIAGA112_DEFAULT_QUEUE}",
             flagged_announcement=pbx.flagged_announcement,
@@ -408,7 +412,7 @@ def _overflow_parts(pbx: PbxSettings) -> _OverflowParts:
 REMOVED_FILES = ("users.conf", "extensions.ael", "extensions.lua")
 
 # Files holding secrets: readable by the asterisk group only.
-SECRET_FILES = frozenset({"manager.conf", "pjsip.conf", "res_pgsql.conf"})
+SECRET_FILES = frozenset({"manager.conf", "pjsip.conf", "res_pgsql.conf", "extensions.conf"})
 
 
 def write_config(settings: Settings, directory: Path) -> list[Path]:

@@ -80,6 +80,8 @@ class Telephony:
             metrics=metrics,
             low_queue=settings.pbx.low_queue_name,
             repeat_priority=settings.agi.repeat_priority,
+            allow_from=settings.agi.allow_from,
+            secret=settings.agi_secret.get_secret_value(),
         )
         self.tracker = CallTracker(
             write_progress=self._write_progress, create_call=self._create_call, metrics=metrics

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
+import ipaddress
 import logging
 import time
-from collections.abc import Callable, Coroutine, Mapping
+import urllib.parse
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from datetime import UTC, datetime
 
 from panoramisk.fast_agi import Request
@@ -51,7 +54,13 @@ class AgiServer:
         metrics: Metrics,
         low_queue: str = "emergency-low",
         repeat_priority: int = 10,
+        allow_from: Sequence[str] = ("127.0.0.1/32", "::1/128"),
+        secret: str,
     ) -> None:
+        # Only the PBX talks AGI, and it says so with the dialplan's secret: anyone else who
+        # reaches the port could open fake 112 calls with any number and location.
+        self.allow_from = [ipaddress.ip_network(n, strict=False) for n in allow_from]
+        self._key = secret.encode()
         self.low_queue = low_queue
         self.repeat_priority = repeat_priority
         self.host = host
@@ -65,6 +74,7 @@ class AgiServer:
         # Writes that outlived their budget go on in the background; kept referenced so they
         # are neither garbage-collected nor lost at shutdown.
         self._pending: set[asyncio.Task[RecordedCall]] = set()
+        self._rejections = 0
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(
@@ -88,6 +98,10 @@ class AgiServer:
     ) -> None:
         started = time.perf_counter()
         try:
+            if not self._allowed(writer.get_extra_info("peername")):
+                self.metrics.inc("agi_rejected_source")
+                self._log_rejection("from a source outside agi.allow_from")
+                return
             try:
                 raw = await asyncio.wait_for(reader.readuntil(b"\n\n"), HEADER_TIMEOUT_S)
             except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError) as exc:
@@ -95,10 +109,15 @@ class AgiServer:
                 log.warning("AGI request rejected: %s", type(exc).__name__)
                 return
             headers = parse_header_block(raw)
-            script = headers.get("agi_network_script", "")
+            script, _, query = headers.get("agi_network_script", "").partition("?")
             if script != "incoming":
                 self.metrics.inc("agi_rejected")
                 log.warning("AGI request for unknown script %r rejected", script[:80])
+                return
+            key = urllib.parse.parse_qs(query).get("key", [""])[0].encode()
+            if not hmac.compare_digest(key, self._key):
+                self.metrics.inc("agi_rejected_secret")
+                self._log_rejection("without the dialplan's secret")
                 return
             await self.incoming(Request(None, headers, reader, writer))
             self.metrics.observe("agi_handling", time.perf_counter() - started)
@@ -109,6 +128,23 @@ class AgiServer:
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
+
+    def _allowed(self, peer: object) -> bool:
+        if not isinstance(peer, tuple) or not peer:
+            return False
+        try:
+            address = ipaddress.ip_address(str(peer[0]).split("%", 1)[0])
+        except ValueError:
+            return False
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        return any(address in net for net in self.allow_from)
+
+    def _log_rejection(self, why: str) -> None:
+        # A flood of them must not flood the log: the 1st, 10th, 100th ... are written.
+        self._rejections += 1
+        if self._rejections & (self._rejections - 1) == 0 or self._rejections % 1000 == 0:
+            log.warning("AGI request %s refused (%d so far)", why, self._rejections)
 
     async def incoming(self, request: Request) -> None:
         self.metrics.inc("agi_requests")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime
@@ -23,14 +24,17 @@ def b64(value: str) -> str:
     return base64.b64encode(value.encode()).decode()
 
 
-def agi_request(uniqueid: str, *, asserted: str | None = None) -> bytes:
+KEY = "dialplan-secret-for-tests"
+
+
+def agi_request(uniqueid: str, *, asserted: str | None = None, key: str = KEY) -> bytes:
     # A number of its own: another test's call from the same number within the repeat window
     # would (rightly) make this one a repeat caller.
     asserted = asserted or f"+62815{uuid.uuid4().int % 10**7:07d}"
     lines = {
         "agi_network": "yes",
-        "agi_network_script": "incoming",
-        "agi_request": "agi://127.0.0.1:4573/incoming",
+        "agi_network_script": f"incoming?key={key}",
+        "agi_request": f"agi://127.0.0.1:4573/incoming?key={key}",
         "agi_channel": "PJSIP/carrier-00000001",
         "agi_language": "en",
         "agi_type": "PJSIP",
@@ -87,7 +91,9 @@ async def recording_server(
             await session.commit()
             return rec
 
-    server = AgiServer(host="127.0.0.1", port=0, budget_s=1.0, record_call=record, metrics=metrics)
+    server = AgiServer(
+        host="127.0.0.1", port=0, budget_s=1.0, record_call=record, metrics=metrics, secret=KEY
+    )
     yield server, metrics
     await server.stop()
 
@@ -121,7 +127,9 @@ async def test_slow_database_does_not_hold_the_call() -> None:
         finished.set()
         return RecordedCall(call_id=uuid.uuid4(), incident_id=1, call_created=True)
 
-    server = AgiServer(host="127.0.0.1", port=0, budget_s=0.1, record_call=slow, metrics=metrics)
+    server = AgiServer(
+        host="127.0.0.1", port=0, budget_s=0.1, record_call=slow, metrics=metrics, secret=KEY
+    )
     port = await _serve(server)
     loop = asyncio.get_running_loop()
     started = loop.time()
@@ -140,7 +148,9 @@ async def test_failing_database_is_counted_and_call_goes_on() -> None:
     async def broken(facts: CallFacts, at: datetime) -> RecordedCall:
         raise ConnectionError("database down")
 
-    server = AgiServer(host="127.0.0.1", port=0, budget_s=1.0, record_call=broken, metrics=metrics)
+    server = AgiServer(
+        host="127.0.0.1", port=0, budget_s=1.0, record_call=broken, metrics=metrics, secret=KEY
+    )
     port = await _serve(server)
     assert await _talk(port, agi_request("2.2")) == []
     await asyncio.sleep(0)
@@ -215,8 +225,48 @@ async def test_flagged_numbers_go_to_the_low_queue_and_repeat_callers_ahead(
         metrics=Metrics(),
         low_queue="emergency-low",
         repeat_priority=10,
+        secret=KEY,
     )
     port = await _serve(server)
     commands = await _talk(port, agi_request(f"4.{uuid.uuid4().int % 10**6}"))
     await server.stop()
     assert commands == ["SET VARIABLE SIAGA112_INCIDENT_ID 7", *expected]
+
+
+async def test_a_request_without_the_dialplans_secret_opens_nothing(
+    recording_server: tuple[AgiServer, Metrics],
+) -> None:
+    # The probe's reproduction: anyone who reaches the port could open a fake 112 call.
+    server, metrics = recording_server
+    port = await _serve(server)
+    for key in ("", "wrong-secret-wrong-secret"):
+        assert await _talk(port, agi_request(f"9.{uuid.uuid4().int % 10**6}", key=key)) == []
+    assert "siaga112_agi_rejected_secret_total 2" in metrics.render()
+    assert "siaga112_agi_calls_recorded_total" not in metrics.render()
+    await server.stop()
+
+
+async def test_a_request_from_outside_the_allowed_networks_is_refused_unread() -> None:
+    recorded: list[CallFacts] = []
+
+    async def record(facts: CallFacts, at: datetime) -> RecordedCall:
+        recorded.append(facts)
+        return RecordedCall(call_id=uuid.uuid4(), incident_id=1, call_created=True)
+
+    metrics = Metrics()
+    server = AgiServer(
+        host="127.0.0.1", port=0, budget_s=1.0, record_call=record, metrics=metrics,
+        secret=KEY, allow_from=["10.9.8.0/24"],
+    )  # fmt: skip
+    port = await _serve(server)
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    # Closed at once, before the request is read: the write may or may not get through.
+    with contextlib.suppress(ConnectionError):
+        writer.write(agi_request(f"8.{uuid.uuid4().int % 10**6}"))
+        await writer.drain()
+    with contextlib.suppress(ConnectionError):
+        assert await asyncio.wait_for(reader.read(), 5) == b""
+    writer.close()
+    assert recorded == []
+    assert "siaga112_agi_rejected_source_total 1" in metrics.render()
+    await server.stop()
