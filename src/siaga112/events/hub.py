@@ -167,6 +167,16 @@ class EventHub:
     async def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run())
 
+    def end_streams(self) -> None:
+        """Ends every open stream (the process is stopping): a stream is a response that never
+        ends by itself, and the HTTP server waits for every response before it stops. Clients
+        reconnect, to this process's successor, with Last-Event-ID."""
+        for sub in list(self._subscribers):
+            try:
+                sub.queue.put_nowait(None)
+            except asyncio.QueueFull:
+                sub.overflowed = True
+
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
