@@ -693,6 +693,7 @@ def totals(phases: list[Phase]) -> dict[str, Any]:
 
     return {
         "offered": sum(p.offered for p in phases),
+        "sipp_200_ok": sum(p.sipp_200_ok for p in phases),
         "taken": sum(p.taken for p in phases),
         "queued": sum(p.queued for p in phases),
         "answered": sum(p.answered for p in phases),
@@ -771,15 +772,17 @@ def report(result: dict[str, Any]) -> str:
     else:
         out.append(f"{result['rate']:g} calls/s, {result['hold_s']:g} s each")
         header = (
-            "| fault | offered | taken | queued | answered | row+incident | dup incidents"
-            " | missing from stream | left behind | AMI resync | backlog reconciled |"
+            "| fault | offered | 200 OK | taken | queued | answered | row+incident"
+            " | dup incidents | missing from stream | left behind | AMI resync"
+            " | backlog reconciled |"
         )
-        out += [header, "|" + " --- |" * 11]
+        out += [header, "|" + " --- |" * 12]
         for p in result["phases"]:
             out.append(_row(p))
         t = result["totals"]
         out.append(
-            f"| total | {t['offered']} | {t['taken']} | {t['queued']} | {t['answered']}"
+            f"| total | {t['offered']} | {t['sipp_200_ok']} | {t['taken']} | {t['queued']}"
+            f" | {t['answered']}"
             f" | {t['with_row_and_incident']} | {t['duplicate_incidents']}"
             f" | {t['missing_from_stream']} | {len(result['left_behind_at_end'])}"
             f" | {_s(t['worst_ami_resync_s'])} max | {_s(t['worst_backlog_s'])} max |"
@@ -803,7 +806,8 @@ def _s(v: float | None) -> str:
 
 def _row(p: dict[str, Any]) -> str:
     return (
-        f"| {p['fault']} | {p['offered']} | {p['taken']} | {p['queued']} | {p['answered']}"
+        f"| {p['fault']} | {p['offered']} | {p['sipp_200_ok']} | {p['taken']} | {p['queued']}"
+        f" | {p['answered']}"
         f" | {p['with_row_and_incident']} | {p['duplicate_incidents']}"
         f" | {p['missing_from_stream']} | {len(p['left_behind'])} | {_s(p['ami_resync_s'])}"
         f" | {_s(p['backlog_s'])} |"
