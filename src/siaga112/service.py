@@ -126,8 +126,8 @@ async def serve(settings: Settings, *, with_telephony: bool, spawn_worker: bool 
             await child.start()
         await server.serve()
     finally:
-        for child in children:
-            await child.stop()
+        # Side by side: each may take up to its stop timeout.
+        await asyncio.gather(*(child.stop() for child in children))
         await worker.stop()
         if telephony is not None:
             await telephony.stop()

@@ -323,8 +323,18 @@ class WorkerProcess:
         if process is None or process.returncode is not None:
             return
         process.terminate()
+        started = time.monotonic()
         try:
             await asyncio.wait_for(process.wait(), within_s)
+            log.info(
+                "siaga112 worker (pid %d) stopped in %.1f s", process.pid,
+                time.monotonic() - started,
+            )  # fmt: skip
         except TimeoutError:
+            log.warning(
+                "siaga112 worker (pid %d) still running %.0f s after SIGTERM; killing it",
+                process.pid,
+                within_s,
+            )
             process.kill()
             await process.wait()
