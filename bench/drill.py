@@ -656,7 +656,9 @@ def soak(stack: BenchStack, args: argparse.Namespace) -> dict[str, Any]:
     step = step_box[0] if step_box else None
 
     def per_hour(key: str) -> float | None:
-        points = [(s["t_s"], s[key]) for s in samples if s[key] is not None]
+        # The first sample is taken while the workers still start (imports, pools): growth is
+        # measured from the second on.
+        points = [(s["t_s"], s[key]) for s in samples[1:] if s[key] is not None]
         if len(points) < 2 or points[-1][0] <= points[0][0]:
             return None
         (t0, v0), (t1, v1) = points[0], points[-1]
@@ -766,7 +768,7 @@ def report(result: dict[str, Any]) -> str:
                 f"  {s['t_s']:>5}  {s['serve_rss_kib']}  {s['events_worker_rss_kib']}"
                 f"  {s['other_worker_rss_kib']}  {s['database_bytes']}"
             )
-        out.append("  growth per hour (last - first sample): " + json.dumps(
+        out.append("  growth per hour (last - second sample): " + json.dumps(
             {k: None if v is None else round(v) for k, v in result["growth_per_hour"].items()}
         ))  # fmt: skip
     else:
