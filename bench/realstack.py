@@ -102,7 +102,7 @@ def busy_processes() -> list[str]:
     found: list[str] = []
     for args in (["pgrep", "-af", "siaga112 serve"], ["pgrep", "-ax", "sipp"],
                  ["pgrep", "-af", "pytest"], ["pgrep", "-af", "bench.surge"],
-                 ["pgrep", "-af", "bench.events"]):  # fmt: skip
+                 ["pgrep", "-af", "bench.events"], ["pgrep", "-af", "bench.drill"]):  # fmt: skip
         proc = subprocess.run(args, capture_output=True, text=True, check=False, timeout=10)
         for line in proc.stdout.splitlines():
             pid, _, cmd = line.partition(" ")
@@ -399,6 +399,11 @@ class Service:
         return [found, "serve"] if found else [sys.executable, "-m", "siaga112", "serve"]
 
     def start(self) -> None:
+        self.launch()
+        self.wait_ready()
+
+    def launch(self) -> None:
+        """Start ``siaga112 serve`` and return at once (``wait_ready`` waits for /readyz)."""
         env = {
             **os.environ,
             "SIAGA112_DATABASE_URL": self.database_url,
@@ -413,6 +418,16 @@ class Service:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
+
+    def ready(self) -> bool:
+        try:
+            return bool(json.loads(self.get("/readyz")).get("ready"))
+        except (urllib.error.URLError, OSError, ValueError):
+            return False
+
+    def wait_ready(self) -> None:
+        if self.proc is None:
+            raise RuntimeError("siaga112 serve was not started")
         deadline = time.monotonic() + READY_TIMEOUT_S
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

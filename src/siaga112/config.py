@@ -70,6 +70,18 @@ class WorkerSettings(BaseModel):
     )
 
 
+class EventsSettings(BaseModel):
+    """The live event stream's own table (`stream_events`: operator state changes)."""
+
+    retention_days: int = Field(
+        default=7,
+        ge=1,
+        description="Days an event without an incident (an operator state change) stays in "
+        "`stream_events` for consoles that resume with `Last-Event-ID`; the events worker "
+        "purges older ones hourly. Incident timelines are not affected.",
+    )
+
+
 class AgiSettings(BaseModel):
     host: str = Field(
         default="127.0.0.1",
@@ -583,6 +595,10 @@ class Settings(BaseSettings):
     worker: WorkerSettings = Field(
         default_factory=WorkerSettings,
         description="`siaga112 worker` processes: their `/metrics` and `/healthz`.",
+    )
+    events: EventsSettings = Field(
+        default_factory=EventsSettings,
+        description="The live event stream: how long events without an incident are kept.",
     )
     agi: AgiSettings = Field(
         default_factory=AgiSettings,

@@ -7,7 +7,8 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from types import FrameType
 
 import uvicorn
 
@@ -23,11 +24,22 @@ from siaga112.worker import WorkerProcess
 
 log = logging.getLogger(__name__)
 
+SHUTDOWN_GRACE_S = 10
+
 
 class _Server(uvicorn.Server):
     """uvicorn re-raises SIGTERM and SIGINT once it has stopped, which ended the process before
     serve's own cleanup ran, and its workers outlived it. Here a signal only asks the server to
-    stop; serve then stops its workers and returns."""
+    stop; serve then stops its workers and returns. Open event streams are ended first: the
+    server waits for every response to finish, and a stream never does by itself."""
+
+    def __init__(self, config: uvicorn.Config, *, on_exit: Callable[[], None]) -> None:
+        super().__init__(config)
+        self._on_exit = on_exit
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self._on_exit()
+        super().handle_exit(sig, frame)
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -95,8 +107,10 @@ async def serve(settings: Settings, *, with_telephony: bool, spawn_worker: bool 
         lifespan="on",
         proxy_headers=False,
         server_header=False,
+        # A request still running this long after a stop signal is cancelled.
+        timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
     )
-    server = _Server(config)
+    server = _Server(config, on_exit=hub.end_streams)
     log.info(
         "API on http://%s:%d/v1 (telephony %s)",
         settings.api.host,
@@ -112,8 +126,8 @@ async def serve(settings: Settings, *, with_telephony: bool, spawn_worker: bool 
             await child.start()
         await server.serve()
     finally:
-        for child in children:
-            await child.stop()
+        # Side by side: each may take up to its stop timeout.
+        await asyncio.gather(*(child.stop() for child in children))
         await worker.stop()
         if telephony is not None:
             await telephony.stop()

@@ -25,6 +25,7 @@ from typing import Literal
 
 from siaga112.config import Settings
 from siaga112.db.session import asyncpg_dsn, make_sessionmaker
+from siaga112.events.retention import purge_forever
 from siaga112.locations.worker import LocationWorker
 from siaga112.metrics import Metrics
 from siaga112.recordings.worker import RecordingWorker
@@ -189,6 +190,17 @@ async def work(
     try:
         if events is not None:
             tasks.append(loop.create_task(events.run()))
+        if "events" in duties:
+            # Whatever follows the AMI events also keeps the live stream's table bounded.
+            tasks.append(
+                loop.create_task(
+                    purge_forever(
+                        sessionmaker=sessionmaker,
+                        retention_days=settings.events.retention_days,
+                        metrics=metrics,
+                    )
+                )
+            )
         if parent_pid is not None:
             tasks.append(loop.create_task(exit_when_orphaned(parent_pid)))
         if recorder is not None:
@@ -311,8 +323,18 @@ class WorkerProcess:
         if process is None or process.returncode is not None:
             return
         process.terminate()
+        started = time.monotonic()
         try:
             await asyncio.wait_for(process.wait(), within_s)
+            log.info(
+                "siaga112 worker (pid %d) stopped in %.1f s", process.pid,
+                time.monotonic() - started,
+            )  # fmt: skip
         except TimeoutError:
+            log.warning(
+                "siaga112 worker (pid %d) still running %.0f s after SIGTERM; killing it",
+                process.pid,
+                within_s,
+            )
             process.kill()
             await process.wait()

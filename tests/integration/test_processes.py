@@ -6,6 +6,7 @@ when it dies. Real processes, a real PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -18,7 +19,10 @@ from pathlib import Path
 import asyncpg
 import httpx
 import pytest
+from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
+from siaga112.auth.roles import Role
+from siaga112.auth.service import create_key, system_actor
 from siaga112.db.session import asyncpg_dsn
 from siaga112.metrics import Metrics
 from siaga112.runtime.lease import Lease
@@ -199,3 +203,43 @@ async def test_a_holder_whose_session_is_cut_stops_following(database_url: str) 
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_serve_stops_on_sigterm_while_a_console_follows_the_event_stream(
+    serve_api_only: tuple[subprocess.Popen[bytes], int], database_url: str
+) -> None:
+    """An open event stream is a response that never ends by itself: serve must end it, not
+    wait for it, when told to stop (bench/drill: serve was still running 30 s after SIGTERM)."""
+    proc, port = serve_api_only
+    engine = create_async_engine(database_url)
+    try:
+        async with async_sessionmaker(engine, expire_on_commit=False)() as session:
+            key = await create_key(
+                session=session,
+                name="test-stream-stop",
+                role=Role.INTEGRATOR,
+                actor=system_actor("tests"),
+            )
+            await session.commit()
+    finally:
+        await engine.dispose()
+    headers = {"Authorization": f"Bearer {key.raw}"}
+    async with httpx.AsyncClient(
+        base_url=f"http://127.0.0.1:{port}", headers=headers, timeout=httpx.Timeout(5, read=30)
+    ) as client:
+        async with client.stream("GET", "/v1/events/stream") as response:
+            assert response.status_code == 200
+            lines = response.aiter_lines()
+            while await anext(lines) != ": connected":
+                pass
+            started = time.monotonic()
+            proc.send_signal(signal.SIGTERM)
+            async for _ in lines:  # the stream ends
+                pass
+        # A console reconnecting at once, on its kept-alive connection, is not held either.
+        with contextlib.suppress(httpx.HTTPError):
+            async with client.stream("GET", "/v1/events/stream") as again:
+                assert again.status_code == 503
+        code = await asyncio.to_thread(proc.wait, 15)
+    assert code == 0
+    assert time.monotonic() - started < 8

@@ -206,7 +206,10 @@ async def record_incoming(
 
 # Call progress from the AMI tracker (or reconciliation). Facts only move one way: first times
 # stay first (LEAST ignores NULLs), the end only later, a terminal state is never left for a live
-# one, and the first operator who answered is kept.
+# one, and the first operator who answered is kept. The row is locked FOR NO KEY UPDATE, as the
+# UPDATE itself would: FOR UPDATE waits for the KEY SHARE lock a location (or callback, recording)
+# being stored for the call holds, and that transaction's own UPDATE of the call then waits
+# behind it: a deadlock (bench/drill, reconciliation beside the location worker).
 _PROGRESS_SQL = text(
     """
 UPDATE calls SET
@@ -232,7 +235,7 @@ UPDATE calls SET
                    ELSE CAST(:outcome AS text) END,
     updated_at = now()
 FROM (SELECT id, state AS old_state, overflowed_at AS old_overflowed_at
-      FROM calls WHERE uniqueid = :uniqueid FOR UPDATE) AS prev
+      FROM calls WHERE uniqueid = :uniqueid FOR NO KEY UPDATE) AS prev
 WHERE calls.id = prev.id
 RETURNING calls.uniqueid, prev.old_state, calls.state, calls.incident_id, calls.operator,
           calls.answered_at, calls.ended_at, prev.old_overflowed_at, calls.overflowed_at

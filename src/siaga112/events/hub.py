@@ -163,9 +163,23 @@ class EventHub:
         # Read but not yet published (a hole before them), smallest id first.
         self._buffer: list[LiveEvent] = []
         self._idle_advanced_at = 0.0
+        # Set once the process is stopping (end_streams): no stream is kept open any more.
+        self.closing = False
 
     async def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run())
+
+    def end_streams(self) -> None:
+        """Ends every open stream (the process is stopping): a stream is a response that never
+        ends by itself, and the HTTP server waits for every response before it stops. Clients
+        reconnect, to this process's successor, with Last-Event-ID. A stream asked for after
+        this (a client reconnecting at once, on its kept-alive connection) ends at once too."""
+        self.closing = True
+        for sub in list(self._subscribers):
+            try:
+                sub.queue.put_nowait(None)
+            except asyncio.QueueFull:
+                sub.overflowed = True
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -191,6 +205,9 @@ class EventHub:
         if self.last_id is None:
             raise RuntimeError("the event hub is not ready")
         sub = Subscription(self, self.queue_size)
+        if self.closing:
+            sub.queue.put_nowait(None)
+            return sub, self.last_id
         self._subscribers.add(sub)
         self._wake.set()
         return sub, self.last_id

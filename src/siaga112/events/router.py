@@ -78,6 +78,8 @@ async def stream(
             )
         resume_from = int(last_event_id)
     kinds = _types(types, kind)
+    if hub.closing:
+        raise EventStreamUnavailable("this process is stopping; connect again")
     if not await hub.wait_ready(READY_WAIT_S):
         raise EventStreamUnavailable("the live event stream is starting; try again")
     # Once per connection (a stream can carry any number of location events). Committing

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from siaga112.api.deps import Reader, SessionDep
+from siaga112.api.deps import Reader, RequestId, SessionDep
+from siaga112.audit.service import record_audit
 from siaga112.callcontrol.deps import Control
 from siaga112.operators.router import Target
 from siaga112.queue.schemas import LiveQueue
@@ -18,6 +19,26 @@ router = APIRouter(prefix="/queue", tags=["queue"], responses=ERROR_RESPONSES)
     "",
     response_model=LiveQueue,
     summary="Callers waiting now, longest wait, operators by state",
+    description="A read that shows any caller's location is audited once (`location.read`, "
+    "entity `queue`, with the ids of the calls whose location it showed).",
 )
-async def get_queue(session: SessionDep, _: Reader, control: Control, target: Target) -> LiveQueue:
-    return await live_queue(session=session, control=control, target=target)
+async def get_queue(
+    session: SessionDep, actor: Reader, control: Control, target: Target, rid: RequestId
+) -> LiveQueue:
+    queue = await live_queue(session=session, control=control, target=target)
+    # Any key that may read the queue sees every waiting caller's location: once per read
+    # (not per caller), as the event stream is audited once per connection.
+    shown = [str(w.call_id) for w in queue.waiting if w.location is not None and w.call_id]
+    if shown:
+        await record_audit(
+            session=session,
+            actor=actor,
+            action="location.read",
+            entity_type="queue",
+            entity_id="live",
+            before=None,
+            after={"via": "queue", "call_ids": shown},
+            request_id=rid,
+        )
+        await session.commit()
+    return queue

@@ -9,10 +9,11 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
-from sqlalchemy import event
+from sqlalchemy import event, select
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from siaga112.app import create_app
+from siaga112.audit.models import AuditEvent
 from siaga112.auth.roles import Role
 from siaga112.callcontrol.protocol import QueueEntryState, QueueMemberState
 from siaga112.calls.models import Call
@@ -116,6 +117,36 @@ async def test_waiting_callers_come_from_asterisk_with_priority_and_location(
     assert (second["call_id"], second["priority"], second["location"]) == (None, None, None)
     assert "7301" in body["operators_by_state"]["logged_out"]
     assert body["operators_by_state"]["paused"] == ["7302"]
+
+
+async def test_a_queue_read_showing_locations_is_audited_once(
+    api: httpx.AsyncClient,
+    keys: dict[Role, str],
+    control: FakeControl,
+    sessionmaker: async_sessionmaker,  # type: ignore[type-arg]
+) -> None:
+    call = await add_call(sessionmaker, state="queued", priority=1, waited_s=40)
+
+    async def audits() -> list[dict[str, object]]:
+        async with sessionmaker() as session:
+            rows = await session.scalars(
+                select(AuditEvent.after).where(
+                    AuditEvent.action == "location.read", AuditEvent.entity_type == "queue"
+                )
+            )
+            return [dict(r or {}) for r in rows]
+
+    # Without a location shown (a caller siaga112 has no row for): nothing to audit.
+    control.entries = [QueueEntryState("emergency", 1, "PJSIP/c", "9.9", "+6281200000000", 5)]
+    assert (await api.get("/v1/queue", headers=auth(keys[Role.INTEGRATOR]))).status_code == 200
+    assert await audits() == []
+    control.entries = [
+        QueueEntryState("emergency", 1, "PJSIP/c", call.uniqueid, "+6281299900011", 42),
+        QueueEntryState("emergency", 2, "PJSIP/c", "9.9", "+6281200000000", 5),
+    ]
+    r = await api.get("/v1/queue", headers=auth(keys[Role.INTEGRATOR]))
+    assert r.json()["waiting"][0]["location"] is not None
+    assert await audits() == [{"via": "queue", "call_ids": [str(call.id)]}]
 
 
 async def test_without_asterisk_the_queue_comes_from_the_database(
