@@ -22,6 +22,7 @@ from pathlib import Path
 from sqlalchemy.engine import make_url
 
 from siaga112.config import LOW_QUEUE_SUFFIX, PbxSettings, Settings
+from siaga112.pbxconf.prompts import FLAGGED_NOTICE, LANGUAGE, SOUNDS_SUBDIR, prompt
 from siaga112.telephony.ami_events import OVERFLOW_CONTEXT, OVERFLOW_MEMBER_PREFIX
 from siaga112.telephony.contract import (
     AMI_EVENTS,
@@ -31,6 +32,7 @@ from siaga112.telephony.contract import (
 )
 
 __all__ = [
+    "ASTERISK_DATA_DIR",
     "BENCH_AGI_NUMBER",
     "BENCH_OPERATOR_CONTACT",
     "BENCH_PLAIN_NUMBER",
@@ -43,6 +45,7 @@ __all__ = [
     "SECRET_FILES",
     "PbxError",
     "operator_credentials",
+    "prompt_sounds_dir",
     "render_config",
     "templates_dir",
     "write_config",
@@ -120,6 +123,16 @@ NOLOAD_MODULES: tuple[str, ...] = (
 # unanswered overflow ring changes nothing; all of it runs in Asterisk, siaga112 up or down.
 OVERFLOW_PENALTY = 10
 OVERFLOW_RULE = "siaga112-overflow"
+
+
+# Asterisk's astdatadir (asterisk.conf): its sounds/<language>/ holds the prompts.
+ASTERISK_DATA_DIR = "/usr/share/asterisk"
+
+
+def prompt_sounds_dir(root: Path = Path("/")) -> Path:
+    """Where Asterisk finds siaga112's prompts, under a root filesystem (the sandbox's, or
+    ``/`` on a PBX host): ``<astdatadir>/sounds/id/siaga112``."""
+    return root / ASTERISK_DATA_DIR.lstrip("/") / "sounds" / LANGUAGE / SOUNDS_SUBDIR
 
 
 class _Template(string.Template):
@@ -225,7 +238,7 @@ def render_config(
             agi_port=settings.agi.port,
             agi_budget_s=budget_s,
             default_queue=queue or "${SIAGA112_DEFAULT_QUEUE}",
-            flagged_announcement=pbx.flagged_announcement,
+            flagged_notice=prompt(FLAGGED_NOTICE).sound,
             recording_name=RECORDING_NAME,
             overflow_lines=overflow.dialplan,
         )
@@ -276,6 +289,8 @@ def render_config(
     )
 
     values: dict[str, object] = {
+        "astdatadir": ASTERISK_DATA_DIR,
+        "language": LANGUAGE,
         "sip_bind": pbx.sip_bind,
         "sip_port": pbx.sip_port,
         "outbound_trunk": pbx.outbound_trunk,
