@@ -32,6 +32,7 @@ from siaga112.telephony.contract import (
 )
 
 __all__ = [
+    "AMI_DISABLED_EVENTS",
     "ASTERISK_DATA_DIR",
     "BENCH_AGI_NUMBER",
     "BENCH_OPERATOR_CONTACT",
@@ -43,6 +44,7 @@ __all__ = [
     "OVERFLOW_RULE",
     "REMOVED_FILES",
     "SECRET_FILES",
+    "STASIS_DECLINED_TYPES",
     "PbxError",
     "operator_credentials",
     "prompt_sounds_dir",
@@ -112,6 +114,42 @@ NOLOAD_MODULES: tuple[str, ...] = (
     "res_stasis_answer", "res_stasis_broadcast", "app_stasis_broadcast", "res_stasis_device_state",
     "res_stasis_playback", "res_stasis_recording", "res_stasis_snoop", "res_stasis_test",
 )  # fmt: skip
+
+# Under a surge every channel message goes through one thread in Asterisk, the manager's
+# ("stasis/m:manager:core"): at 50 calls/s its queue passed 3000 waiting messages (bench/README).
+# Two ways to give it less to do, both read at Asterisk's start:
+# - stasis.conf: message types never created at all. Only types nothing here consumes but AMI
+#   (checked in Asterisk 22's sources: their only subscribers are AMI, ARI -- not loaded -- and
+#   res_hep_rtcp -- not loaded): VarSet (one per variable set, dozens per call), RTCP reports,
+#   AGI command start/end. Never a type a module routes by name (stasis_message_router_add):
+#   Asterisk then fails to start (ast_channel_hangup_handler_type stops the manager loading).
+STASIS_DECLINED_TYPES: tuple[str, ...] = (
+    "ast_channel_varset_type",
+    "ast_rtp_rtcp_sent_type",
+    "ast_rtp_rtcp_received_type",
+    "agi_exec_start_type",
+    "agi_exec_end_type",
+)
+# - manager.conf disabledevents: events Asterisk still creates (their messages are consumed by
+#   CDR, queues, ...) but never formats for AMI. None of them is in AMI_EVENTS (a unit test
+#   checks): the eventfilter would drop them anyway.
+AMI_DISABLED_EVENTS: tuple[str, ...] = (
+    "Newexten",
+    "NewCallerid",
+    "NewConnectedLine",
+    "NewAccountCode",
+    "DialBegin",
+    "DialState",
+    "HangupRequest",
+    "SoftHangupRequest",
+    "BridgeCreate",
+    "BridgeEnter",
+    "BridgeLeave",
+    "BridgeDestroy",
+    "DeviceStateChange",
+    "MusicOnHoldStart",
+    "MusicOnHoldStop",
+)
 
 # Overflow (README "Overflow"): each overflow target is a member of both emergency queues,
 # ``Local/<target>@siaga112-overflow/n``, with this penalty; operators have 0 (a site may tier
@@ -329,6 +367,8 @@ def render_config(
             ]
         ),
         "noload_lines": "\n".join(f"noload => {m}.so" for m in NOLOAD_MODULES),
+        "declined_lines": "\n".join(f"decline = {t}" for t in STASIS_DECLINED_TYPES),
+        "disabled_events": ",".join(AMI_DISABLED_EVENTS),
         "rtp_start": pbx.rtp_start,
         "rtp_end": pbx.rtp_end,
         "cdr_file": pbx.cdr_file_name,
@@ -356,6 +396,7 @@ CONFIG_FILES: tuple[str, ...] = (
     "sorcery.conf",
     "extconfig.conf",
     "res_pgsql.conf",
+    "stasis.conf",
     "hosts",
 )
 
