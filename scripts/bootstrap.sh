@@ -78,9 +78,10 @@ if [ "$WANT_PG" = 1 ] && { ! command -v pg_isready >/dev/null || ! pg_up; }; the
 fi
 
 # 3. What the real-Asterisk tests and the local stack need: mmdebstrap builds the Asterisk
-#    root (siaga112 pbx up), SIPp places and answers real SIP calls.
+#    root (siaga112 pbx up), SIPp places and answers real SIP calls, espeak-ng (its Indonesian
+#    voice) and sox build the prompts callers hear (siaga112.pbxconf.prompts).
 if [ "$WANT_PBX" = 1 ]; then
-  apt_install mmdebstrap sip-tester
+  apt_install mmdebstrap sip-tester espeak-ng sox
 fi
 
 # 4. The development database, created when missing, migrated to head.

@@ -172,11 +172,17 @@ def _cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
 def _cmd_pbx_render(settings: Settings, args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from siaga112.pbxconf.prompts import PromptError, write_sounds
     from siaga112.pbxconf.render import PbxError, write_config
 
+    if not args.to and not args.sounds_to:
+        print("error: give --to DIR, --sounds-to DIR or both", file=sys.stderr)
+        return 2
     try:
-        written = write_config(settings, Path(args.to))
-    except (PbxError, OSError) as exc:
+        written = write_config(settings, Path(args.to)) if args.to else []
+        if args.sounds_to:
+            written += write_sounds(Path(args.sounds_to), prompts_dir=settings.pbx.prompts_dir)
+    except (PbxError, PromptError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     for path in written:
@@ -256,9 +262,16 @@ def build_parser() -> argparse.ArgumentParser:
     pbx = sub.add_parser("pbx", help="Asterisk: its configuration (and the local sandbox)")
     pbx_sub = pbx.add_subparsers(dest="pbx_cmd", required=True)
     render = pbx_sub.add_parser(
-        "render", help="write the 112 centre's Asterisk configuration into DIR (/etc/asterisk)"
+        "render",
+        help="write the 112 centre's Asterisk configuration (/etc/asterisk) and its prompts",
     )
-    render.add_argument("--to", required=True, metavar="DIR")
+    render.add_argument("--to", metavar="DIR", help="the configuration files (/etc/asterisk)")
+    render.add_argument(
+        "--sounds-to",
+        metavar="DIR",
+        help="the prompts callers hear (/usr/share/asterisk/sounds/id/siaga112); needs "
+        "espeak-ng and sox",
+    )
     render.set_defaults(func=_cmd_pbx_render)
 
     # The development sandbox's commands (pbx up|down|status|cli, stack, demo), where it is

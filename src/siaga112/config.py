@@ -236,10 +236,12 @@ class PbxSettings(BaseModel):
         default="emergency",
         description="The operators' queue; flagged numbers wait in the same name with `-low`.",
     )
-    flagged_announcement: str = Field(
-        default="queue-thankyou",
-        description="Sound played to a caller whose number is flagged (prank/nuisance) before "
-        "the low-priority queue; a core sound by default: record your own in Bahasa Indonesia.",
+    prompts_dir: Path | None = Field(
+        default=None,
+        description="The centre's own recordings of what callers hear: a directory of files "
+        "named by prompt id (`flagged-notice.wav`; any format sox reads, converted to 8 kHz "
+        "G.711 at setup). A prompt without a recording is spoken from its Bahasa Indonesia "
+        "text (src/siaga112/pbxconf/prompts/prompts.toml) by espeak-ng.",
     )
     demo_operators: list[str] = Field(
         default_factory=lambda: ["6001", "6002"],

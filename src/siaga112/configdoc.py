@@ -41,6 +41,7 @@ DESCRIBED_DEFAULTS: dict[str, str] = {
     "SIAGA112_PBX__ROOT": "`<cache dir>/asterisk-root`",
     "SIAGA112_PBX__MIRROR": "the host's apt mirror (`/etc/apt/sources.list.d/*.sources`)",
     "SIAGA112_PBX__TEMPLATES_DIR": "the package's `siaga112/pbxconf/templates/`",
+    "SIAGA112_PBX__PROMPTS_DIR": "none: every prompt spoken from its text",
     "SIAGA112_PBX__RECONCILE_FROM": "when the database was created",
     "SIAGA112_PBX__CDR_PATH": "the sandbox's `<root>/var/log/asterisk/cdr-custom/siaga112-cdr.csv`",
     "SIAGA112_PBX__RECORDINGS_PATH": "the sandbox's `<root>/var/spool/asterisk/monitor/siaga112`",

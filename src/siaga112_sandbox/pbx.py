@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from siaga112.config import RECORDINGS_SUBDIR, Settings
+from siaga112.pbxconf.prompts import PromptError, write_sounds
 from siaga112.pbxconf.render import (
     BENCH_AGI_NUMBER,
     BENCH_OPERATOR_CONTACT,
@@ -33,6 +34,7 @@ from siaga112.pbxconf.render import (
     SECRET_FILES,
     PbxError,
     operator_credentials,
+    prompt_sounds_dir,
     render_config,
 )
 
@@ -295,6 +297,12 @@ def _prepare_root(settings: Settings, rendered: Mapping[str, str]) -> None:
         os.chown(tmp, 0, gid)
         os.chmod(tmp, mode)
         os.replace(tmp, target)
+    # What callers hear: built from the texts (or the centre's recordings) on every start, so
+    # a changed text or recording is what the next call plays. Read by Asterisk at each play.
+    try:
+        write_sounds(prompt_sounds_dir(root), prompts_dir=settings.pbx.prompts_dir)
+    except PromptError as exc:
+        raise PbxError(f"the prompts could not be built: {exc}") from exc
 
 
 # ---------------------------------------------------------------------------------------------

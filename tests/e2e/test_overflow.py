@@ -125,7 +125,8 @@ async def test_flagged_caller_reaches_an_operator_logged_in_through_the_api(
             await session.commit()
         # The demo operators (static members of both queues) have no phone registered: only
         # the API operator can take the call, and only if it is a member of the low queue.
-        result = await call(stack, "caller-112.xml", caller=number, hold_ms=6000)
+        # The caller stays on through the flagged notice (about 5.5 s) and the answer.
+        result = await call(stack, "caller-112.xml", caller=number, hold_ms=10000)
         assert result.ok, result.output[-1500:]
         row = await wait_for_call(stack, Call.asserted_number == number, states={"ended"})
         assert (row.queue, row.operator, row.outcome) == (low, ext, "answered")

@@ -208,8 +208,9 @@ async def test_flagged_callers_call_still_reaches_an_operator_via_the_low_queue(
             request_id=None,
         )
         await session.commit()
-    # The caller stays on through the notice played to flagged numbers (about 2 s).
-    result = await call(stack, "caller-112.xml", caller=number, hold_ms=5000)
+    # The caller stays on through the notice played to flagged numbers (about 5.5 s, the
+    # prompt flagged-notice), then the operator answers.
+    result = await call(stack, "caller-112.xml", caller=number, hold_ms=9000)
     assert result.ok, result.output[-1500:]
     row = await wait_for_call(stack, Call.asserted_number == number, states={"ended"})
     assert row.queue == "emergency-low"

@@ -338,3 +338,37 @@ def test_the_dialplan_sends_the_agi_secret(tmp_path: Path) -> None:
     conf = render_config(settings, operator_passwords={"6001": "a", "6002": "b"}, hostname="h")
     key = settings.agi_secret.get_secret_value()
     assert f"/incoming?key={key}," in conf["extensions.conf"]
+
+
+def test_events_asterisk_never_builds_are_none_siaga112_reads(tmp_path: Path) -> None:
+    from siaga112.pbxconf.render import AMI_DISABLED_EVENTS, STASIS_DECLINED_TYPES
+    from siaga112.telephony.contract import AMI_SCOPED_EVENTS
+
+    read = {e.lower() for e in AMI_EVENTS} | {e.lower() for e, _, _ in AMI_SCOPED_EVENTS}
+    assert not read & {e.lower() for e in AMI_DISABLED_EVENTS}
+    # VarSet, AGIExec*, HangupHandler*, RTCP*: events of the declined message types.
+    assert not read & {"varset", "agiexecstart", "agiexecend", "rtcpsent", "rtcpreceived"}
+    rendered = render_config(
+        _settings(tmp_path), operator_passwords={"6001": "a", "6002": "b"}, hostname="h"
+    )
+    disabled = re.search(r"^disabledevents = (\S+)$", rendered["manager.conf"], re.M)
+    assert disabled is not None
+    # Asterisk matches the names between commas exactly: no spaces.
+    assert disabled.group(1).split(",") == list(AMI_DISABLED_EVENTS)
+    declined = re.findall(
+        r"^decline = (\S+)$", rendered["stasis.conf"].split("[declined_message_types]")[1], re.M
+    )
+    assert declined == list(STASIS_DECLINED_TYPES)
+    # Message types other parts of the PBX consume stay: CDR, queues, call tracking; and the
+    # ones the manager routes by type (declining one stops Asterisk from starting).
+    assert not set(declined) & {
+        "ast_channel_hangup_handler_type",
+        "ast_channel_hangup_request_type",
+        "ast_channel_snapshot_type",
+        "ast_channel_dial_type",
+        "ast_channel_entered_bridge_type",
+        "ast_channel_left_bridge_type",
+        "ast_device_state_message_type",
+        "cdr_write_message_type",
+    }
+    assert not [t for t in declined if t.startswith("queue_")]

@@ -22,6 +22,7 @@ from pathlib import Path
 from sqlalchemy.engine import make_url
 
 from siaga112.config import LOW_QUEUE_SUFFIX, PbxSettings, Settings
+from siaga112.pbxconf.prompts import FLAGGED_NOTICE, LANGUAGE, SOUNDS_SUBDIR, prompt
 from siaga112.telephony.ami_events import OVERFLOW_CONTEXT, OVERFLOW_MEMBER_PREFIX
 from siaga112.telephony.contract import (
     AMI_EVENTS,
@@ -31,6 +32,8 @@ from siaga112.telephony.contract import (
 )
 
 __all__ = [
+    "AMI_DISABLED_EVENTS",
+    "ASTERISK_DATA_DIR",
     "BENCH_AGI_NUMBER",
     "BENCH_OPERATOR_CONTACT",
     "BENCH_PLAIN_NUMBER",
@@ -41,8 +44,10 @@ __all__ = [
     "OVERFLOW_RULE",
     "REMOVED_FILES",
     "SECRET_FILES",
+    "STASIS_DECLINED_TYPES",
     "PbxError",
     "operator_credentials",
+    "prompt_sounds_dir",
     "render_config",
     "templates_dir",
     "write_config",
@@ -116,6 +121,42 @@ NOLOAD_MODULES: tuple[str, ...] = (
     "res_musiconhold",
 )  # fmt: skip
 
+# Under a surge every channel message goes through one thread in Asterisk, the manager's
+# ("stasis/m:manager:core"): at 50 calls/s its queue passed 3000 waiting messages (bench/README).
+# Two ways to give it less to do, both read at Asterisk's start:
+# - stasis.conf: message types never created at all. Only types nothing here consumes but AMI
+#   (checked in Asterisk 22's sources: their only subscribers are AMI, ARI -- not loaded -- and
+#   res_hep_rtcp -- not loaded): VarSet (one per variable set, dozens per call), RTCP reports,
+#   AGI command start/end. Never a type a module routes by name (stasis_message_router_add):
+#   Asterisk then fails to start (ast_channel_hangup_handler_type stops the manager loading).
+STASIS_DECLINED_TYPES: tuple[str, ...] = (
+    "ast_channel_varset_type",
+    "ast_rtp_rtcp_sent_type",
+    "ast_rtp_rtcp_received_type",
+    "agi_exec_start_type",
+    "agi_exec_end_type",
+)
+# - manager.conf disabledevents: events Asterisk still creates (their messages are consumed by
+#   CDR, queues, ...) but never formats for AMI. None of them is in AMI_EVENTS (a unit test
+#   checks): the eventfilter would drop them anyway.
+AMI_DISABLED_EVENTS: tuple[str, ...] = (
+    "Newexten",
+    "NewCallerid",
+    "NewConnectedLine",
+    "NewAccountCode",
+    "DialBegin",
+    "DialState",
+    "HangupRequest",
+    "SoftHangupRequest",
+    "BridgeCreate",
+    "BridgeEnter",
+    "BridgeLeave",
+    "BridgeDestroy",
+    "DeviceStateChange",
+    "MusicOnHoldStart",
+    "MusicOnHoldStop",
+)
+
 # Overflow (README "Overflow"): each overflow target is a member of both emergency queues,
 # ``Local/<target>@siaga112-overflow/n``, with this penalty; operators have 0 (a site may tier
 # them 0..9). With ringall, app_queue rings the lowest penalty among the members it can ring, so
@@ -126,6 +167,16 @@ NOLOAD_MODULES: tuple[str, ...] = (
 # unanswered overflow ring changes nothing; all of it runs in Asterisk, siaga112 up or down.
 OVERFLOW_PENALTY = 10
 OVERFLOW_RULE = "siaga112-overflow"
+
+
+# Asterisk's astdatadir (asterisk.conf): its sounds/<language>/ holds the prompts.
+ASTERISK_DATA_DIR = "/usr/share/asterisk"
+
+
+def prompt_sounds_dir(root: Path = Path("/")) -> Path:
+    """Where Asterisk finds siaga112's prompts, under a root filesystem (the sandbox's, or
+    ``/`` on a PBX host): ``<astdatadir>/sounds/id/siaga112``."""
+    return root / ASTERISK_DATA_DIR.lstrip("/") / "sounds" / LANGUAGE / SOUNDS_SUBDIR
 
 
 class _Template(string.Template):
@@ -232,7 +283,7 @@ def render_config(
             agi_key=settings.agi_secret.get_secret_value(),
             agi_budget_s=budget_s,
             default_queue=queue or "${SIAGA112_DEFAULT_QUEUE}",
-            flagged_announcement=pbx.flagged_announcement,
+            flagged_notice=prompt(FLAGGED_NOTICE).sound,
             recording_name=RECORDING_NAME,
             overflow_lines=overflow.dialplan,
         )
@@ -283,6 +334,8 @@ def render_config(
     )
 
     values: dict[str, object] = {
+        "astdatadir": ASTERISK_DATA_DIR,
+        "language": LANGUAGE,
         "sip_bind": pbx.sip_bind,
         "sip_port": pbx.sip_port,
         "outbound_trunk": pbx.outbound_trunk,
@@ -321,6 +374,8 @@ def render_config(
             ]
         ),
         "noload_lines": "\n".join(f"noload => {m}.so" for m in NOLOAD_MODULES),
+        "declined_lines": "\n".join(f"decline = {t}" for t in STASIS_DECLINED_TYPES),
+        "disabled_events": ",".join(AMI_DISABLED_EVENTS),
         "rtp_start": pbx.rtp_start,
         "rtp_end": pbx.rtp_end,
         "cdr_file": pbx.cdr_file_name,
@@ -348,6 +403,7 @@ CONFIG_FILES: tuple[str, ...] = (
     "sorcery.conf",
     "extconfig.conf",
     "res_pgsql.conf",
+    "stasis.conf",
     "hosts",
 )
 
