@@ -150,9 +150,15 @@ async def test_with_siaga112_down_call_reaches_operator_and_is_reconciled(
 async def test_replayed_agi_request_makes_no_second_row(stack: Stack) -> None:
     raw = (FIXTURES / "agi" / "incoming-observed.txt").read_text()
     uniqueid = f"9{random.randrange(10**8)}.1"
+    # As the dialplan sends it today: with the shared secret (the capture predates it).
+    key = stack.settings.agi_secret.get_secret_value()
+    replaced = {
+        "agi_uniqueid:": f"agi_uniqueid: {uniqueid}",
+        "agi_network_script:": f"agi_network_script: incoming?key={key}",
+    }
     request = (
         "".join(
-            f"agi_uniqueid: {uniqueid}\n" if line.startswith("agi_uniqueid:") else line + "\n"
+            next((v for k, v in replaced.items() if line.startswith(k)), line) + "\n"
             for line in raw.strip("\n").split("\n")
         )
         + "\n"
