@@ -34,6 +34,23 @@ class ApiSettings(BaseModel):
     port: int = Field(default=8112, ge=1, le=65535)
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
     page_size_max: int = Field(default=200, ge=1)
+    # Failed authentications (unknown, revoked or expired keys) from one source address: over
+    # this many within the window, that address gets 429 until the window has passed. Kept in
+    # memory per process (docs/threat-model.md).
+    auth_failures_max: int = Field(default=20, ge=1)
+    auth_failures_window_s: float = Field(default=60.0, gt=0)
+    # Open event streams re-check their key this often: a revoked or expired key's stream
+    # ends within this many seconds.
+    stream_key_check_s: float = Field(default=2.0, gt=0, le=60)
+    # Who may read /metrics (and the worker's): source networks. Metrics carry no caller data
+    # but show call volumes and the state of the telephony link; keep them to the monitoring
+    # hosts. Behind a reverse proxy the source is the proxy: keep /metrics off the proxy.
+    metrics_allowed_networks: list[str] = Field(default_factory=lambda: ["127.0.0.0/8", "::1/128"])
+
+    @field_validator("metrics_allowed_networks")
+    @classmethod
+    def _metrics_networks(cls, value: list[str]) -> list[str]:
+        return [str(ipaddress.ip_network(v.strip(), strict=False)) for v in value]
 
 
 class WorkerSettings(BaseModel):
@@ -222,6 +239,23 @@ class LocationSettings(BaseModel):
     aml_match_after_end_s: float = Field(default=1800.0, ge=0)
 
 
+class OutboundSettings(BaseModel):
+    """Requests siaga112 makes to addresses others chose: agency webhooks and by-reference
+    caller locations (siaga112.net). By default only public addresses over https."""
+
+    # Networks reachable although internal (loopback, private, link-local, the service's own
+    # addresses): e.g. an agency's system on the government network, "10.20.0.0/16". Tests
+    # with a receiver on this host add "127.0.0.1/32".
+    allowed_networks: list[str] = Field(default_factory=list)
+    # Plain http:// (unencrypted: the caller's number and location travel in clear text).
+    allow_http: bool = False
+
+    @field_validator("allowed_networks")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        return [str(ipaddress.ip_network(v.strip(), strict=False)) for v in value]
+
+
 class RecordingSettings(BaseModel):
     """Recording of emergency calls (MixMonitor through the queue), download and retention."""
 
@@ -295,10 +329,26 @@ class Settings(BaseSettings):
     duplicates: DuplicateSettings = Field(default_factory=DuplicateSettings)
     recordings: RecordingSettings = Field(default_factory=RecordingSettings)
     callbacks: CallbackSettings = Field(default_factory=CallbackSettings)
+    outbound: OutboundSettings = Field(default_factory=OutboundSettings)
 
     @property
     def database_url_str(self) -> str:
         return str(self.database_url)
+
+    def own_hosts(self) -> list[str]:
+        """The addresses this deployment's own listeners and database are configured on."""
+        return [
+            h
+            for h in (
+                self.api.host,
+                self.worker.host,
+                self.agi.host,
+                self.ami.host,
+                self.pbx.sip_bind,
+                self.database_url.hosts()[0].get("host") or "",
+            )
+            if h
+        ]
 
     @property
     def pbx_root(self) -> Path:

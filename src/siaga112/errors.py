@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -48,9 +49,28 @@ class Forbidden(DomainError):
     code = "forbidden"
 
 
+class TooManyAuthFailures(DomainError):
+    """Too many failed authentications from this source address lately."""
+
+    status_code = 429
+    code = "too_many_auth_failures"
+
+    def __init__(self, message: str, *, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
 class InvalidRequest(DomainError):
     status_code = 422
     code = "validation_error"
+
+
+class DestinationRefused(DomainError):
+    """An outbound URL (agency webhook) that siaga112 will not send to: internal address,
+    plain http, or not a usable URL (details[0].reason says which)."""
+
+    status_code = 422
+    code = "destination_refused"
 
 
 class CoordinatesRequired(DomainError):
@@ -142,6 +162,8 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(DomainError)
     async def _domain(_: Request, exc: DomainError) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if exc.code == "unauthorized" else None
+        if isinstance(exc, TooManyAuthFailures):
+            headers = {"Retry-After": str(max(1, math.ceil(exc.retry_after_s)))}
         return JSONResponse(
             error_body(exc.code, exc.message, exc.details),
             status_code=exc.status_code,

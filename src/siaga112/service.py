@@ -87,7 +87,12 @@ async def serve(settings: Settings, *, with_telephony: bool, spawn_worker: bool 
         call_control=telephony.control if telephony is not None else None,
     )
     # Webhook delivery to agencies runs with or without telephony (also --api-only).
-    worker = DeliveryWorker(sessionmaker=sessionmaker, settings=settings.dispatch, metrics=metrics)
+    worker = DeliveryWorker(
+        sessionmaker=sessionmaker,
+        settings=settings.dispatch,
+        metrics=metrics,
+        outbound=app.state.outbound,
+    )
     app.state.dispatch_worker = worker
     # Locations and recordings: a process of its own (siaga112.worker), off the AGI loop.
     children: list[WorkerProcess] = []

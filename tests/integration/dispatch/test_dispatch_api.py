@@ -271,7 +271,7 @@ async def test_webhook_secret_is_shown_once_and_never_again(
     agencies = (await client.get("/v1/agencies", headers=sup)).json()
     damkar = next(a for a in agencies if a["code"] == "damkar")
     url = f"/v1/agencies/{damkar['id']}/dispatch-settings"
-    r = await client.put(url, headers=sup, json={"webhook_url": "http://127.0.0.1:9/hook"})
+    r = await client.put(url, headers=sup, json={"webhook_url": "https://damkar.example.invalid/hook"})
     assert r.status_code == 200, r.text
     secret = r.json()["webhook_secret"]
     assert secret
@@ -280,11 +280,11 @@ async def test_webhook_secret_is_shown_once_and_never_again(
     assert shown.json()["has_webhook_secret"] is True
     assert secret not in shown.text
     r = await client.put(
-        url, headers=sup, json={"webhook_url": "http://127.0.0.1:9/hook2", "share_caller": True}
+        url, headers=sup, json={"webhook_url": "https://damkar.example.invalid/hook2", "share_caller": True}
     )
     assert r.json()["webhook_secret"] is None  # kept, not shown
     r = await client.put(
-        url, headers=sup, json={"webhook_url": "http://127.0.0.1:9/hook2", "rotate_secret": True}
+        url, headers=sup, json={"webhook_url": "https://damkar.example.invalid/hook2", "rotate_secret": True}
     )
     rotated = r.json()["webhook_secret"]
     assert rotated
@@ -313,7 +313,7 @@ async def test_outbox_row_is_written_with_the_dispatch_or_not_at_all(
     await client.put(
         f"/v1/agencies/{damkar['id']}/dispatch-settings",
         headers=sup,
-        json={"webhook_url": "http://127.0.0.1:9/hook"},
+        json={"webhook_url": "https://damkar.example.invalid/hook"},
     )
     inc = await _incident(client, keys[Role.OPERATOR], category="kebakaran")
     # A dispatch whose transaction rolls back leaves no message behind ...
@@ -454,7 +454,7 @@ async def test_agencies_get_the_point_the_operator_sees(
     await client.put(
         f"/v1/agencies/{damkar['id']}/dispatch-settings",
         headers=sup,
-        json={"webhook_url": "http://127.0.0.1:9/hook"},
+        json={"webhook_url": "https://damkar.example.invalid/hook"},
     )
     op = keys[Role.OPERATOR]
     inc = await _incident(client, op, category="kebakaran")
