@@ -91,8 +91,6 @@ class OutboundPolicy:
         addr = _unmapped(ipaddress.ip_address(address.split("%", 1)[0]))
         if any(addr in net for net in self.allowed_networks):
             return None
-        if addr in self.own_addresses:
-            return "own_address"
         if addr.is_unspecified:
             return "unspecified"
         if addr.is_loopback:
@@ -103,6 +101,9 @@ class OutboundPolicy:
             return "multicast"
         if addr.is_private or addr.is_reserved or not addr.is_global:
             return "private"
+        if addr in self.own_addresses:
+            # A public address of this deployment (its API, PBX or database).
+            return "own_address"
         return None
 
     def check_url(self, url: str) -> tuple[str, str, int]:

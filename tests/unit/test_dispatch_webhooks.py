@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import random
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -19,6 +20,7 @@ from siaga112.dispatch.webhooks import (
     sign,
     verify,
 )
+from siaga112.net import OutboundPolicy, UnsafeDestination
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(max_size=20),
@@ -72,3 +74,13 @@ def test_message_schema_is_documented_with_an_example() -> None:
     )
     example = schema["examples"][0]
     assert WebhookMessage.model_validate(example).message_id == example["message_id"]
+
+
+def test_own_public_address_is_refused_unless_allowed() -> None:
+    own = OutboundPolicy.build(allowed_networks=[], allow_http=False, own_hosts=["8.8.4.4"])
+    with pytest.raises(UnsafeDestination) as refused:
+        own.check_url("https://8.8.4.4/hook")
+    assert refused.value.reason == "own_address"
+    assert own.address_refusal("8.8.8.8") is None
+    allowed = OutboundPolicy.build(allowed_networks=["8.8.4.4/32"], allow_http=False)
+    assert allowed.address_refusal("8.8.4.4") is None
