@@ -497,7 +497,6 @@ async def test_refusals_store_nothing(
     control: FakeControl,
 ) -> None:
     key = keys[Role.OPERATOR]
-    unbound = await operator_key(sessionmaker, None)
     anonymous = await add_call(sessionmaker, number=None)
     answered = await add_call(sessionmaker, number=new_number(), state="ended", answered=True)
     call = await add_call(sessionmaker, number=new_number())
