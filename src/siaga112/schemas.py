@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, StringConstraints
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, StringConstraints
 
 # Text typed by people: trimmed, bounded, no control characters other than newline and tab.
 _NO_CONTROL = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"
@@ -31,6 +32,26 @@ Code = Annotated[
         strip_whitespace=True, min_length=2, max_length=40, pattern=r"^[a-z][a-z0-9_]*$"
     ),
 ]
+
+
+# Times in filters, reports and bodies: with a UTC offset (a naive time is refused, never
+# guessed), between these years once in UTC (year 1 with +05:00 does not exist in UTC, and
+# the database would fail on it).
+MIN_YEAR = 1900
+MAX_YEAR = 2200
+
+
+def _plausible_time(value: datetime) -> datetime:
+    try:
+        utc = value.astimezone(UTC)
+    except OverflowError as exc:
+        raise ValueError("time out of range") from exc
+    if not MIN_YEAR <= utc.year <= MAX_YEAR:
+        raise ValueError(f"time must be between the years {MIN_YEAR} and {MAX_YEAR}")
+    return value
+
+
+Timestamp = Annotated[AwareDatetime, AfterValidator(_plausible_time)]
 
 
 class StrictInput(BaseModel):

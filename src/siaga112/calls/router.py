@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from enum import StrEnum
 from typing import Annotated
 
@@ -12,7 +11,7 @@ from siaga112.calls import service
 from siaga112.calls.schemas import CallDetailOut, CallOut, CallPage
 from siaga112.recordings.schemas import RecordingOut
 from siaga112.recordings.service import list_for_call
-from siaga112.schemas import ERROR_RESPONSES, ErrorOut
+from siaga112.schemas import ERROR_RESPONSES, ErrorOut, Timestamp
 
 router = APIRouter(prefix="/calls", tags=["calls"], responses=ERROR_RESPONSES)
 
@@ -32,8 +31,8 @@ async def list_calls(
     _: Reader,
     state: Annotated[list[CallState] | None, Query()] = None,
     caller_number: Annotated[str | None, Query(max_length=32, pattern=r"^\+?[0-9*#]+$")] = None,
-    offered_from: Annotated[datetime | None, Query()] = None,
-    offered_to: Annotated[datetime | None, Query()] = None,
+    offered_from: Annotated[Timestamp | None, Query()] = None,
+    offered_to: Annotated[Timestamp | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> CallPage:

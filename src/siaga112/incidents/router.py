@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request, status
@@ -27,7 +27,7 @@ from siaga112.incidents.schemas import (
 )
 from siaga112.locations.router import best_out
 from siaga112.locations.schemas import LocationOut
-from siaga112.schemas import ERROR_RESPONSES, ErrorOut
+from siaga112.schemas import ERROR_RESPONSES, ErrorOut, Timestamp
 
 router = APIRouter(prefix="/incidents", tags=["incidents"], responses=ERROR_RESPONSES)
 
@@ -53,8 +53,8 @@ async def list_incidents(
     status_: Annotated[list[Status] | None, Query(alias="status")] = None,
     category: Annotated[list[Category] | None, Query()] = None,
     classification: Annotated[list[Classification] | None, Query()] = None,
-    created_from: Annotated[datetime | None, Query(description="inclusive, ISO 8601")] = None,
-    created_to: Annotated[datetime | None, Query(description="exclusive, ISO 8601")] = None,
+    created_from: Annotated[Timestamp | None, Query(description="inclusive, ISO 8601")] = None,
+    created_to: Annotated[Timestamp | None, Query(description="exclusive, ISO 8601")] = None,
     caller_number: Annotated[str | None, Query(max_length=32, pattern=r"^\+?[0-9*#]+$")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=200)] = None,

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 from sqlalchemy import update
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from siaga112.app import create_app
 from siaga112.auth.models import ApiKey
@@ -22,7 +22,7 @@ from siaga112.errors import InvalidRequest
 from siaga112.telephony.metrics import Metrics
 from tests.conftest import auth
 
-Sessions = async_sessionmaker  # type: ignore[type-arg]
+Sessions = async_sessionmaker[AsyncSession]
 
 
 @pytest.fixture
