@@ -7,6 +7,10 @@ import json
 from datetime import datetime
 
 from siaga112.errors import InvalidRequest
+from siaga112.schemas import plausible_time
+
+BIGINT_MIN = -(2**63)
+BIGINT_MAX = 2**63 - 1
 
 
 def encode_cursor(at: datetime, ident: str | int) -> str:
@@ -19,9 +23,17 @@ def decode_cursor(cursor: str) -> tuple[datetime, str | int]:
         padded = cursor + "=" * (-len(cursor) % 4)
         at_raw, ident = json.loads(base64.urlsafe_b64decode(padded.encode()))
         at = datetime.fromisoformat(at_raw)
-        if not isinstance(ident, (str, int)) or at.tzinfo is None:
+        if at.tzinfo is None:
             raise ValueError(cursor)
-    except (ValueError, TypeError) as exc:
+        plausible_time(at)
+        # bool is an int to Python, not to the database; ids are bigint or short text.
+        if isinstance(ident, bool) or not isinstance(ident, (str, int)):
+            raise ValueError(cursor)
+        if isinstance(ident, int) and not BIGINT_MIN <= ident <= BIGINT_MAX:
+            raise ValueError(cursor)
+        if isinstance(ident, str) and len(ident) > 64:
+            raise ValueError(cursor)
+    except (ValueError, TypeError, OverflowError) as exc:
         raise InvalidRequest(
             "invalid cursor", details=[{"field": "query.cursor", "message": "not a cursor"}]
         ) from exc
