@@ -6,7 +6,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from siaga112.api.deps import Reader, SessionDep
+from siaga112.api.deps import Reader, RequestId, SessionDep
+from siaga112.callers.service import audit_number_search
 from siaga112.calls import service
 from siaga112.calls.schemas import CallDetailOut, CallOut, CallPage
 from siaga112.recordings.schemas import RecordingOut
@@ -28,7 +29,8 @@ class CallState(StrEnum):
 @router.get("", response_model=CallPage, summary="List calls, newest first")
 async def list_calls(
     session: SessionDep,
-    _: Reader,
+    actor: Reader,
+    rid: RequestId,
     state: Annotated[list[CallState] | None, Query()] = None,
     caller_number: Annotated[str | None, Query(max_length=32, pattern=r"^\+?[0-9*#]+$")] = None,
     offered_from: Annotated[Timestamp | None, Query()] = None,
@@ -45,6 +47,16 @@ async def list_calls(
         limit=limit,
         cursor=cursor,
     )
+    if caller_number is not None:
+        await audit_number_search(
+            session=session,
+            actor=actor,
+            number=caller_number,
+            via="calls.list",
+            results=len(rows),
+            request_id=rid,
+        )
+        await session.commit()
     return CallPage(items=[CallOut.model_validate(r) for r in rows], next_cursor=next_cursor)
 
 

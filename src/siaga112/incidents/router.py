@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from siaga112.api.deps import IncidentWriter, Reader, RequestId, SessionDep
 from siaga112.auth.service import Actor
 from siaga112.callers.schemas import CallerSummaryOut, PastClassification
-from siaga112.callers.service import caller_history, usable_number
+from siaga112.callers.service import audit_number_search, caller_history, usable_number
 from siaga112.calls.schemas import CallOut
 from siaga112.errors import InvalidRequest
 from siaga112.incidents import service
@@ -50,6 +50,7 @@ def _out(incident: Incident, actor: Actor) -> IncidentOut:
 async def list_incidents(
     session: SessionDep,
     actor: Reader,
+    rid: RequestId,
     status_: Annotated[list[Status] | None, Query(alias="status")] = None,
     category: Annotated[list[Category] | None, Query()] = None,
     classification: Annotated[list[Classification] | None, Query()] = None,
@@ -73,6 +74,16 @@ async def list_incidents(
     rows, next_cursor = await service.list_incidents(
         session=session, filters=filters, limit=limit, cursor=cursor
     )
+    if caller_number is not None:
+        await audit_number_search(
+            session=session,
+            actor=actor,
+            number=caller_number,
+            via="incidents.list",
+            results=len(rows),
+            request_id=rid,
+        )
+        await session.commit()
     return IncidentPage(items=[_out(r, actor) for r in rows], next_cursor=next_cursor)
 
 
