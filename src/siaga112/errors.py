@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 import math
+import traceback
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger(__name__)
@@ -197,6 +199,20 @@ def install_error_handlers(app: FastAPI) -> None:
         )
 
     @app.exception_handler(Exception)
-    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error", exc_info=exc)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        if isinstance(exc, SQLAlchemyError):
+            # The driver's message can quote values (a unique key's DETAIL, an out-of-range
+            # argument): callers' numbers and locations. The error's types and where it was
+            # raised, never its text.
+            orig = getattr(exc, "orig", None)
+            log.error(
+                "unhandled database error %s%s on %s %s\n%s",
+                type(exc).__name__,
+                f" ({type(orig).__name__})" if orig is not None else "",
+                request.method,
+                request.url.path,
+                "".join(traceback.format_tb(exc.__traceback__)),
+            )
+        else:
+            log.exception("unhandled error", exc_info=exc)
         return JSONResponse(error_body("internal_error", "internal error"), status_code=500)
