@@ -49,7 +49,7 @@ Code = Annotated[
 # guessed), between these years once in UTC (year 1 with +05:00 does not exist in UTC, and
 # the database would fail on it).
 MIN_YEAR = 1900
-MAX_YEAR = 2200
+MAX_YEAR = 3000
 
 
 def plausible_time(value: datetime) -> datetime:

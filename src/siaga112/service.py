@@ -13,6 +13,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from siaga112.api.http_protocol import JsonErrorH11Protocol
 from siaga112.app import ReadinessCheck, create_app
 from siaga112.config import Settings
 from siaga112.db.manage import UnknownRevision, pending_migrations
@@ -120,6 +121,8 @@ async def serve(settings: Settings, *, with_telephony: bool, spawn_worker: bool 
         lifespan="on",
         proxy_headers=False,
         server_header=False,
+        # Malformed HTTP answered in the API's JSON error shape (siaga112.api.http_protocol).
+        http=JsonErrorH11Protocol,
     )
     server = uvicorn.Server(config)
     log.info(
