@@ -106,11 +106,37 @@ async def keys(sessionmaker: async_sessionmaker) -> dict[Role, str]:  # type: ig
         # Agency keys are bound to an agency; tests that need one create it themselves.
         for role in (r for r in Role if r is not Role.AGENCY):
             created = await create_key(
-                session=session, name=f"test-{role.value}", role=role, actor=system_actor("tests")
+                session=session,
+                name=f"test-{role.value}",
+                role=role,
+                actor=system_actor("tests"),
+                # The operator key acts as operator 6001 (its own queue session and phone).
+                operator_extension=OPERATOR_EXTENSION if role is Role.OPERATOR else None,
             )
             out[role] = created.raw
         await session.commit()
     return out
+
+
+async def operator_key(
+    sessionmaker: async_sessionmaker,  # type: ignore[type-arg]
+    extension: str | None,
+) -> str:
+    """An operator key acting as `extension` (None: bound to no operator)."""
+    async with sessionmaker() as session:
+        created = await create_key(
+            session=session,
+            name=f"test-operator-{extension}",
+            role=Role.OPERATOR,
+            actor=system_actor("tests"),
+            operator_extension=extension,
+        )
+        await session.commit()
+    return created.raw
+
+
+# The operator the `keys` fixture's operator key acts as.
+OPERATOR_EXTENSION = "6001"
 
 
 def auth(key: str) -> dict[str, str]:

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from siaga112 import __version__
 from siaga112.agencies.router import router as agencies_router
 from siaga112.api.middleware import BodyLimitMiddleware, RequestIdMiddleware
+from siaga112.auth.failures import AuthFailureLimiter
 from siaga112.callbacks.router import router as callbacks_router
 from siaga112.callcontrol.protocol import CallControl
 from siaga112.callcontrol.router import router as callcontrol_router
@@ -28,13 +29,14 @@ from siaga112.config import Settings
 from siaga112.db.session import make_engine, make_sessionmaker
 from siaga112.dispatch.router import router as dispatch_router
 from siaga112.dispatch.router import webhook_docs as dispatch_webhook_docs
-from siaga112.errors import install_error_handlers
+from siaga112.errors import Forbidden, install_error_handlers
 from siaga112.events.hub import EventHub
 from siaga112.events.router import router as events_router
 from siaga112.locations.aml_router import router as aml_router
 from siaga112.locations.aml_router import unmatched_router as aml_unmatched_router
 from siaga112.locations.router import router as locations_router
 from siaga112.metrics import Metrics
+from siaga112.net import address_in, outbound_policy
 from siaga112.operators.router import router as operators_router
 from siaga112.queue.router import router as queue_router
 from siaga112.recordings.router import router as recordings_router
@@ -127,6 +129,11 @@ def create_app(
     app.state.metrics = metrics
     # None without telephony (`serve --api-only`): session actions answer 503.
     app.state.call_control = call_control
+    # Where webhooks may go (checked when set, and again at every delivery).
+    app.state.outbound = outbound_policy(settings)
+    app.state.auth_limiter = AuthFailureLimiter(
+        max_failures=settings.api.auth_failures_max, window_s=settings.api.auth_failures_window_s
+    )
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.api.max_body_bytes)
     app.add_middleware(RequestIdMiddleware)
@@ -186,7 +193,10 @@ def create_app(
             response_class=PlainTextResponse,
             summary="Counters and latencies in Prometheus text format",
         )
-        async def metrics_text() -> str:
+        async def metrics_text(request: Request) -> str:
+            source = request.client.host if request.client is not None else ""
+            if not address_in(source, settings.api.metrics_allowed_networks):
+                raise Forbidden("metrics are served only to SIAGA112_API__METRICS_ALLOWED_NETWORKS")
             return metrics.render()
 
     return app

@@ -31,7 +31,14 @@ def _cmd_db_upgrade(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-async def _apikey_create(settings: Settings, role: Role, name: str, agency: str | None) -> str:
+async def _apikey_create(
+    settings: Settings,
+    role: Role,
+    name: str,
+    agency: str | None,
+    extension: str | None = None,
+    expires_in_days: int | None = None,
+) -> str:
     from siaga112.agencies.service import agency_ref
     from siaga112.auth.service import create_key, system_actor
     from siaga112.db.session import make_engine, make_sessionmaker
@@ -45,9 +52,15 @@ async def _apikey_create(settings: Settings, role: Role, name: str, agency: str 
                 role=role,
                 actor=system_actor("cli"),
                 agency=await agency_ref(session=session, code=agency) if agency else None,
+                operator_extension=extension,
+                expires_in_days=expires_in_days,
             )
             await session.commit()
             scope = f" agency={created.agency_code}" if created.agency_code else ""
+            if created.operator_extension:
+                scope += f" operator={created.operator_extension}"
+            if created.expires_at:
+                scope += f" expires={created.expires_at.isoformat(timespec='seconds')}"
             return f"{created.id} {created.role.value}{scope} {created.name}\n{created.raw}"
     finally:
         await engine.dispose()
@@ -67,7 +80,10 @@ async def _apikey_list(settings: Settings) -> list[str]:
             codes = {i: c for i, c in (await session.execute(select(Agency.id, Agency.code)))}
             return [
                 f"{k.id}  {k.role:<10} {k.prefix}…  {'revoked' if k.revoked_at else 'active':8} "
-                f"{k.name}" + (f"  (agency {codes.get(k.agency_id)})" if k.agency_id else "")
+                f"{k.name}"
+                + (f"  (agency {codes.get(k.agency_id)})" if k.agency_id else "")
+                + (f"  (operator {k.operator_extension})" if k.operator_extension else "")
+                + (f"  (expires {k.expires_at:%Y-%m-%d %H:%M})" if k.expires_at else "")
                 for k in keys
             ]
     finally:
@@ -92,7 +108,16 @@ def _cmd_apikey(settings: Settings, args: argparse.Namespace) -> int:
 
     if args.apikey_cmd == "create":
         try:
-            out = asyncio.run(_apikey_create(settings, Role(args.role), args.name, args.agency))
+            out = asyncio.run(
+                _apikey_create(
+                    settings,
+                    Role(args.role),
+                    args.name,
+                    args.agency,
+                    args.extension,
+                    args.expires_in_days,
+                )
+            )
         except DomainError as exc:
             print(f"error: {exc.message}", file=sys.stderr)
             return 1
@@ -243,6 +268,14 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--name", required=True)
     create.add_argument(
         "--agency", help="agency code (e.g. damkar); required for --role agency, else not allowed"
+    )
+    create.add_argument(
+        "--extension",
+        help="the operator (SIP extension, e.g. 6001) an operator key acts as: its own queue "
+        "session and callback phone; without it the key cannot act on either",
+    )
+    create.add_argument(
+        "--expires-in-days", type=int, help="the key is refused after this many days (1-3650)"
     )
     key_sub.add_parser("list", help="list keys (never the keys themselves)")
     revoke = key_sub.add_parser("revoke", help="revoke a key by id")

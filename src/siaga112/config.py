@@ -51,6 +51,34 @@ class ApiSettings(BaseModel):
         description="Meant as the largest page a list may ask for, but not read yet: each list "
         "endpoint bounds its `limit` itself (200 for most).",
     )
+    auth_failures_max: int = Field(
+        default=20,
+        ge=1,
+        description="Failed authentications (unknown, revoked or expired keys) one source address "
+        "may make within the window; past it that address gets 429 until the window has passed "
+        "(kept in memory per process, docs/threat-model.md).",
+    )
+    auth_failures_window_s: float = Field(
+        default=60.0, gt=0, description="The window of `auth_failures_max`, in seconds."
+    )
+    stream_key_check_s: float = Field(
+        default=2.0,
+        gt=0,
+        le=60,
+        description="Open event streams re-check their key this often: a revoked or expired "
+        "key's stream ends within this many seconds.",
+    )
+    metrics_allowed_networks: list[str] = Field(
+        default_factory=lambda: ["127.0.0.0/8", "::1/128"],
+        description="Source networks that may read `/metrics` (and the workers'): the monitoring "
+        "hosts. Metrics carry no caller data but show call volumes and the telephony link's "
+        "state; behind a reverse proxy the source is the proxy, so keep `/metrics` off it.",
+    )
+
+    @field_validator("metrics_allowed_networks")
+    @classmethod
+    def _metrics_networks(cls, value: list[str]) -> list[str]:
+        return [str(ipaddress.ip_network(v.strip(), strict=False)) for v in value]
 
 
 class WorkerSettings(BaseModel):
@@ -455,6 +483,29 @@ class LocationSettings(BaseModel):
     )
 
 
+class OutboundSettings(BaseModel):
+    """Requests siaga112 makes to addresses others chose: agency webhooks and by-reference
+    caller locations (siaga112.net). By default only public addresses over https."""
+
+    # Tests with a receiver on this host add "127.0.0.1/32".
+    allowed_networks: list[str] = Field(
+        default_factory=list,
+        description="Networks that may be reached although internal (loopback, private, "
+        "link-local, the service's own addresses), e.g. an agency's system on the government "
+        'network: `["10.20.0.0/16"]`.',
+    )
+    allow_http: bool = Field(
+        default=False,
+        description="Allow plain `http://` destinations (unencrypted: the caller's number and "
+        "location travel in clear text).",
+    )
+
+    @field_validator("allowed_networks")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        return [str(ipaddress.ip_network(v.strip(), strict=False)) for v in value]
+
+
 class RecordingSettings(BaseModel):
     """Recording of emergency calls (MixMonitor through the queue), download and retention."""
 
@@ -636,10 +687,30 @@ class Settings(BaseSettings):
         default_factory=CallbackSettings,
         description="Callbacks of abandoned and silent calls.",
     )
+    outbound: OutboundSettings = Field(
+        default_factory=OutboundSettings,
+        description="What siaga112 may connect to on its own (webhooks, by-reference "
+        "Geolocation): internal addresses refused unless allowed, https only unless allowed.",
+    )
 
     @property
     def database_url_str(self) -> str:
         return str(self.database_url)
+
+    def own_hosts(self) -> list[str]:
+        """The addresses this deployment's own listeners and database are configured on."""
+        return [
+            h
+            for h in (
+                self.api.host,
+                self.worker.host,
+                self.agi.host,
+                self.ami.host,
+                self.pbx.sip_bind,
+                self.database_url.hosts()[0].get("host") or "",
+            )
+            if h
+        ]
 
     @property
     def pbx_root(self) -> Path:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import logging
+import math
+import traceback
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger(__name__)
@@ -48,9 +51,28 @@ class Forbidden(DomainError):
     code = "forbidden"
 
 
+class TooManyAuthFailures(DomainError):
+    """Too many failed authentications from this source address lately."""
+
+    status_code = 429
+    code = "too_many_auth_failures"
+
+    def __init__(self, message: str, *, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
 class InvalidRequest(DomainError):
     status_code = 422
     code = "validation_error"
+
+
+class DestinationRefused(DomainError):
+    """An outbound URL (agency webhook) that siaga112 will not send to: internal address,
+    plain http, or not a usable URL (details[0].reason says which)."""
+
+    status_code = 422
+    code = "destination_refused"
 
 
 class CoordinatesRequired(DomainError):
@@ -142,6 +164,8 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(DomainError)
     async def _domain(_: Request, exc: DomainError) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if exc.code == "unauthorized" else None
+        if isinstance(exc, TooManyAuthFailures):
+            headers = {"Retry-After": str(max(1, math.ceil(exc.retry_after_s)))}
         return JSONResponse(
             error_body(exc.code, exc.message, exc.details),
             status_code=exc.status_code,
@@ -175,6 +199,20 @@ def install_error_handlers(app: FastAPI) -> None:
         )
 
     @app.exception_handler(Exception)
-    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error", exc_info=exc)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        if isinstance(exc, SQLAlchemyError):
+            # The driver's message can quote values (a unique key's DETAIL, an out-of-range
+            # argument): callers' numbers and locations. The error's types and where it was
+            # raised, never its text.
+            orig = getattr(exc, "orig", None)
+            log.error(
+                "unhandled database error %s%s on %s %s\n%s",
+                type(exc).__name__,
+                f" ({type(orig).__name__})" if orig is not None else "",
+                request.method,
+                request.url.path,
+                "".join(traceback.format_tb(exc.__traceback__)),
+            )
+        else:
+            log.exception("unhandled error", exc_info=exc)
         return JSONResponse(error_body("internal_error", "internal error"), status_code=500)

@@ -12,6 +12,7 @@ from types import FrameType
 
 import uvicorn
 
+from siaga112.api.http_protocol import JsonErrorH11Protocol
 from siaga112.app import ReadinessCheck, create_app
 from siaga112.config import Settings
 from siaga112.db.session import asyncpg_dsn, make_sessionmaker
@@ -79,7 +80,12 @@ async def serve(settings: Settings, *, with_telephony: bool, spawn_worker: bool 
         call_control=telephony.control if telephony is not None else None,
     )
     # Webhook delivery to agencies runs with or without telephony (also --api-only).
-    worker = DeliveryWorker(sessionmaker=sessionmaker, settings=settings.dispatch, metrics=metrics)
+    worker = DeliveryWorker(
+        sessionmaker=sessionmaker,
+        settings=settings.dispatch,
+        metrics=metrics,
+        outbound=app.state.outbound,
+    )
     app.state.dispatch_worker = worker
     # Locations and recordings: a process of its own (siaga112.worker), off the AGI loop.
     children: list[WorkerProcess] = []
@@ -109,6 +115,8 @@ async def serve(settings: Settings, *, with_telephony: bool, spawn_worker: bool 
         server_header=False,
         # A request still running this long after a stop signal is cancelled.
         timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
+        # Malformed HTTP answered in the API's JSON error shape (siaga112.api.http_protocol).
+        http=JsonErrorH11Protocol,
     )
     server = _Server(config, on_exit=hub.end_streams)
     log.info(

@@ -27,6 +27,7 @@ from siaga112.auth.models import ApiKey
 from siaga112.auth.roles import Role
 from siaga112.auth.service import hash_key
 from siaga112.calls.models import Call
+from siaga112.config import OutboundSettings
 from siaga112.dispatch.models import AgencyDispatchSettings, WebhookOutbox
 from siaga112.dispatch.worker import DeliveryWorker
 from siaga112.incidents.models import Incident
@@ -86,8 +87,12 @@ async def phone(stack: Stack) -> AsyncIterator[SippOperator]:
 @pytest.fixture
 async def story(stack: Stack, engine: AsyncEngine) -> AsyncIterator[Story]:
     assert stack.telephony is not None
+    # Damkar's system listens on this host over plain http: allowed explicitly.
+    settings = stack.settings.model_copy(
+        update={"outbound": OutboundSettings(allowed_networks=["127.0.0.1/32"], allow_http=True)}
+    )
     app = create_app(
-        stack.settings,
+        settings,
         engine=engine,
         sessionmaker=stack.sessionmaker,
         call_control=stack.telephony.control,
@@ -97,7 +102,12 @@ async def story(stack: Stack, engine: AsyncEngine) -> AsyncIterator[Story]:
     await receiver.start()
     await receiver.stop()
     metrics = Metrics()
-    worker = DeliveryWorker(sessionmaker=stack.sessionmaker, settings=FAST, metrics=metrics)
+    worker = DeliveryWorker(
+        sessionmaker=stack.sessionmaker,
+        settings=FAST,
+        metrics=metrics,
+        outbound=app.state.outbound,
+    )
     async with stack.sessionmaker() as session:
         damkar = await session.scalar(select(Agency).where(Agency.code == "damkar"))
         assert damkar is not None

@@ -261,6 +261,13 @@ def test_form_parsing_refuses_repeated_fields_and_junk() -> None:
     assert parse_form(b"a=1&a=2")[0] is None
     assert parse_form(b"\xff\xfe")[0] is None
     assert parse_form(b"novalue")[0] is None
+    # Percent escapes: a NUL, a bad escape, a control character, non-UTF-8 bytes.
+    assert parse_form(b"a=1&b=x%00y")[0] is None
+    assert parse_form(b"a=1&b=%zz")[0] is None
+    assert parse_form(b"a=%")[0] is None
+    assert parse_form(b"a=%1b%5b31m")[0] is None
+    assert parse_form(b"a=%ff")[0] is None
+    assert parse_form(b"a=%41%2B+b") == ({"a": "A+ b"}, None)
 
 
 def test_signature_over_the_bytes_before_hmac() -> None:

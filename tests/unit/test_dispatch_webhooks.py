@@ -6,11 +6,13 @@ import hashlib
 import hmac
 import random
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from siaga112.dispatch.lifecycle import DispatchStatus
 from siaga112.dispatch.webhooks import (
+    FRESHNESS_S,
     WebhookMessage,
     backoff_delay,
     canonical_body,
@@ -18,6 +20,7 @@ from siaga112.dispatch.webhooks import (
     sign,
     verify,
 )
+from siaga112.net import OutboundPolicy, UnsafeDestination
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(max_size=20),
@@ -32,15 +35,22 @@ def test_body_does_not_depend_on_key_order(payload: dict[str, object]) -> None:
     assert canonical_body(payload) == canonical_body(reordered)
 
 
-def test_signature_is_hmac_sha256_of_the_raw_body() -> None:
+def test_signature_covers_timestamp_and_body() -> None:
     body = canonical_body({"message_id": "siaga112-dispatch-1-sent", "text": "Kebakaran"})
     secret = "s" * 40
-    expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-    assert sign(secret, body) == f"sha256={expected}"
-    assert verify(secret, body, sign(secret, body))
-    assert not verify("t" * 40, body, sign(secret, body))
-    assert not verify(secret, body + b" ", sign(secret, body))
-    assert not verify(secret, body, None)
+    ts = "1764750000"
+    expected = hmac.new(secret.encode(), ts.encode() + b"." + body, hashlib.sha256).hexdigest()
+    assert sign(secret, ts, body) == f"sha256={expected}"
+    sig = sign(secret, ts, body)
+    now = 1764750000 + 10
+    assert verify(secret, ts, body, sig, now=now)
+    assert not verify("t" * 40, ts, body, sig, now=now)
+    assert not verify(secret, ts, body + b" ", sig, now=now)
+    assert not verify(secret, ts, body, None, now=now)
+    # Another timestamp with the same signature: a replay with a fresh header does not verify.
+    assert not verify(secret, str(int(ts) + 1), body, sig, now=now)
+    # An old request no longer verifies, even with its own signature.
+    assert not verify(secret, ts, body, sig, now=int(ts) + FRESHNESS_S + 1)
 
 
 def test_idempotency_key_is_one_per_dispatch_and_status() -> None:
@@ -64,3 +74,13 @@ def test_message_schema_is_documented_with_an_example() -> None:
     )
     example = schema["examples"][0]
     assert WebhookMessage.model_validate(example).message_id == example["message_id"]
+
+
+def test_own_public_address_is_refused_unless_allowed() -> None:
+    own = OutboundPolicy.build(allowed_networks=[], allow_http=False, own_hosts=["8.8.4.4"])
+    with pytest.raises(UnsafeDestination) as refused:
+        own.check_url("https://8.8.4.4/hook")
+    assert refused.value.reason == "own_address"
+    assert own.address_refusal("8.8.8.8") is None
+    allowed = OutboundPolicy.build(allowed_networks=["8.8.4.4/32"], allow_http=False)
+    assert allowed.address_refusal("8.8.4.4") is None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated
 
@@ -9,9 +10,13 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from siaga112.auth.failures import AuthFailureLimiter
 from siaga112.auth.roles import Permission
 from siaga112.auth.service import Actor, find_actor
-from siaga112.errors import Forbidden, Unauthorized
+from siaga112.errors import Forbidden, TooManyAuthFailures, Unauthorized
+from siaga112.metrics import Metrics
+
+log = logging.getLogger(__name__)
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
@@ -24,15 +29,39 @@ SessionDep = Annotated[AsyncSession, Depends(get_session)]
 _bearer = HTTPBearer(auto_error=False, description="API key from `siaga112 apikey create`")
 
 
+def _source(request: Request) -> str:
+    return request.client.host if request.client is not None else "unknown"
+
+
 async def get_actor(
+    request: Request,
     session: SessionDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Actor:
+    limiter: AuthFailureLimiter | None = getattr(request.app.state, "auth_limiter", None)
+    source = _source(request)
+    if limiter is not None and (wait := limiter.retry_after(source)) is not None:
+        raise TooManyAuthFailures(
+            "too many failed authentications from this address; try again later",
+            retry_after_s=wait,
+        )
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthorized("missing bearer API key")
     actor = await find_actor(session=session, raw=credentials.credentials)
     if actor is None:
-        raise Unauthorized("unknown or revoked API key")
+        metrics: Metrics | None = getattr(request.app.state, "metrics", None)
+        if metrics is not None:
+            metrics.inc("api_auth_failures")
+        if limiter is not None:
+            limiter.failed(source)
+        # Never the key itself: a mistyped good key would end up in the logs.
+        log.warning(
+            "authentication failed: unknown, revoked or expired API key from %s %s %s",
+            source,
+            request.method,
+            request.url.path,
+        )
+        raise Unauthorized("unknown, revoked or expired API key")
     return actor
 
 

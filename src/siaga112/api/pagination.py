@@ -17,13 +17,14 @@ from typing import Any, Literal, TypeVar
 from sqlalchemy import Select, SQLColumnExpression, tuple_
 
 from siaga112.errors import InvalidRequest
+from siaga112.schemas import plausible_time
 
 Row = TypeVar("Row")
 Stmt = TypeVar("Stmt", bound="Select[*tuple[Any, ...]]")
 IdKind = Literal["int", "uuid"]
 
 # Ids are PostgreSQL bigints or UUIDs: a larger number is no row's and must not reach the database.
-_MAX_BIGINT = 2**63 - 1
+BIGINT_MAX = 2**63 - 1
 
 
 def _invalid() -> InvalidRequest:
@@ -43,13 +44,14 @@ def decode_cursor(cursor: str, *, id_kind: IdKind) -> tuple[datetime, int | uuid
         padded = cursor + "=" * (-len(cursor) % 4)
         at_raw, ident = json.loads(base64.urlsafe_b64decode(padded.encode()))
         at = datetime.fromisoformat(at_raw)
-    except (ValueError, TypeError) as exc:
+        if at.tzinfo is None:
+            raise ValueError(cursor)
+        plausible_time(at)
+    except (ValueError, TypeError, OverflowError) as exc:
         raise _invalid() from exc
-    if at.tzinfo is None:
-        raise _invalid()
     if id_kind == "int":
         # bool is an int to Python, never an id.
-        if isinstance(ident, bool) or not isinstance(ident, int) or not 0 <= ident <= _MAX_BIGINT:
+        if isinstance(ident, bool) or not isinstance(ident, int) or not 0 <= ident <= BIGINT_MAX:
             raise _invalid()
         return at, ident
     if not isinstance(ident, str):

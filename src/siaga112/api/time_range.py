@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from fastapi import Depends, Query
 
 from siaga112.errors import InvalidRequest
+from siaga112.schemas import Timestamp
 
 MAX_RANGE = timedelta(days=366)
 
@@ -23,8 +24,8 @@ class TimeRange:
 
 
 def time_range(
-    start: Annotated[datetime | None, Query(description="inclusive; default: 24 h ago")] = None,
-    end: Annotated[datetime | None, Query(description="exclusive; default: now")] = None,
+    start: Annotated[Timestamp | None, Query(description="inclusive; default: 24 h ago")] = None,
+    end: Annotated[Timestamp | None, Query(description="exclusive; default: now")] = None,
     tz: Annotated[str, Query(max_length=64, description="for hours and days")] = "Asia/Jakarta",
 ) -> TimeRange:
     end = end or datetime.now(UTC)

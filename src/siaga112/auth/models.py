@@ -14,6 +14,10 @@ class ApiKey(Base):
     __table_args__ = (
         # An agency key is bound to exactly one agency; no other key is.
         CheckConstraint("(role = 'agency') = (agency_id IS NOT NULL)", name="agency_scope"),
+        # Only an operator key acts as one operator (its own queue session and phone).
+        CheckConstraint(
+            "operator_extension IS NULL OR role = 'operator'", name="operator_extension_role"
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
@@ -26,3 +30,8 @@ class ApiKey(Base):
     agency_id: Mapped[int | None] = mapped_column(
         ForeignKey("agencies.id", ondelete="RESTRICT"), index=True
     )
+    # The operator (SIP extension) an operator key acts as; without it the key may not act on
+    # queue sessions or callbacks. Not a foreign key: the key outlives an operator's account.
+    operator_extension: Mapped[str | None] = mapped_column(String(8))
+    # After this the key is refused like a revoked one; None: no expiry.
+    expires_at: Mapped[datetime | None]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import asdict
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, status
@@ -23,7 +22,7 @@ from siaga112.callbacks.schemas import (
 )
 from siaga112.callcontrol.deps import Control
 from siaga112.config import Settings
-from siaga112.schemas import ERROR_RESPONSES, ErrorOut
+from siaga112.schemas import ERROR_RESPONSES, ErrorOut, Timestamp
 
 router = APIRouter(prefix="/callbacks", tags=["callbacks"], responses=ERROR_RESPONSES)
 
@@ -71,8 +70,8 @@ async def list_callbacks(
     _: Reader,
     status_: Annotated[list[CallbackStatus] | None, Query(alias="status")] = None,
     reason: Annotated[list[Literal["abandoned", "silent"]] | None, Query()] = None,
-    offered_from: Annotated[datetime | None, Query()] = None,
-    offered_to: Annotated[datetime | None, Query()] = None,
+    offered_from: Annotated[Timestamp | None, Query()] = None,
+    offered_to: Annotated[Timestamp | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> CallbackPage:

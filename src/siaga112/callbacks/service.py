@@ -39,7 +39,7 @@ from sqlalchemy.orm import aliased
 
 from siaga112.api.pagination import keyset, page
 from siaga112.audit.service import record_audit
-from siaga112.auth.service import Actor, system_actor
+from siaga112.auth.service import Actor, check_acts_for, system_actor
 from siaga112.callbacks.legs import (
     CALLBACK_CONTEXT,
     LegFact,
@@ -445,7 +445,9 @@ async def claim(
         entity_type="callback",
         entity_id=str(call_id),
         before=before,
-        after=_snapshot(cb) | {"attempt_id": attempt.id, "channel_id": attempt.channel_id},
+        after=_snapshot(cb)
+        | {"attempt_id": attempt.id, "channel_id": attempt.channel_id}
+        | _acting_for(actor, operator_extension),
         request_id=request_id,
     )
     if item.incident_id is not None:
@@ -491,6 +493,13 @@ async def place(
     )
 
 
+def _acting_for(actor: Actor, extension: str) -> dict[str, Any]:
+    """Marks an audit row whose actor acted for an operator other than its own."""
+    if actor.operator_extension == extension:
+        return {}
+    return {"acting_for_operator": extension, "actor_role": actor.role.value}
+
+
 async def call_back(
     *,
     session: AsyncSession,
@@ -503,7 +512,9 @@ async def call_back(
     request_id: str | None,
 ) -> PlannedAttempt:
     """Claim, commit, place. When Asterisk refuses, the attempt is closed as ``not_placed``
-    (the worklist keeps its earlier status) and the refusal raised."""
+    (the worklist keeps its earlier status) and the refusal raised. An operator key rings only
+    its own operator's phone; supervisors ring anyone's (audited as acting for another)."""
+    check_acts_for(actor, operator_extension)
     if control is None:
         raise TelephonyUnavailable("no AMI connection in this process (serve --api-only?)")
     attempt = await claim(

@@ -5,12 +5,12 @@ from __future__ import annotations
 import uuid
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
+
+from siaga112.schemas import StrictInput
 
 
-class TransferRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class TransferRequest(StrictInput):
     agency_id: int = Field(ge=1, le=2**31 - 1, examples=[1])
 
 

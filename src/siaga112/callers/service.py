@@ -136,6 +136,29 @@ async def caller_history(
     return history
 
 
+async def audit_number_search(
+    *,
+    session: AsyncSession,
+    actor: Actor,
+    number: str,
+    via: str,
+    results: int,
+    request_id: str | None,
+) -> None:
+    """A list filtered by a caller's number is that caller's history: the same audit row as
+    GET /v1/callers/{number}/history (written and committed by the listing request)."""
+    await record_audit(
+        session=session,
+        actor=actor,
+        action="caller.history.read",
+        entity_type="caller",
+        entity_id=(usable_number(number) or number)[:64],
+        before=None,
+        after={"via": via, "results": results},
+        request_id=request_id,
+    )
+
+
 def usable_number(raw: str | None) -> str | None:
     """``raw`` in E.164 when it is a caller's full number, else None (never raises)."""
     return subscriber_number(raw)

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request, status
@@ -10,7 +10,7 @@ from siaga112.api.deps import IncidentWriter, Reader, RequestId, SessionDep
 from siaga112.auth.service import Actor
 from siaga112.callers.matching import incidents_of_number
 from siaga112.callers.schemas import CallerSummaryOut, PastClassification
-from siaga112.callers.service import caller_history, usable_number
+from siaga112.callers.service import audit_number_search, caller_history, usable_number
 from siaga112.calls.schemas import CallOut
 from siaga112.casefile import service as casefile_service
 from siaga112.casefile.schemas import IncidentDetail
@@ -30,7 +30,7 @@ from siaga112.incidents.schemas import (
 from siaga112.locations.router import best_out
 from siaga112.locations.schemas import LocationOut
 from siaga112.locations.service import location_facts
-from siaga112.schemas import ERROR_RESPONSES, ErrorOut
+from siaga112.schemas import ERROR_RESPONSES, ErrorOut, Timestamp
 
 router = APIRouter(prefix="/incidents", tags=["incidents"], responses=ERROR_RESPONSES)
 
@@ -53,11 +53,12 @@ def _out(incident: Incident, actor: Actor) -> IncidentOut:
 async def list_incidents(
     session: SessionDep,
     actor: Reader,
+    rid: RequestId,
     status_: Annotated[list[Status] | None, Query(alias="status")] = None,
     category: Annotated[list[Category] | None, Query()] = None,
     classification: Annotated[list[Classification] | None, Query()] = None,
-    created_from: Annotated[datetime | None, Query(description="inclusive, ISO 8601")] = None,
-    created_to: Annotated[datetime | None, Query(description="exclusive, ISO 8601")] = None,
+    created_from: Annotated[Timestamp | None, Query(description="inclusive, ISO 8601")] = None,
+    created_to: Annotated[Timestamp | None, Query(description="exclusive, ISO 8601")] = None,
     caller_number: Annotated[str | None, Query(max_length=32, pattern=r"^\+?[0-9*#]+$")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
@@ -76,6 +77,16 @@ async def list_incidents(
     rows, next_cursor = await service.list_incidents(
         session=session, filters=filters, limit=limit, cursor=cursor
     )
+    if caller_number is not None:
+        await audit_number_search(
+            session=session,
+            actor=actor,
+            number=caller_number,
+            via="incidents.list",
+            results=len(rows),
+            request_id=rid,
+        )
+        await session.commit()
     return IncidentPage(items=[_out(r, actor) for r in rows], next_cursor=next_cursor)
 
 

@@ -22,6 +22,9 @@ def make_engine(settings: Settings) -> AsyncEngine:
         # invalidated on its first error and the pool opens a new one; recycling keeps
         # connections from outliving server-side idle limits.
         pool_recycle=1800,
+        # Statement parameters are callers' numbers and locations: never in an exception's
+        # text, so never in a log line.
+        hide_parameters=True,
     )
 
 

@@ -279,12 +279,18 @@ async def get_dispatch_settings(
 async def put_dispatch_settings(
     agency_id: AgencyId,
     data: DispatchSettingsUpdate,
+    request: Request,
     session: SessionDep,
     actor: AgencyManager,
     rid: RequestId,
 ) -> DispatchSettingsOut:
     view = await service.update_dispatch_settings(
-        session=session, agency_id=agency_id, data=data, actor=actor, request_id=rid
+        session=session,
+        agency_id=agency_id,
+        data=data,
+        outbound=request.app.state.outbound,
+        actor=actor,
+        request_id=rid,
     )
     await session.commit()
     return DispatchSettingsOut.model_validate(view.as_dict())

@@ -47,7 +47,14 @@ from siaga112.dispatch.webhooks import (
     idempotency_key,
     message_payload,
 )
-from siaga112.errors import Conflict, Forbidden, InvalidRequest, InvalidTransition, NotFound
+from siaga112.errors import (
+    Conflict,
+    DestinationRefused,
+    Forbidden,
+    InvalidRequest,
+    InvalidTransition,
+    NotFound,
+)
 from siaga112.incidents.lifecycle import Category, Status
 from siaga112.incidents.models import Incident, IncidentEvent
 from siaga112.incidents.service import (
@@ -58,6 +65,7 @@ from siaga112.incidents.service import (
 )
 from siaga112.locations.models import Location
 from siaga112.locations.service import DEFAULT_RECENT_WINDOW, best_location_of_incident
+from siaga112.net import OutboundPolicy, UnsafeDestination
 
 # The timestamp column set when a dispatch reaches each status (sent is created_at).
 _STATUS_AT: dict[DispatchStatus, str] = {
@@ -372,16 +380,35 @@ async def get_dispatch_settings(*, session: AsyncSession, agency_id: int) -> Set
     return SettingsView(agency, await session.get(AgencyDispatchSettings, agency_id))
 
 
+async def check_webhook_url(url: str, *, outbound: OutboundPolicy) -> None:
+    try:
+        await outbound.resolve(url)
+    except UnsafeDestination as exc:
+        if exc.reason == "unresolvable":
+            return
+        raise DestinationRefused(
+            f"webhook URL refused: {exc}",
+            details=[{"field": "body.webhook_url", "reason": exc.reason}],
+        ) from exc
+
+
 async def update_dispatch_settings(
     *,
     session: AsyncSession,
     agency_id: int,
     data: DispatchSettingsUpdate,
+    outbound: OutboundPolicy,
     actor: Actor,
     request_id: str | None,
 ) -> SettingsView:
     """Sets the webhook URL and whether the caller is shared. The secret is stored for signing
-    and never returned again, except right here when siaga112 generated it."""
+    and never returned again, except right here when siaga112 generated it.
+
+    The URL is checked against the outbound policy now (and again at every delivery: DNS
+    answers change); a name that does not resolve yet is accepted, one that resolves to a
+    refused address is not."""
+    if data.webhook_url is not None:
+        await check_webhook_url(str(data.webhook_url), outbound=outbound)
     agency = await _agency(session, agency_id)
     row = await session.get(AgencyDispatchSettings, agency_id, with_for_update=True)
     if row is None:

@@ -5,10 +5,16 @@ separate components for the incident, its location, the caller, the notes and th
 (the agency's part), so that a receiver can map it onto its own CAD. It is built once, when the
 change happens, and stored in the outbox: every retry sends the same bytes.
 
-Signature: `X-Siaga112-Signature: sha256=<hex HMAC-SHA256 of the raw body with the agency's
-secret>`. The body carries the message id (= `Idempotency-Key`) and its creation time, so both
-are covered by the signature; a receiver dedups on the id, which makes a replayed request
-harmless. `X-Siaga112-Timestamp` is the time of this attempt (Unix seconds).
+Signature: `X-Siaga112-Signature: sha256=<hex HMAC-SHA256, with the agency's secret, of
+"<X-Siaga112-Timestamp>." followed by the raw body>`. `X-Siaga112-Timestamp` is the time of this
+attempt (Unix seconds), so a retry days later carries a fresh timestamp and a fresh signature,
+and a captured request stops verifying once it is old. A receiver:
+
+1. recomputes the HMAC over timestamp, ".", body and compares in constant time;
+2. refuses a timestamp further than its freshness window from its own clock (5 minutes is
+   usual; see :data:`FRESHNESS_S`);
+3. de-duplicates on `Idempotency-Key` (= the body's `message_id`), keeping the keys it saw for
+   at least the freshness window: a request replayed inside the window changes nothing.
 """
 
 from __future__ import annotations
@@ -139,13 +145,32 @@ def canonical_body(payload: dict[str, Any]) -> bytes:
     return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def sign(secret: str, body: bytes) -> str:
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+# The freshness window the documentation suggests to receivers.
+FRESHNESS_S: Final = 300
 
 
-def verify(secret: str, body: bytes, signature: str | None) -> bool:
-    """What a receiver does: recompute and compare in constant time."""
-    return signature is not None and hmac.compare_digest(sign(secret, body), signature)
+def sign(secret: str, timestamp: str, body: bytes) -> str:
+    """The signature header of one attempt: HMAC-SHA256 over `timestamp`, ".", `body`."""
+    mac = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
+    return "sha256=" + mac.hexdigest()
+
+
+def verify(
+    secret: str,
+    timestamp: str | None,
+    body: bytes,
+    signature: str | None,
+    *,
+    now: float,
+    window_s: float = FRESHNESS_S,
+) -> bool:
+    """What a receiver does (before de-duplicating on Idempotency-Key): the timestamp is
+    recent, and the signature over timestamp and body matches, compared in constant time."""
+    if signature is None or timestamp is None or not timestamp.isdigit() or len(timestamp) > 12:
+        return False
+    if abs(now - int(timestamp)) > window_s:
+        return False
+    return hmac.compare_digest(sign(secret, timestamp, body), signature)
 
 
 def backoff_delay(

@@ -49,6 +49,7 @@ from siaga112.dispatch.webhooks import (
 )
 from siaga112.incidents.models import IncidentEvent
 from siaga112.metrics import Metrics
+from siaga112.net import OutboundPolicy, UnsafeDestination, pinned_client
 
 log = logging.getLogger(__name__)
 
@@ -83,27 +84,22 @@ class DeliveryWorker:
         sessionmaker: async_sessionmaker[AsyncSession],
         settings: DispatchSettings,
         metrics: Metrics,
+        outbound: OutboundPolicy | None = None,
         actor: Actor | None = None,
     ) -> None:
         self.sessionmaker = sessionmaker
+        # Default: public https addresses only (the service passes its configured policy).
+        self.outbound = outbound or OutboundPolicy()
         self.settings = settings
         self.metrics = metrics
         self.actor = actor or system_actor("dispatch-worker")
         self._task: asyncio.Task[None] | None = None
-        self._client: httpx.AsyncClient | None = None
         self._wake = asyncio.Event()
         self._inflight: set[int] = set()
 
     # ------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
-        self._client = httpx.AsyncClient(
-            timeout=httpx.Timeout(self.settings.webhook_timeout_s),
-            follow_redirects=False,
-            # Agency URLs are configured explicitly; no proxy from the environment.
-            trust_env=False,
-            headers={"User-Agent": f"siaga112/{__version__}"},
-        )
         self._task = asyncio.get_running_loop().create_task(self._run(), name="webhook-worker")
 
     async def stop(self) -> None:
@@ -113,9 +109,6 @@ class DeliveryWorker:
                 await self._task
             self._task = None
         await self._release_inflight()
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
 
     def wake(self) -> None:
         """Look at the outbox now rather than at the next poll."""
@@ -241,21 +234,32 @@ class DeliveryWorker:
         started = time.monotonic()
         if not message.url or not message.secret:
             return Outcome(False, None, "agency has no webhook URL or secret", 0.0)
-        assert self._client is not None, "worker not started"
         body = canonical_body(message.payload)
+        try:
+            # Again at every attempt: the name may resolve elsewhere than when it was set.
+            target = await self.outbound.resolve(message.url)
+        except UnsafeDestination as exc:
+            self.metrics.inc("webhook_destination_refused")
+            return Outcome(False, None, f"destination refused: {exc.reason}", 0.0)
+        timestamp = str(int(time.time()))
         headers = {
             "Content-Type": "application/json",
-            SIGNATURE_HEADER: sign(message.secret, body),
-            TIMESTAMP_HEADER: str(int(time.time())),
+            SIGNATURE_HEADER: sign(message.secret, timestamp, body),
+            TIMESTAMP_HEADER: timestamp,
             IDEMPOTENCY_HEADER: message.key,
             EVENT_HEADER: message.event,
         }
         try:
-            async with asyncio.timeout(self.settings.webhook_timeout_s):
-                async with self._client.stream(
-                    "POST", message.url, content=body, headers=headers
-                ) as response:
-                    code = response.status_code
+            async with (
+                asyncio.timeout(self.settings.webhook_timeout_s),
+                pinned_client(
+                    target,
+                    timeout=httpx.Timeout(self.settings.webhook_timeout_s),
+                    headers={"User-Agent": f"siaga112/{__version__}"},
+                ) as client,
+                client.stream("POST", message.url, content=body, headers=headers) as response,
+            ):
+                code = response.status_code
         except TimeoutError:
             return Outcome(False, None, "timeout", time.monotonic() - started)
         except httpx.HTTPError as exc:

@@ -10,6 +10,7 @@ from fastapi.responses import StreamingResponse
 
 from siaga112.api.deps import Reader, RequestId, SessionDep
 from siaga112.audit.service import record_audit
+from siaga112.auth.service import key_usable
 from siaga112.errors import EventStreamUnavailable, InvalidRequest
 from siaga112.events.hub import EventHub, LiveEvent
 from siaga112.schemas import ERROR_RESPONSES
@@ -19,6 +20,17 @@ router = APIRouter(prefix="/events", tags=["events"], responses=ERROR_RESPONSES)
 HEARTBEAT_S = 15.0
 READY_WAIT_S = 5.0
 _TYPE = re.compile(r"[a-z][a-z0-9_.]{0,39}")
+
+
+# Sent before a stream ends because its key was revoked or expired: reconnecting will not help.
+_END_FRAME = b'event: stream_end\ndata: {"reason": "key_revoked_or_expired"}\n\n'
+
+
+async def _key_still_usable(request: Request, key_id: str | None) -> bool:
+    if key_id is None:
+        return True
+    async with request.app.state.sessionmaker() as session:
+        return await key_usable(session=session, key_id=key_id)
 
 
 def _types(raw: str | None, kind: list[str] | None) -> set[str] | None:
@@ -49,7 +61,9 @@ def _types(raw: str | None, kind: list[str] | None) -> set[str] | None:
         "every event below N. `types=call_offered,operator_state_changed` (comma-separated) "
         "keeps only those types. Reconnect with the `Last-Event-ID` header (or "
         "`last_event_id`) to receive what was missed. A comment line is sent every 15 s as a "
-        "heartbeat. `location_added`/`location_confirmed` carry where the caller is: each "
+        "heartbeat. The key is checked again every few seconds: once revoked or expired, the "
+        "stream sends `event: stream_end` and closes. `location_added`/`location_confirmed` "
+        "carry where the caller is: each "
         "connection is audited once as `location.read` (entity `event_stream`), not each "
         "event."
     ),
@@ -102,6 +116,8 @@ async def stream(
     )
     await session.commit()
 
+    check_s = request.app.state.settings.api.stream_key_check_s
+
     def wanted(event: LiveEvent) -> bool:
         return (kinds is None or event.kind in kinds) and (
             incident_id is None or event.incident_id == incident_id
@@ -127,11 +143,26 @@ async def stream(
             elif resume_from is not None:
                 sent = resume_from  # ahead of this process: what it has is not sent again
             yield b": connected\n\n"
+            loop = asyncio.get_running_loop()
+            next_check = loop.time() + check_s
+            next_heartbeat = loop.time() + HEARTBEAT_S
             while not sub.overflowed:
-                try:
-                    item = await asyncio.wait_for(sub.queue.get(), HEARTBEAT_S)
-                except TimeoutError:
+                now = loop.time()
+                if now >= next_check:
+                    # The key was checked at connect; a revoked or expired one ends the
+                    # stream within check_s, not whenever the client reconnects.
+                    if not await _key_still_usable(request, actor.key_id):
+                        yield _END_FRAME
+                        return
+                    next_check = now + check_s
+                if now >= next_heartbeat:
                     yield b": heartbeat\n\n"
+                    next_heartbeat = now + HEARTBEAT_S
+                try:
+                    item = await asyncio.wait_for(
+                        sub.queue.get(), max(0.0, min(next_check, next_heartbeat) - now)
+                    )
+                except TimeoutError:
                     continue
                 # Whatever else is waiting goes out in the same write.
                 items = [item]

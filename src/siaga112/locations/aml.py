@@ -370,16 +370,25 @@ def _decode_data_sms(data_b64: str, udhi: bool | None) -> str | None:
 # -- HTTPS ------------------------------------------------------------------------------------
 
 
+_BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
+_FORM_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
 def parse_form(body: bytes) -> tuple[dict[str, str] | None, str | None]:
     """A form-encoded body as a dict; (None, reason) for non-UTF-8, malformed or repeated
     fields. Never raises."""
     try:
         text = body.decode("utf-8")
+        # parse_qsl keeps a bad escape ("%zz") as it is and decodes "%00" to NUL: both are
+        # refused here, as is any other control character once decoded.
+        if _BAD_ESCAPE.search(text):
+            return None, "not a form-encoded body: invalid percent escape"
         pairs = urllib.parse.parse_qsl(
             text,
             keep_blank_values=True,
             strict_parsing=True,
             max_num_fields=MAX_FORM_FIELDS,
+            errors="strict",
         )
     except (UnicodeDecodeError, ValueError) as exc:
         return None, f"not a form-encoded body: {str(exc)[:80]}"
@@ -387,6 +396,8 @@ def parse_form(body: bytes) -> tuple[dict[str, str] | None, str | None]:
         return None, "not a form-encoded body"
     out: dict[str, str] = {}
     for key, value in pairs:
+        if _FORM_CONTROL.search(key) or _FORM_CONTROL.search(value):
+            return None, f"field {key[:30]!r} holds a control character"
         if key in out:
             return None, f"field {key[:30]!r} given twice"
         out[key] = value

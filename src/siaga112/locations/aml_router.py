@@ -13,7 +13,7 @@ from fastapi import APIRouter, Header, Query, Request
 from siaga112.api.deps import Reader, RequestId, SessionDep
 from siaga112.errors import DomainError, MalformedAml
 from siaga112.locations.aml_service import AmlPolicy, list_unmatched, receive_aml
-from siaga112.schemas import ERROR_RESPONSES, ErrorOut, Output
+from siaga112.schemas import ERROR_RESPONSES, ErrorOut, Output, Timestamp
 
 log = logging.getLogger(__name__)
 
@@ -199,7 +199,7 @@ async def get_unmatched(
     actor: Reader,
     request_id: RequestId,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    since: Annotated[datetime | None, Query()] = None,
+    since: Annotated[Timestamp | None, Query()] = None,
 ) -> list[AmlMessageOut]:
     rows = await list_unmatched(
         session=session, actor=actor, limit=limit, since=since, request_id=request_id

@@ -3,8 +3,10 @@
 A carrier may send ``Geolocation: <https://lis.example/loc/abc>`` instead of a PIDF-LO body.
 siaga112 keeps the URI on the call; only when ``SIAGA112_LOCATIONS__FETCH_GEOLOCATION_BY_REFERENCE``
 is on does it fetch the document, and then with every limit a request decided by the network
-needs: http(s) only, the host on ``geolocation_reference_hosts`` (an empty list allows any host),
-no redirects, no proxy from the environment, a time limit for the whole exchange, at most
+needs: the host on ``geolocation_reference_hosts`` (an empty list allows any host), and the
+outbound policy of :mod:`siaga112.net` (https only unless plain http is allowed, no internal
+address unless its network is allowed, the connection pinned to the checked address), no
+redirects, no proxy from the environment, a time limit for the whole exchange, at most
 :data:`~siaga112.locations.pidf.MAX_PIDF_CHARS` bytes of body, a 200 answer. The body goes to
 :func:`~siaga112.locations.pidf.parse_pidf_lo`.
 
@@ -30,6 +32,7 @@ from siaga112.locations.pidf import (
     parse_geolocation_header,
     parse_pidf_lo,
 )
+from siaga112.net import CheckedTarget, OutboundPolicy, PinnedTransport, UnsafeDestination
 
 __all__ = [
     "FetchedLocation",
@@ -95,21 +98,23 @@ async def fetch_location_reference(
     uri: str,
     *,
     allowed_hosts: Sequence[str],
+    outbound: OutboundPolicy,
     timeout_s: float,
     max_bytes: int = MAX_PIDF_CHARS,
-    transport: httpx.AsyncBaseTransport | None = None,
 ) -> FetchedLocation:
     """GET one by-reference location URI within the limits above and parse it as PIDF-LO.
-
-    ``transport``: for tests; the real one otherwise. Never raises (except cancellation).
-    """
+    Never raises (except cancellation)."""
     if _host(uri) is None:
         return FetchedLocation(uri=uri, error="not an http(s) URI with a host")
     if not host_allowed(uri, allowed_hosts):
         return FetchedLocation(uri=uri, error="host not allowed")
     try:
         async with asyncio.timeout(timeout_s):
-            return await _get(uri, timeout_s=timeout_s, max_bytes=max_bytes, transport=transport)
+            try:
+                target = await outbound.resolve(uri)
+            except UnsafeDestination as exc:
+                return FetchedLocation(uri=uri, error=f"destination refused: {exc.reason}")
+            return await _get(target, timeout_s=timeout_s, max_bytes=max_bytes)
     except TimeoutError:
         return FetchedLocation(uri=uri, error=f"no answer within {timeout_s:g} s")
     except httpx.HTTPError as exc:
@@ -119,15 +124,14 @@ async def fetch_location_reference(
         return FetchedLocation(uri=uri, error=f"request failed: {type(exc).__name__}")
 
 
-async def _get(
-    uri: str, *, timeout_s: float, max_bytes: int, transport: httpx.AsyncBaseTransport | None
-) -> FetchedLocation:
+async def _get(target: CheckedTarget, *, timeout_s: float, max_bytes: int) -> FetchedLocation:
+    uri = target.url
     async with (
         httpx.AsyncClient(
             timeout=httpx.Timeout(timeout_s),
             follow_redirects=False,
             trust_env=False,
-            transport=transport,
+            transport=PinnedTransport(target.address),
             headers={"User-Agent": USER_AGENT, "Accept": ACCEPT},
         ) as client,
         client.stream("GET", uri) as response,

@@ -38,6 +38,7 @@ from siaga112.locations.service import (
     referenced_location_for_call,
 )
 from siaga112.metrics import Metrics
+from siaga112.net import outbound_policy
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,8 @@ class LocationWorker:
         self.settings = settings
         self.sessionmaker = sessionmaker
         self.metrics = metrics
+        # Built once: it looks up this machine's own addresses.
+        self._outbound = outbound_policy(settings)
         self._slots = asyncio.Semaphore(CONCURRENCY)
         self._tasks: set[asyncio.Task[None]] = set()
         # Calls whose derivation runs in this process now (a sweep skips them).
@@ -164,6 +167,7 @@ class LocationWorker:
         fetched = await fetch_location_reference(
             uri,
             allowed_hosts=conf.geolocation_reference_hosts,
+            outbound=self._outbound,
             timeout_s=conf.geolocation_fetch_timeout_s,
         )
         if not fetched.ok:

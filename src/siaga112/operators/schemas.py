@@ -7,26 +7,22 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from siaga112.schemas import StrictInput
+
 OperatorStateName = Literal["idle", "ringing", "in_call", "paused", "offline", "logged_out"]
 
 
-class OperatorCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class OperatorCreate(StrictInput):
     extension: str = Field(pattern=r"^[1-9][0-9]{2,7}$", examples=["7001"])
     name: str = Field(min_length=1, max_length=200, examples=["Siti Rahayu"])
 
 
-class OperatorUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class OperatorUpdate(StrictInput):
     name: str | None = Field(default=None, min_length=1, max_length=200)
     enabled: bool | None = None
 
 
-class PauseRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class PauseRequest(StrictInput):
     reason: str = Field(
         min_length=1, max_length=80, pattern=r"^[A-Za-z0-9_.-]+$", examples=["break"]
     )

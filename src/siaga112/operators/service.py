@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from siaga112.audit.service import record_audit
-from siaga112.auth.service import Actor
+from siaga112.auth.service import Actor, check_acts_for
 from siaga112.callcontrol.protocol import (
     OVERFLOW_MEMBER_PREFIX,
     CallControl,
@@ -264,7 +264,10 @@ async def set_session(
     actor: Actor,
     request_id: str | None,
 ) -> Operator:
-    """Log in/out (``logged_in``), pause with a reason (``pause_reason``) or ``resume``."""
+    """Log in/out (``logged_in``), pause with a reason (``pause_reason``) or ``resume``. An
+    operator key acts only on its own operator; supervisors and admins on anyone's (the audit
+    row then says it acted for another)."""
+    for_other = check_acts_for(actor, extension)
     ctl = _require(control)
     op = await get_operator(session=session, extension=extension, for_update=True)
     if not op.enabled:
@@ -282,7 +285,10 @@ async def set_session(
         op.pause_reason = None if resume else pause_reason
         action = "operator.resume" if resume else "operator.pause"
     await session.flush()
-    await _audit(session, actor, action, op, before, snapshot(op), request_id)
+    after = snapshot(op)
+    if for_other:
+        after |= {"acting_for_operator": extension, "actor_role": actor.role.value}
+    await _audit(session, actor, action, op, before, after, request_id)
     iface = interface(extension)
     try:
         # Every queue the operator serves: the main queue and the flagged numbers' queue.

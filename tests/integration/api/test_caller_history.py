@@ -239,6 +239,33 @@ async def test_every_read_is_audited(
     assert events[1].after["call_id"] == str(world.newest_call)
 
 
+async def test_lists_filtered_by_a_callers_number_are_audited_like_the_history(
+    client: httpx.AsyncClient,
+    keys: dict[Role, str],
+    world: World,
+    sessionmaker: async_sessionmaker,  # type: ignore[type-arg]
+) -> None:
+    h = auth(keys[Role.INTEGRATOR])
+    for path in ("/v1/calls", "/v1/incidents"):
+        r = await client.get(path, headers=h, params={"caller_number": "081299900001"})
+        assert r.status_code == 200, r.text
+        assert r.json()["items"]
+    # Lists without the filter are no caller's history.
+    assert (await client.get("/v1/calls", headers=h)).status_code == 200
+    async with sessionmaker() as session:
+        events = (
+            await session.scalars(
+                select(AuditEvent)
+                .where(AuditEvent.action == "caller.history.read", AuditEvent.entity_id == NUMBER)
+                .order_by(AuditEvent.id)
+            )
+        ).all()
+    assert [(e.actor, (e.after or {}).get("via")) for e in events] == [
+        ("key:test-integrator", "calls.list"),
+        ("key:test-integrator", "incidents.list"),
+    ]
+
+
 async def test_agency_keys_may_not_read_caller_history(
     client: httpx.AsyncClient,
     world: World,

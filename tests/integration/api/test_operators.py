@@ -20,7 +20,7 @@ from siaga112.callcontrol.protocol import CallControlError, QueueEntryState, Que
 from siaga112.config import Settings
 from siaga112.operators.models import PsAor, PsAuth, PsEndpoint
 from siaga112.operators.service import QueueTarget, reapply_sessions
-from tests.conftest import auth
+from tests.conftest import auth, operator_key
 
 
 class FakeControl:
@@ -186,10 +186,14 @@ async def test_operator_role_cannot_create_and_duplicates_and_static_extensions_
 
 
 async def test_login_pause_resume_logout_drive_the_queue_and_state(
-    api: httpx.AsyncClient, keys: dict[Role, str], control: FakeControl
+    api: httpx.AsyncClient,
+    keys: dict[Role, str],
+    control: FakeControl,
+    sessionmaker: async_sessionmaker,  # type: ignore[type-arg]
 ) -> None:
     sup = auth(keys[Role.SUPERVISOR])
-    op = auth(keys[Role.OPERATOR])
+    # Operator 7103's own key.
+    op = auth(await operator_key(sessionmaker, "7103"))
     await api.post("/v1/operators", headers=sup, json={"extension": "7103", "name": "Ani"})
     r = await api.post("/v1/operators/7103/login", headers=op)
     assert r.status_code == 200, r.text
@@ -285,3 +289,49 @@ async def test_after_an_asterisk_restart_logged_in_operators_are_reapplied(
     for queue in both:
         assert control.queues[queue]["PJSIP/7108"].paused
         assert control.queues[queue]["PJSIP/7108"].pause_reason == "training"
+
+
+async def test_operator_key_acts_only_as_its_own_operator(
+    api: httpx.AsyncClient,
+    keys: dict[Role, str],
+    control: FakeControl,
+    sessionmaker: async_sessionmaker,  # type: ignore[type-arg]
+) -> None:
+    sup = auth(keys[Role.SUPERVISOR])
+    for ext, name in (("7105", "Eka"), ("7106", "Fajar")):
+        await api.post("/v1/operators", headers=sup, json={"extension": ext, "name": name})
+    own = auth(await operator_key(sessionmaker, "7105"))
+    unbound = auth(await operator_key(sessionmaker, None))
+    for action in ("login", "logout", "resume"):
+        r = await api.post(f"/v1/operators/7106/{action}", headers=own)
+        assert (r.status_code, r.json()["code"]) == (403, "not_own_operator"), action
+        r = await api.post(f"/v1/operators/7105/{action}", headers=unbound)
+        assert (r.status_code, r.json()["code"]) == (403, "operator_key_unbound"), action
+    r = await api.post("/v1/operators/7106/pause", headers=own, json={"reason": "break"})
+    assert (r.status_code, r.json()["code"]) == (403, "not_own_operator")
+    assert control.membership() == {}
+    # A supervisor acts for another operator, and the audit row says so.
+    r = await api.post("/v1/operators/7106/login", headers=sup)
+    assert r.status_code == 200, r.text
+    async with sessionmaker() as session:
+        rows = (
+            await session.scalars(
+                select(AuditEvent).where(
+                    AuditEvent.entity_id == "7106", AuditEvent.action.like("operator.log%")
+                )
+            )
+        ).all()
+    assert [(a.action, (a.after or {}).get("acting_for_operator")) for a in rows] == [
+        ("operator.login", "7106")
+    ]
+    assert (rows[0].after or {})["actor_role"] == "supervisor"
+    # Its own session: no such mark.
+    assert (await api.post("/v1/operators/7105/login", headers=own)).status_code == 200
+    async with sessionmaker() as session:
+        mine = await session.scalar(
+            select(AuditEvent).where(
+                AuditEvent.entity_id == "7105", AuditEvent.action == "operator.login"
+            )
+        )
+    assert mine is not None
+    assert "acting_for_operator" not in (mine.after or {})

@@ -32,7 +32,7 @@ from siaga112.metrics import Metrics
 from siaga112.runtime.callback_tracking import CallbackTracker
 from siaga112.telephony.ami_events import parse_event, split_transcript
 from siaga112.telephony.callback_legs import fact_of
-from tests.conftest import auth
+from tests.conftest import auth, operator_key
 from tests.integration.api.test_operators import FakeControl
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "ami"
@@ -315,6 +315,7 @@ async def test_call_back_originates_from_the_operator_phone_claims_and_is_audite
     assert audit.after is not None
     assert (audit.before["status"], audit.after["status"]) == ("pending", "in_progress")
     assert audit.actor == "key:test-operator"
+    assert "acting_for_operator" not in audit.after, "its own phone"
     [event] = await timeline(sessionmaker, call, "callback_attempted")
     assert event.data["operator_extension"] == "6001"
     assert event.data["attempt_id"] == started["attempt_id"]
@@ -327,8 +328,15 @@ async def test_two_operators_never_call_one_caller_at_once(
     first = await add_call(sessionmaker, number=number, minutes_ago=10)
     again = await add_call(sessionmaker, number=number, minutes_ago=8)
     elsewhere = await add_call(sessionmaker, number=new_number())
-    key = keys[Role.OPERATOR]
+    # For two operators' phones: a supervisor's key.
+    key = keys[Role.SUPERVISOR]
     assert (await start(api, key, first, "6001")).status_code == 202
+    [audit] = await audits(sessionmaker, first, "callback.attempt")
+    assert audit.after is not None
+    assert (audit.after["acting_for_operator"], audit.after["actor_role"]) == (
+        "6001",
+        "supervisor",
+    )
 
     same_item = await start(api, key, first, "6002")
     assert (same_item.status_code, same_item.json()["code"]) == (409, "callback_in_progress")
@@ -496,7 +504,14 @@ async def test_refusals_store_nothing(
     cases: list[tuple[httpx.Response, int, str]] = [
         (await start(api, key, anonymous), 422, "caller_id_unavailable"),
         (await start(api, key, answered), 404, "not_found"),
-        (await start(api, key, call, "9999"), 404, "not_found"),
+        (await start(api, keys[Role.SUPERVISOR], call, "9999"), 404, "not_found"),
+        # An operator key rings only its own operator's phone.
+        (await start(api, key, call, "6002"), 403, "not_own_operator"),
+        (
+            await start(api, await operator_key(sessionmaker, None), call),
+            403,
+            "operator_key_unbound",
+        ),
         (await start(api, key, call, "60a1"), 422, "validation_error"),
         (await start(api, key, call, extra_field=1), 422, "validation_error"),
         (await start(api, keys[Role.INTEGRATOR], call), 403, "forbidden"),

@@ -23,10 +23,11 @@ from siaga112.audit.models import AuditEvent
 from siaga112.auth.models import ApiKey
 from siaga112.auth.roles import Role
 from siaga112.auth.service import create_key, hash_key, system_actor
-from siaga112.config import DispatchSettings, Settings
+from siaga112.config import DispatchSettings, OutboundSettings, Settings
 from siaga112.dispatch.worker import DeliveryWorker
 from siaga112.incidents.models import Incident
 from siaga112.metrics import Metrics
+from siaga112.net import OutboundPolicy, outbound_policy
 from tests.conftest import auth
 from tests.integration.dispatch.receiver import Receiver
 
@@ -56,6 +57,9 @@ async def until(
         await asyncio.sleep(0.02)
 
 
+# The receiver listens on this host, over plain http: allowed explicitly, as an admin would.
+LOCAL_RECEIVER = OutboundSettings(allowed_networks=["127.0.0.1/32"], allow_http=True)
+
 FAST = DispatchSettings(
     webhook_timeout_s=0.5,
     claim_lease_s=1.0,
@@ -74,6 +78,7 @@ class World:
     client: httpx.AsyncClient
     receiver: Receiver
     supervisor: dict[str, str]
+    outbound: OutboundPolicy = field(default_factory=OutboundPolicy)
     metrics: Metrics = field(default_factory=Metrics)
     agencies: dict[str, int] = field(default_factory=dict)
     incidents: list[int] = field(default_factory=list)
@@ -85,6 +90,7 @@ class World:
             sessionmaker=self.sessionmaker,
             settings=FAST.model_copy(update=changes),
             metrics=self.metrics,
+            outbound=self.outbound,
         )
         self.workers.append(w)
         return w
@@ -139,12 +145,13 @@ async def world(
     committed = async_sessionmaker(engine, expire_on_commit=False)
     async with committed() as session:
         audit_floor = (await session.scalar(select(func.max(AuditEvent.id)))) or 0
+    settings = settings.model_copy(update={"outbound": LOCAL_RECEIVER})
     app = create_app(settings, engine=engine, sessionmaker=committed)
     supervisor_key = await make_key(committed, Role.SUPERVISOR)
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://siaga112.test"
     ) as client:
-        w = World(committed, client, receiver, auth(supervisor_key))
+        w = World(committed, client, receiver, auth(supervisor_key), outbound_policy(settings))
         w.keys.append(supervisor_key)
         try:
             yield w

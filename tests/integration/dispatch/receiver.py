@@ -8,7 +8,11 @@ import asyncio
 import contextlib
 import hashlib
 import hmac
+import time
 from dataclasses import dataclass, field
+
+# The receiver's freshness window for X-Siaga112-Timestamp.
+FRESHNESS_S = 300
 
 
 @dataclass
@@ -74,8 +78,15 @@ class Receiver:
                     headers[name.strip().lower()] = value.strip()
             body = await reader.readexactly(int(headers.get("content-length", "0")))
             secret = self.secrets.get(path, "")
-            expected = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-            signature_ok = hmac.compare_digest(expected, headers.get("x-siaga112-signature", ""))
+            # As an agency would: HMAC over "<timestamp>." + body, a fresh timestamp, and
+            # de-duplication on Idempotency-Key (checked by the tests from `received`).
+            stamp = headers.get("x-siaga112-timestamp", "")
+            signed = stamp.encode() + b"." + body
+            expected = "sha256=" + hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
+            fresh = stamp.isdigit() and abs(time.time() - int(stamp)) <= FRESHNESS_S
+            signature_ok = fresh and hmac.compare_digest(
+                expected, headers.get("x-siaga112-signature", "")
+            )
             entry = Received(path, headers, body, signature_ok)
             self.received.append(entry)
             self.arrived.set()

@@ -25,6 +25,10 @@ from tests.integration.dispatch.conftest import make_key
 
 SM = async_sessionmaker[AsyncSession]
 
+# Not resolvable (RFC 6761 .invalid): accepted when set, never reached.
+HOOK = "https://damkar.example.invalid/hook"
+HOOK2 = "https://damkar.example.invalid/hook2"
+
 
 async def _incident(client: httpx.AsyncClient, key: str, **fields: Any) -> dict[str, Any]:
     body = {"channel": "walk_in", "category": "kecelakaan", "address": "Jl. Ahmad Yani"} | fields
@@ -271,7 +275,7 @@ async def test_webhook_secret_is_shown_once_and_never_again(
     agencies = (await client.get("/v1/agencies", headers=sup)).json()
     damkar = next(a for a in agencies if a["code"] == "damkar")
     url = f"/v1/agencies/{damkar['id']}/dispatch-settings"
-    r = await client.put(url, headers=sup, json={"webhook_url": "http://127.0.0.1:9/hook"})
+    r = await client.put(url, headers=sup, json={"webhook_url": HOOK})
     assert r.status_code == 200, r.text
     secret = r.json()["webhook_secret"]
     assert secret
@@ -280,11 +284,15 @@ async def test_webhook_secret_is_shown_once_and_never_again(
     assert shown.json()["has_webhook_secret"] is True
     assert secret not in shown.text
     r = await client.put(
-        url, headers=sup, json={"webhook_url": "http://127.0.0.1:9/hook2", "share_caller": True}
+        url,
+        headers=sup,
+        json={"webhook_url": HOOK2, "share_caller": True},
     )
     assert r.json()["webhook_secret"] is None  # kept, not shown
     r = await client.put(
-        url, headers=sup, json={"webhook_url": "http://127.0.0.1:9/hook2", "rotate_secret": True}
+        url,
+        headers=sup,
+        json={"webhook_url": HOOK2, "rotate_secret": True},
     )
     rotated = r.json()["webhook_secret"]
     assert rotated
@@ -313,7 +321,7 @@ async def test_outbox_row_is_written_with_the_dispatch_or_not_at_all(
     await client.put(
         f"/v1/agencies/{damkar['id']}/dispatch-settings",
         headers=sup,
-        json={"webhook_url": "http://127.0.0.1:9/hook"},
+        json={"webhook_url": HOOK},
     )
     inc = await _incident(client, keys[Role.OPERATOR], category="kebakaran")
     # A dispatch whose transaction rolls back leaves no message behind ...
@@ -454,7 +462,7 @@ async def test_agencies_get_the_point_the_operator_sees(
     await client.put(
         f"/v1/agencies/{damkar['id']}/dispatch-settings",
         headers=sup,
-        json={"webhook_url": "http://127.0.0.1:9/hook"},
+        json={"webhook_url": HOOK},
     )
     op = keys[Role.OPERATOR]
     inc = await _incident(client, op, category="kebakaran")

@@ -20,11 +20,12 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from siaga112.calls.recorder import CallFacts
-from siaga112.config import AmiSettings, Settings
+from siaga112.config import AmiSettings, OutboundSettings, Settings
 from siaga112.locations.georef import fetch_location_reference, fetchable_reference, host_allowed
 from siaga112.locations.models import Location
 from siaga112.locations.pidf import MAX_PIDF_CHARS
 from siaga112.metrics import Metrics
+from siaga112.net import OutboundPolicy
 from siaga112.runtime.telephony import Telephony
 from tests.integration.locations.conftest import inline_tasks
 
@@ -94,11 +95,14 @@ def lis() -> Iterator[LocationServer]:
 
 
 ALLOWED = ["127.0.0.1"]
+# The location server listens on this host over plain http: allowed explicitly.
+LOCAL = OutboundSettings(allowed_networks=["127.0.0.1/32"], allow_http=True)
+POLICY = OutboundPolicy.build(allowed_networks=LOCAL.allowed_networks, allow_http=True)
 
 
 async def test_allowed_host_is_fetched_and_parsed(lis: LocationServer) -> None:
     fetched = await fetch_location_reference(
-        lis.url("/loc/ok"), allowed_hosts=ALLOWED, timeout_s=2.0
+        lis.url("/loc/ok"), allowed_hosts=ALLOWED, outbound=POLICY, timeout_s=2.0
     )
     assert fetched.ok, fetched.error
     assert fetched.location is not None
@@ -109,7 +113,7 @@ async def test_allowed_host_is_fetched_and_parsed(lis: LocationServer) -> None:
 
 async def test_host_not_on_the_list_is_refused_without_a_request(lis: LocationServer) -> None:
     fetched = await fetch_location_reference(
-        lis.url("/loc/ok", host="localhost"), allowed_hosts=ALLOWED, timeout_s=2.0
+        lis.url("/loc/ok", host="localhost"), allowed_hosts=ALLOWED, outbound=POLICY, timeout_s=2.0
     )
     assert (fetched.ok, fetched.error) == (False, "host not allowed")
     assert lis.paths == []
@@ -126,10 +130,46 @@ async def test_host_not_on_the_list_is_refused_without_a_request(lis: LocationSe
 )
 async def test_limits(lis: LocationServer, path: str, error: str) -> None:
     started = time.monotonic()
-    fetched = await fetch_location_reference(lis.url(path), allowed_hosts=ALLOWED, timeout_s=0.5)
+    fetched = await fetch_location_reference(
+        lis.url(path), allowed_hosts=ALLOWED, outbound=POLICY, timeout_s=0.5
+    )
     assert (fetched.ok, fetched.location, fetched.error) == (False, None, error)
     assert time.monotonic() - started < 1.4
     assert lis.paths == [path], "one request, no redirect followed"
+
+
+@pytest.mark.parametrize(
+    ("uri", "reason"),
+    [
+        ("https://127.0.0.1/loc", "loopback"),
+        ("https://[::1]/loc", "loopback"),
+        ("https://localhost/loc", "loopback"),
+        ("https://10.1.2.3/loc", "private"),
+        ("https://169.254.169.254/latest/meta-data", "link_local"),
+        ("https://0.0.0.0/loc", "unspecified"),
+        ("https://[::ffff:127.0.0.1]/loc", "loopback"),
+        ("http://lis.example.invalid/loc", "http_not_allowed"),
+    ],
+)
+async def test_internal_or_plain_http_references_are_refused_by_default(
+    uri: str, reason: str
+) -> None:
+    # Any host allowed (the empty list): the outbound policy alone decides.
+    fetched = await fetch_location_reference(
+        uri, allowed_hosts=[], outbound=OutboundPolicy(), timeout_s=1.0
+    )
+    assert (fetched.ok, fetched.error) == (False, f"destination refused: {reason}")
+
+
+async def test_loopback_server_is_not_reached_unless_its_network_is_allowed(
+    lis: LocationServer,
+) -> None:
+    strict_http = OutboundPolicy.build(allowed_networks=[], allow_http=True)
+    fetched = await fetch_location_reference(
+        lis.url("/loc/ok"), allowed_hosts=[], outbound=strict_http, timeout_s=1.0
+    )
+    assert fetched.error == "destination refused: loopback"
+    assert lis.paths == []
 
 
 def test_which_references_are_fetchable() -> None:
@@ -183,6 +223,7 @@ def _telephony(
             "ami": AmiSettings(secret=SecretStr("test")),
             "state_dir": tmp_path,
             "locations": locations,
+            "outbound": LOCAL,
         }
     )
     return Telephony(settings=conf, sessionmaker=sessionmaker, metrics=Metrics())
