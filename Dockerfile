@@ -16,6 +16,8 @@ RUN useradd --system --uid 10112 --home /app siaga112
 WORKDIR /app
 COPY --from=build /install /usr/local
 COPY migrations ./migrations
+# FastAGI listens on every interface here: set SIAGA112_AGI__ALLOW_FROM to the PBX hosts (default
+# loopback refuses them) and share SIAGA112_AGI__SECRET with the PBX host's rendered dialplan.
 ENV SIAGA112_MIGRATIONS_DIR=/app/migrations \
     SIAGA112_API__HOST=0.0.0.0 \
     SIAGA112_AGI__HOST=0.0.0.0 \
