@@ -10,6 +10,7 @@ from typing import Any
 
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -21,6 +22,9 @@ from siaga112.callcontrol.router import router as callcontrol_router
 from siaga112.callers.router import router as callers_router
 from siaga112.calls.router import router as calls_router
 from siaga112.config import Settings
+from siaga112.console.router import STATIC_DIR
+from siaga112.console.router import router as console_router
+from siaga112.console.security import ConsoleHeadersMiddleware
 from siaga112.db.session import make_engine, make_sessionmaker
 from siaga112.dispatch.router import router as dispatch_router
 from siaga112.dispatch.router import webhook_docs as dispatch_webhook_docs
@@ -130,6 +134,7 @@ def create_app(
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.api.max_body_bytes)
     app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(ConsoleHeadersMiddleware, tile_url=settings.console.tile_url)
 
     v1 = APIRouter(prefix="/v1")
     v1.include_router(incidents_router)
@@ -153,6 +158,9 @@ def create_app(
     # AML senders authenticate by HMAC per message, not by API key.
     app.include_router(aml_router)
     app.webhooks.include_router(dispatch_webhook_docs)
+    # The operator console: page shells and static files; the pages use /v1 like any client.
+    app.mount("/console/static", StaticFiles(directory=STATIC_DIR), name="console-static")
+    app.include_router(console_router)
 
     @app.get("/healthz", tags=["health"], summary="The process is alive")
     async def healthz() -> dict[str, str]:

@@ -8,6 +8,7 @@ import sys
 import uuid
 from collections.abc import Sequence
 
+from siaga112.accounts import cli as accounts_cli
 from siaga112.auth.roles import Role
 from siaga112.config import Settings, load_settings
 from siaga112.logs import configure
@@ -290,6 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
     call.add_argument("--anonymous", action="store_true", help="caller without caller ID")
     call.add_argument("--hold", type=float, default=4.0, help="seconds the caller stays on")
     demo.set_defaults(func=_cmd_demo)
+    accounts_cli.add_parser(sub)
     return parser
 
 

@@ -273,6 +273,34 @@ class CallbackSettings(BaseModel):
     outcome_margin_s: int = Field(default=30, ge=5, le=600)
 
 
+class ConsoleSettings(BaseModel):
+    """The browser console at /console: sign-in, sessions, map, time zone."""
+
+    # Sessions end after this long without a request, and after `session_max_h` in any case.
+    session_idle_min: int = Field(default=60, ge=1, le=24 * 60)
+    session_max_h: int = Field(default=12, ge=1, le=72)
+    # Failed sign-ins in a row before the account is locked, and for how long.
+    lockout_after: int = Field(default=5, ge=1, le=100)
+    lockout_min: int = Field(default=15, ge=1, le=24 * 60)
+    # Secure cookies also over plain http (behind a TLS-terminating proxy that does not say so).
+    force_secure_cookies: bool = False
+    # The centre's zone: times on screen are shown in it (WIB, WITA or WIT).
+    timezone: Literal["Asia/Jakarta", "Asia/Pontianak", "Asia/Makassar", "Asia/Jayapura"] = (
+        "Asia/Jakarta"
+    )
+    default_language: Literal["id", "en"] = "id"
+    # A tile server (`https://tiles.example/{z}/{x}/{y}.png`) and its attribution. Unset: the
+    # offline basemap shipped with the project (country outlines and the boundary file).
+    tile_url: str | None = Field(default=None, pattern=r"^https://[^\s'\"]+$")
+    tile_attribution: str = Field(default="", max_length=300)
+    # A GeoJSON FeatureCollection of the centre's kecamatan (a `name` property each). Unset:
+    # the project's approximate demo outlines of Kota Bekasi.
+    boundary_file: Path | None = None
+    # Where the map opens: the centre's city.
+    map_center: tuple[float, float] = (-6.2700, 106.9900)
+    map_zoom: int = Field(default=12, ge=3, le=18)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="SIAGA112_",
@@ -295,6 +323,7 @@ class Settings(BaseSettings):
     duplicates: DuplicateSettings = Field(default_factory=DuplicateSettings)
     recordings: RecordingSettings = Field(default_factory=RecordingSettings)
     callbacks: CallbackSettings = Field(default_factory=CallbackSettings)
+    console: ConsoleSettings = Field(default_factory=ConsoleSettings)
 
     @property
     def database_url_str(self) -> str:

@@ -48,6 +48,13 @@ class Forbidden(DomainError):
     code = "forbidden"
 
 
+class CsrfFailed(DomainError):
+    """A console (cookie) request that changes something without its session's CSRF token."""
+
+    status_code = 403
+    code = "csrf_failed"
+
+
 class InvalidRequest(DomainError):
     status_code = 422
     code = "validation_error"

@@ -1,5 +1,6 @@
 """Imports every model so that Alembic and tests see the whole schema."""
 
+from siaga112.accounts.models import ConsoleSession, ConsoleUser
 from siaga112.agencies.models import Agency
 from siaga112.audit.models import AuditEvent
 from siaga112.auth.models import ApiKey
@@ -39,6 +40,8 @@ __all__ = [
     "CallbackAttempt",
     "CategoryAgency",
     "CellTower",
+    "ConsoleSession",
+    "ConsoleUser",
     "Dispatch",
     "Incident",
     "IncidentEvent",

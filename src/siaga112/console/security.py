@@ -1,0 +1,61 @@
+"""Response headers for the console's pages and files: a strict Content-Security-Policy (no
+inline script or style, nothing from another origin unless a tile server is configured), no
+framing, no MIME sniffing, no referrer leaving the centre."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+PREFIX = "/console"
+
+
+def content_security_policy(tile_url: str | None) -> str:
+    img = "'self' data:"
+    if tile_url:
+        parts = urlsplit(tile_url.replace("{s}", "a"))
+        host = parts.netloc.replace("a.", "*.", 1) if "{s}" in tile_url else parts.netloc
+        img += f" {parts.scheme}://{host}"
+    return "; ".join(
+        [
+            "default-src 'self'",
+            "script-src 'self'",
+            "style-src 'self'",
+            f"img-src {img}",
+            "connect-src 'self'",
+            "font-src 'self'",
+            "object-src 'none'",
+            "base-uri 'none'",
+            "form-action 'self'",
+            "frame-ancestors 'none'",
+        ]
+    )
+
+
+class ConsoleHeadersMiddleware:
+    """Adds the headers to every response under /console (pure ASGI: the event stream and
+    other /v1 responses pass untouched)."""
+
+    def __init__(self, app: ASGIApp, *, tile_url: str | None) -> None:
+        self.app = app
+        self.headers = [
+            (b"content-security-policy", content_security_policy(tile_url).encode()),
+            (b"x-content-type-options", b"nosniff"),
+            (b"referrer-policy", b"no-referrer"),
+            (b"x-frame-options", b"DENY"),
+            (b"cross-origin-opener-policy", b"same-origin"),
+            (b"permissions-policy", b"camera=(), microphone=(), geolocation=()"),
+        ]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not str(scope.get("path", "")).startswith(PREFIX):
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = list(message.get("headers", [])) + self.headers
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)

@@ -1,0 +1,566 @@
+// The call-taker's screen: own queue session, the live queue, the screen pop when the
+// operator's own phone answers, the incident with its map, dispatch, notes and timeline.
+// Keyboard first: every action has a key (`?` lists them).
+
+import {
+  page, t, api, el, clear, clock, duration, age, toast, fail, stream, setStreamState, every,
+} from "./common.js";
+import { CallMap, sourceLabel } from "./map.js";
+
+const me = page.user.extension;
+const $ = (id) => document.getElementById(id);
+
+const state = {
+  queue: [],
+  queueFetchedAt: 0,
+  incidentId: null,
+  incident: null,
+  dispatches: [],
+  agencies: [],
+  defaults: {},
+  selected: new Set(),
+  selectionTouched: false,
+  mine: JSON.parse(sessionStorage.getItem("siaga112.mine") || "[]"),
+};
+
+let map = null;
+
+// ---------- own queue session ----------
+
+function renderMyState(op) {
+  const node = $("my-state");
+  let s = "logged_out";
+  if (op) s = op.logged_in ? (op.paused ? "paused" : op.state || "idle") : "logged_out";
+  if (op && op.logged_in && op.state && op.state !== "logged_out") s = op.paused ? "paused" : op.state;
+  node.dataset.state = s;
+  node.textContent = t(`opstate.${s}`);
+  $("my-pause-reason").textContent =
+    op && op.paused && op.pause_reason ? t(`pause.${op.pause_reason}`) : "";
+  const inQueue = Boolean(op && op.logged_in);
+  $("join").disabled = inQueue;
+  $("leave").disabled = !inQueue;
+  $("pause").disabled = !inQueue || Boolean(op && op.paused);
+  $("resume").disabled = !(op && op.paused);
+}
+
+async function loadMyState() {
+  if (!me) {
+    $("my-state").textContent = t("session.no_extension");
+    for (const id of ["join", "pause", "resume", "leave"]) $(id).disabled = true;
+    return;
+  }
+  try {
+    renderMyState(await api("GET", `/v1/operators/${me}`));
+  } catch (e) {
+    fail(e);
+  }
+}
+
+async function session(action, body) {
+  if (!me) return;
+  try {
+    renderMyState(await api("POST", `/v1/operators/${me}/${action}`, body));
+  } catch (e) {
+    fail(e);
+  }
+}
+
+// ---------- live queue ----------
+
+let queueTimer = null;
+function refreshQueueSoon() {
+  if (queueTimer) return;
+  queueTimer = setTimeout(async () => {
+    queueTimer = null;
+    await loadQueue();
+  }, 150);
+}
+
+async function loadQueue() {
+  try {
+    const q = await api("GET", "/v1/queue");
+    state.queue = q.waiting;
+    state.queueFetchedAt = Date.now();
+    renderQueue();
+  } catch (e) {
+    fail(e);
+  }
+}
+
+function renderQueue() {
+  const list = clear($("queue"));
+  const since = (Date.now() - state.queueFetchedAt) / 1000;
+  $("queue-count").textContent = String(state.queue.length);
+  $("queue-empty").hidden = state.queue.length > 0;
+  let longest = 0;
+  for (const w of state.queue) {
+    const wait = w.wait_s + since;
+    longest = Math.max(longest, wait);
+    const badges = el("span", { class: "badges" });
+    if (w.location) {
+      badges.append(
+        el("span", { class: "badge loc", title: sourceLabel(w.location.source) },
+          `${t("queue.location")} ±${Math.round(w.location.radius_m || 0)} m`),
+      );
+    }
+    if (w.flag) {
+      badges.append(el("span", { class: "badge flag", title: w.flag.reason },
+        `${t(`flag.${w.flag.kind}`)}`));
+    }
+    if (w.history && w.history.calls_total > 1) {
+      badges.append(el("span", { class: "badge repeat" },
+        t("queue.repeat", { calls: w.history.calls_total, false: w.history.false_calls })));
+    }
+    if (w.history && w.history.false_calls > 0 && !w.flag) {
+      badges.append(el("span", { class: "badge prank" },
+        t("queue.false_calls", { n: w.history.false_calls })));
+    }
+    list.append(
+      el("li", { class: "waiting", dataset: { callId: w.call_id || "", incidentId: w.incident_id || "" } },
+        el("span", { class: "pos" }, `${w.position}.`),
+        el("span", { class: w.number ? "number" : "number none" }, w.number || w.caller || t("queue.no_number")),
+        el("span", { class: "wait", dataset: { base: w.wait_s } }, duration(wait)),
+        w.priority ? el("span", { class: "prio" }, `P${w.priority}`) : null,
+        badges,
+      ),
+    );
+  }
+  $("queue-longest").textContent = state.queue.length
+    ? t("queue.longest", { wait: duration(longest) })
+    : "";
+}
+
+// ---------- incident ----------
+
+function rememberMine(id) {
+  state.mine = [id, ...state.mine.filter((x) => x !== id)].slice(0, 20);
+  sessionStorage.setItem("siaga112.mine", JSON.stringify(state.mine));
+  renderMine();
+}
+
+function renderMine() {
+  const list = clear($("my-incidents"));
+  for (const id of state.mine) {
+    list.append(el("li", {},
+      el("a", { href: `#incident-${id}`, onclick: (ev) => { ev.preventDefault(); openIncident(id); } },
+        t("incident.title", { id }))));
+  }
+}
+
+async function openIncident(id) {
+  state.incidentId = id;
+  state.selectionTouched = false;
+  state.selected = new Set();
+  rememberMine(id);
+  window.location.hash = `incident-${id}`;
+  await loadIncident();
+  $("incident").hidden = false;
+  map && map.invalidate();
+}
+
+let incidentTimer = null;
+function reloadIncidentSoon() {
+  if (incidentTimer) return;
+  incidentTimer = setTimeout(async () => {
+    incidentTimer = null;
+    await loadIncident();
+  }, 150);
+}
+
+async function loadIncident() {
+  const id = state.incidentId;
+  if (!id) return;
+  try {
+    const [inc, dispatches] = await Promise.all([
+      api("GET", `/v1/incidents/${id}`),
+      api("GET", `/v1/incidents/${id}/dispatches`),
+    ]);
+    if (id !== state.incidentId) return;
+    state.incident = inc;
+    state.dispatches = dispatches;
+    renderIncident();
+  } catch (e) {
+    fail(e);
+  }
+}
+
+function setValue(node, value) {
+  // Never overwrite what the operator is typing.
+  if (document.activeElement !== node) node.value = value === null || value === undefined ? "" : String(value);
+}
+
+function renderIncident() {
+  const inc = state.incident;
+  $("inc-title").textContent = t("incident.title", { id: inc.id });
+  $("inc-status").textContent = t(`status.${inc.status}`);
+  $("inc-status").dataset.status = inc.status;
+  const call = inc.calls.length ? inc.calls[inc.calls.length - 1] : null;
+  const caller = clear($("inc-caller"));
+  if (call) {
+    caller.append(
+      el("span", { class: call.caller_id_available ? "number" : "number none" },
+        call.caller_e164 || call.caller_number || t("queue.no_number")),
+    );
+    if (call.caller_name) caller.append(" ", el("span", { class: "display-name" }, `“${call.caller_name}”`));
+  } else {
+    caller.append(inc.caller_number || t("queue.no_number"));
+    if (inc.caller_name) caller.append(" ", el("span", { class: "display-name" }, inc.caller_name));
+  }
+  $("inc-callback").textContent =
+    (call && (call.asserted_number || call.caller_e164)) || inc.caller_number || t("incident.no_callback");
+  const hist = clear($("inc-history"));
+  const h = inc.caller_history;
+  if (h) {
+    hist.append(t("history.summary", { calls: h.calls_total, incidents: h.incidents_total }));
+    for (const [k, n] of Object.entries(h.classifications || {})) {
+      hist.append(" ", el("span", { class: `badge cls-${k}` }, `${t(`classification.${k}`)} ${n}`));
+    }
+  } else {
+    hist.append(t("history.none"));
+  }
+  $("inc-kecamatan").textContent = inc.kecamatan || "—";
+  setValue($("inc-classification"), inc.classification);
+  setValue($("inc-category"), inc.category);
+  setValue($("inc-priority"), inc.priority);
+  setValue($("inc-address"), inc.address);
+  setValue($("inc-summary"), inc.summary);
+  renderLocations();
+  renderAgencies();
+  renderDispatches();
+  renderTimeline();
+}
+
+function renderTimeline() {
+  const list = clear($("timeline"));
+  for (const e of [...state.incident.timeline].reverse()) {
+    let detail = "";
+    if (e.kind === "note") detail = e.data.text || "";
+    else if (e.data && e.data.status) detail = t(`status.${e.data.status}`) !== `status.${e.data.status}` ? t(`status.${e.data.status}`) : e.data.status;
+    else if (e.data && e.data.agency) detail = e.data.agency;
+    else if (e.data && e.data.operator) detail = e.data.operator;
+    list.append(el("li", { dataset: { kind: e.kind } },
+      el("time", {}, clock(e.at)), " ",
+      el("span", { class: "kind" }, t(`event.${e.kind}`) !== `event.${e.kind}` ? t(`event.${e.kind}`) : e.kind), " ",
+      el("span", { class: "actor" }, e.actor), detail ? " — " : "",
+      detail ? el("span", { class: "detail" }, detail) : null));
+  }
+}
+
+// ---------- locations ----------
+
+function renderLocations() {
+  const locs = state.incident.locations;
+  map && map.show(locs);
+  const list = clear($("locations"));
+  $("map-note").textContent = locs.length ? "" : t("map.no_location");
+  locs.forEach((loc, i) => {
+    const has = loc.lat !== null && loc.lon !== null;
+    list.append(el("li", { class: loc.confirmed ? "confirmed" : "", dataset: { id: loc.id } },
+      el("span", { class: "idx" }, `${i + 1}.`), " ",
+      el("strong", {}, sourceLabel(loc.source)), " ",
+      has ? `±${Math.round(loc.radius_m || 0)} m` : t("map.no_coordinates"), " · ",
+      t("map.age", { age: age(loc.observed_at) }),
+      loc.address ? el("div", { class: "small" }, loc.address) : null,
+      loc.confirmed
+        ? el("span", { class: "badge confirmed" }, t("map.confirmed"))
+        : has
+          ? el("button", { type: "button", class: "use", onclick: () => confirmLocation(loc.id) }, t("map.use"))
+          : null));
+  });
+}
+
+async function confirmLocation(id) {
+  try {
+    await api("POST", `/v1/locations/${id}/confirm`);
+    toast(t("map.confirmed_toast"));
+    await loadIncident();
+  } catch (e) {
+    fail(e);
+  }
+}
+
+// ---------- fields ----------
+
+async function patch(body) {
+  if (!state.incidentId) return;
+  try {
+    state.incident = { ...state.incident, ...(await api("PATCH", `/v1/incidents/${state.incidentId}`, body)) };
+    await loadIncident();
+  } catch (e) {
+    fail(e);
+  }
+}
+
+function bindFields() {
+  $("inc-classification").addEventListener("change", (ev) => ev.target.value && patch({ classification: ev.target.value }));
+  $("inc-category").addEventListener("change", (ev) => {
+    state.selectionTouched = false;
+    if (ev.target.value) patch({ category: ev.target.value });
+  });
+  $("inc-priority").addEventListener("change", (ev) => patch({ priority: Number(ev.target.value) }));
+  for (const [id, field] of [["inc-address", "address"], ["inc-summary", "summary"]]) {
+    $(id).addEventListener("keydown", (ev) => {
+      if (ev.key === "Enter") {
+        ev.preventDefault();
+        const v = ev.target.value.trim();
+        if (v) patch({ [field]: v });
+        ev.target.blur();
+      }
+    });
+    $(id).addEventListener("change", (ev) => {
+      const v = ev.target.value.trim();
+      if (v && v !== (state.incident && state.incident[field])) patch({ [field]: v });
+    });
+  }
+  $("note-text").addEventListener("keydown", async (ev) => {
+    if (ev.key === "Enter" && !ev.shiftKey) {
+      ev.preventDefault();
+      const text = ev.target.value.trim();
+      if (!text || !state.incidentId) return;
+      try {
+        await api("POST", `/v1/incidents/${state.incidentId}/notes`, { text });
+        ev.target.value = "";
+        ev.target.blur();
+        await loadIncident();
+      } catch (e) {
+        fail(e);
+      }
+    }
+  });
+}
+
+// ---------- dispatch ----------
+
+async function loadAgencies() {
+  try {
+    const [agencies, defaults] = await Promise.all([
+      api("GET", "/v1/agencies?active=true"),
+      api("GET", "/v1/dispatch-defaults"),
+    ]);
+    state.agencies = agencies;
+    state.defaults = Object.fromEntries(defaults.map((d) => [d.category, d.agencies]));
+  } catch (e) {
+    fail(e);
+  }
+}
+
+function renderAgencies() {
+  const box = clear($("dispatch-agencies"));
+  const inc = state.incident;
+  if (!state.selectionTouched) {
+    state.selected = new Set(inc && inc.category ? state.defaults[inc.category] || [] : []);
+  }
+  const active = new Set(state.dispatches.filter((d) => !["completed", "declined"].includes(d.status)).map((d) => d.agency_code));
+  for (const a of state.agencies) {
+    const id = `agency-${a.code}`;
+    box.append(el("label", { class: active.has(a.code) ? "agency sent" : "agency", for: id },
+      el("input", {
+        type: "checkbox", id, value: a.code, checked: state.selected.has(a.code) || active.has(a.code),
+        disabled: active.has(a.code),
+        onchange: (ev) => {
+          state.selectionTouched = true;
+          if (ev.target.checked) state.selected.add(a.code);
+          else state.selected.delete(a.code);
+        },
+      }), " ", a.name));
+  }
+  if (!state.agencies.length) box.append(el("p", { class: "muted" }, t("dispatch.no_agencies")));
+}
+
+function renderDispatches() {
+  const list = clear($("dispatch-list"));
+  const now = Date.now();
+  for (const d of state.dispatches) {
+    const waited = (now - new Date(d.created_at).getTime()) / 1000;
+    const overdue = d.status === "sent" && waited > page.ack_timeout_s;
+    list.append(el("li", { class: overdue ? "overdue" : "", dataset: { agency: d.agency_code, status: d.status } },
+      el("strong", {}, d.agency_name), " ",
+      el("span", { class: `badge dstatus-${d.status}` }, t(`dstatus.${d.status}`)), " ",
+      d.status === "sent"
+        ? el("span", { class: "timer", dataset: { since: d.created_at } }, t("dispatch.waiting", { wait: duration(waited) }))
+        : d.acknowledged_at
+          ? el("span", { class: "muted" }, t("dispatch.acked_after", { wait: duration((new Date(d.acknowledged_at) - new Date(d.created_at)) / 1000) }))
+          : null,
+      overdue ? el("span", { class: "badge alert" }, t("dispatch.overdue")) : null,
+      d.status === "declined" && d.decline_reason ? el("div", { class: "small" }, d.decline_reason) : null));
+  }
+}
+
+async function dispatchNow() {
+  if (!state.incident) return;
+  const codes = [...state.selected];
+  const body = codes.length ? { agencies: codes } : { agencies: "defaults" };
+  try {
+    const out = await api("POST", `/v1/incidents/${state.incidentId}/dispatches`, body);
+    toast(t("dispatch.sent_toast", { n: out.items.length }));
+    state.selectionTouched = false;
+    await loadIncident();
+  } catch (e) {
+    fail(e);
+  }
+}
+
+// ---------- close ----------
+
+async function closeIncident() {
+  const inc = state.incident;
+  if (!inc) return;
+  try {
+    let status = inc.status;
+    // Dispatched incidents are resolved first (the lifecycle has no direct step to closed).
+    if (!inc.allowed_statuses.includes("closed") && inc.allowed_statuses.includes("resolved")) {
+      await api("PATCH", `/v1/incidents/${inc.id}`, { status: "resolved" });
+      status = "resolved";
+    }
+    if (status !== "closed") await api("PATCH", `/v1/incidents/${inc.id}`, { status: "closed" });
+    toast(t("incident.closed_toast", { id: inc.id }));
+    await loadIncident();
+  } catch (e) {
+    fail(e);
+  }
+}
+
+// ---------- keyboard ----------
+
+let chooser = null;
+
+function openChooser(title, options, onPick) {
+  const box = $("chooser");
+  $("chooser-h").textContent = title;
+  const list = clear($("chooser-list"));
+  options.forEach((o, i) => list.append(el("li", {}, el("kbd", {}, String((i + 1) % 10)), " ", o.label)));
+  box.hidden = false;
+  chooser = { options, onPick };
+}
+
+function closeChooser() {
+  $("chooser").hidden = true;
+  chooser = null;
+}
+
+function typing(target) {
+  return target && (target.tagName === "INPUT" || target.tagName === "TEXTAREA" || target.tagName === "SELECT");
+}
+
+function onKey(ev) {
+  if (ev.ctrlKey || ev.metaKey || ev.altKey) return;
+  if (ev.key === "Escape") {
+    closeChooser();
+    $("help").hidden = true;
+    if (typing(document.activeElement)) document.activeElement.blur();
+    return;
+  }
+  if (chooser) {
+    const n = ev.key === "0" ? 10 : Number(ev.key);
+    if (Number.isInteger(n) && n >= 1 && n <= chooser.options.length) {
+      ev.preventDefault();
+      const pick = chooser.options[n - 1];
+      const fn = chooser.onPick;
+      closeChooser();
+      fn(pick.value);
+    } else if (ev.key === "Enter" && chooser.options.length === 1) {
+      ev.preventDefault();
+      const fn = chooser.onPick;
+      const v = chooser.options[0].value;
+      closeChooser();
+      fn(v);
+    }
+    return;
+  }
+  if (typing(ev.target)) return;
+  const key = ev.key.toLowerCase();
+  const inc = state.incident;
+  const actions = {
+    "?": () => { $("help").hidden = !$("help").hidden; },
+    j: () => session("login"),
+    b: () => openChooser(t("session.pause"), page.pause_reasons.map((r) => ({ value: r, label: t(`pause.${r}`) })),
+      (reason) => session("pause", { reason })),
+    r: () => session("resume"),
+    k: () => inc && openChooser(t("incident.classification"), page.classifications.map((c) => ({ value: c, label: t(`classification.${c}`) })),
+      (v) => patch({ classification: v })),
+    c: () => inc && openChooser(t("incident.category"), page.categories.map((c) => ({ value: c, label: t(`category.${c}`) })),
+      (v) => { state.selectionTouched = false; patch({ category: v }); }),
+    p: () => inc && openChooser(t("incident.priority"), [1, 2, 3, 4, 5].map((p) => ({ value: p, label: t(`priority.${p}`) })),
+      (v) => patch({ priority: v })),
+    a: () => inc && $("inc-address").focus(),
+    n: () => inc && $("note-text").focus(),
+    l: () => {
+      if (!inc) return;
+      const locs = inc.locations.filter((l) => l.lat !== null && l.lon !== null);
+      if (!locs.length) { toast(t("map.no_location")); return; }
+      openChooser(t("map.choose"), locs.map((l) => ({
+        value: l.id,
+        label: `${sourceLabel(l.source)} ±${Math.round(l.radius_m || 0)} m · ${t("map.age", { age: age(l.observed_at) })}${l.confirmed ? ` (${t("map.confirmed")})` : ""}`,
+      })), (id) => confirmLocation(id));
+    },
+    d: () => inc && dispatchNow(),
+    x: () => inc && openChooser(t("incident.close_confirm", { id: inc.id }), [{ value: true, label: t("incident.close") }], () => closeIncident()),
+  };
+  const fn = actions[key] || actions[ev.key];
+  if (fn) {
+    ev.preventDefault();
+    fn();
+  }
+}
+
+// ---------- live events ----------
+
+function onEvent(e) {
+  switch (e.kind) {
+    case "operator_state_changed":
+      if (e.data && e.data.extension === me) loadMyState();
+      return;
+    case "call_answered":
+      refreshQueueSoon();
+      // Screen pop: the operator's own phone answered this call.
+      if (me && e.data && e.data.operator === me && e.incident_id && e.incident_id !== state.incidentId) {
+        openIncident(e.incident_id);
+        return;
+      }
+      break;
+    case "call_offered":
+    case "call_abandoned":
+    case "call_ended":
+    case "location_added":
+      refreshQueueSoon();
+      break;
+    default:
+      break;
+  }
+  if (e.incident_id && e.incident_id === state.incidentId) reloadIncidentSoon();
+}
+
+function tick() {
+  renderQueue();
+  if (state.incident) renderDispatches();
+}
+
+async function main() {
+  map = new CallMap($("map"));
+  bindFields();
+  $("join").addEventListener("click", () => session("login"));
+  $("leave").addEventListener("click", () => session("logout"));
+  $("pause").addEventListener("click", () => session("pause", { reason: $("pause-reason").value }));
+  $("resume").addEventListener("click", () => session("resume"));
+  $("dispatch-send").addEventListener("click", dispatchNow);
+  $("close-incident").addEventListener("click", closeIncident);
+  document.addEventListener("keydown", onKey);
+  renderMine();
+  stream(
+    ["call_offered", "call_answered", "call_abandoned", "call_ended", "operator_state_changed",
+      "location_added", "location_confirmed", "updated", "status_changed", "note",
+      "dispatch_created", "dispatch_status_changed", "dispatch_unacknowledged"],
+    onEvent,
+    (s) => {
+      setStreamState(s);
+      if (s === "live") { loadQueue(); loadMyState(); }
+    },
+  );
+  await Promise.all([loadAgencies(), loadQueue(), loadMyState()]);
+  const m = /^#incident-(\d+)$/.exec(window.location.hash);
+  if (m) await openIncident(Number(m[1]));
+  every(1000, tick);
+  document.body.dataset.ready = "1";
+}
+
+main().catch(fail);
