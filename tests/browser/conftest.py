@@ -218,6 +218,19 @@ class Guard:
             if (response.status, path) not in self.allowed:
                 self.failed.append(f"{response.status} {response.url}")
 
+    def watch(self, page: Page) -> Page:
+        page.context.route("**/*", self.route)
+        page.on("console", self.console)
+        page.on("pageerror", lambda exc: self.errors.append(f"uncaught: {exc}"))
+        page.on("response", self.response)
+        page.set_default_timeout(10_000)
+        return page
+
+    def check(self) -> None:
+        assert self.outside == [], f"the page requested outside 127.0.0.1: {self.outside}"
+        assert self.errors == [], f"errors on the page's console: {self.errors}"
+        assert self.failed == [], f"error responses: {self.failed}"
+
 
 @pytest.fixture
 def guard() -> Guard:
@@ -228,15 +241,8 @@ def guard() -> Guard:
 def page(page: Page, guard: Guard) -> Iterator[Page]:
     """pytest-playwright's page, guarded: the test fails on any request outside 127.0.0.1, on
     any console error or uncaught exception, and on any unexpected error response."""
-    page.context.route("**/*", guard.route)
-    page.on("console", guard.console)
-    page.on("pageerror", lambda exc: guard.errors.append(f"uncaught: {exc}"))
-    page.on("response", guard.response)
-    page.set_default_timeout(10_000)
-    yield page
-    assert guard.outside == [], f"the page requested outside 127.0.0.1: {guard.outside}"
-    assert guard.errors == [], f"errors on the page's console: {guard.errors}"
-    assert guard.failed == [], f"error responses: {guard.failed}"
+    yield guard.watch(page)
+    guard.check()
 
 
 def screenshot(page: Page, name: str) -> Path:

@@ -5,9 +5,11 @@ cookie, so that every read is audited exactly as for any other API client."""
 from __future__ import annotations
 
 import secrets
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import parse_qs
+from zoneinfo import ZoneInfo
 
 import jinja2
 from fastapi import APIRouter, Depends, Request
@@ -226,6 +228,8 @@ def _page_data(request: Request, user: SessionUser, screen: str) -> dict[str, An
         "csrf": user.csrf_token,
         "timezone": console.timezone,
         "zone": ZONE_ABBREVIATIONS[console.timezone],
+        # Indonesia's zones keep one offset all year (no daylight saving).
+        "utc_offset": datetime.now(ZoneInfo(console.timezone)).strftime("%z"),
         "map": {
             "center": list(console.map_center),
             "zoom": console.map_zoom,

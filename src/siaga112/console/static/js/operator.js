@@ -213,6 +213,7 @@ function renderIncident() {
   if (h) {
     hist.append(t("history.summary", { calls: h.calls_total, incidents: h.incidents_total }));
     for (const [k, n] of Object.entries(h.classifications || {})) {
+      if (!n) continue;
       hist.append(" ", el("span", { class: `badge cls-${k}` }, `${t(`classification.${k}`)} ${n}`));
     }
   } else {
