@@ -40,6 +40,10 @@ def hash_token(raw: str) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()
 
 
+def hash_password(raw: str) -> str:
+    return _hasher.hash(raw)
+
+
 def generate_password() -> str:
     return secrets.token_urlsafe(12)
 
