@@ -74,6 +74,12 @@ def test_incident_to_closure_with_the_keyboard(
     page.keyboard.press("Enter")
     expect(page.locator("#timeline")).to_contain_text("Asap tebal dari lantai dua")
 
+    # Flag the number: F goes to the reason; Enter flags it (prank, one day by default).
+    page.keyboard.press("f")
+    page.keyboard.type("Menelepon berulang kali sambil tertawa")
+    page.keyboard.press("Enter")
+    expect(page.locator("#toast")).to_contain_text("+6281234500001 ditandai")
+
     # Dispatch in one key to the ticked (default) agencies.
     page.keyboard.press("d")
     expect(page.locator("#dispatch-list li")).to_have_count(2)
@@ -124,3 +130,8 @@ def test_incident_to_closure_with_the_keyboard(
     assert [loc["radius_m"] for loc in body["locations"] if loc["confirmed"]] == [35.0]
     actors = {e["actor"] for e in body["timeline"] if e["kind"] in ("note", "status_changed")}
     assert actors == {"user:op-keys"}
+    with server.api() as api:
+        flags = api.get("/v1/number-flags").json()
+    [flag] = [f for f in flags if f["number"] == "+6281234500001"]
+    assert flag["kind"] == "prank"
+    assert flag["reason"] == "Menelepon berulang kali sambil tertawa"

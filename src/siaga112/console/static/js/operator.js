@@ -228,6 +228,7 @@ function renderIncident() {
   renderLocations();
   renderAgencies();
   renderDispatches();
+  renderCallActions();
   renderTimeline();
 }
 
@@ -401,6 +402,102 @@ async function dispatchNow() {
   }
 }
 
+// ---------- call control, flag, callbacks ----------
+
+function liveCall() {
+  const inc = state.incident;
+  if (!inc) return null;
+  return [...inc.calls].reverse().find((c) => !c.ended_at && c.state !== "ended" && c.state !== "abandoned") || null;
+}
+
+function callerNumber() {
+  const inc = state.incident;
+  const call = inc && inc.calls.length ? inc.calls[inc.calls.length - 1] : null;
+  return (call && (call.asserted_number || call.caller_e164)) || (inc && inc.caller_number) || null;
+}
+
+function renderCallActions() {
+  const call = liveCall();
+  $("hangup").disabled = !call;
+  $("transfer").disabled = !call;
+  const select = clear($("transfer-agency"));
+  for (const a of state.agencies.filter((x) => x.phone)) select.append(el("option", { value: a.id }, a.name));
+  const number = callerNumber();
+  for (const id of ["flag-kind", "flag-hours", "flag-reason", "flag-send"]) $(id).disabled = !number;
+}
+
+async function hangup() {
+  const call = liveCall();
+  if (!call) return;
+  try {
+    await api("POST", `/v1/calls/${call.id}/hangup`);
+    toast(t("call.hung_up"));
+    reloadIncidentSoon();
+  } catch (e) {
+    fail(e);
+  }
+}
+
+async function transfer(agencyId) {
+  const call = liveCall();
+  if (!call) return;
+  try {
+    await api("POST", `/v1/calls/${call.id}/transfer`, { agency_id: Number(agencyId) });
+    toast(t("call.transferred"));
+    reloadIncidentSoon();
+  } catch (e) {
+    fail(e);
+  }
+}
+
+async function flagNumber() {
+  const number = callerNumber();
+  const reason = $("flag-reason").value.trim();
+  if (!number) return;
+  if (!reason) {
+    $("flag-reason").focus();
+    toast(t("flag.reason_needed"), "error");
+    return;
+  }
+  try {
+    await api("POST", "/v1/number-flags", { number, kind: $("flag-kind").value, reason, hours: Number($("flag-hours").value) });
+    $("flag-reason").value = "";
+    $("flag-reason").blur();
+    toast(t("flag.done", { number }));
+  } catch (e) {
+    fail(e);
+  }
+}
+
+async function loadCallbacks() {
+  try {
+    const out = await api("GET", "/v1/callbacks?status=pending&limit=20");
+    const list = clear($("callbacks"));
+    $("callbacks-count").textContent = String(out.items.length);
+    $("callbacks-anonymous").textContent = out.anonymous ? t("callbacks.anonymous", { n: out.anonymous }) : "";
+    for (const c of out.items) {
+      list.append(el("li", { dataset: { callId: c.call_id } },
+        el("span", { class: "number" }, c.number), " ",
+        el("span", { class: "badge" }, t(`callbacks.${c.reason}`)), " ",
+        el("span", { class: "muted small" }, clock(c.offered_at)), " ",
+        me ? el("button", { type: "button", class: "callback", onclick: () => callBack(c) }, t("callbacks.call")) : null));
+    }
+  } catch (e) {
+    fail(e);
+  }
+}
+
+async function callBack(c) {
+  try {
+    await api("POST", `/v1/callbacks/${c.call_id}/call`, { operator_extension: me });
+    toast(t("callbacks.ringing", { number: c.number }));
+    if (c.incident_id) openIncident(c.incident_id);
+    loadCallbacks();
+  } catch (e) {
+    fail(e);
+  }
+}
+
 // ---------- close ----------
 
 async function closeIncident() {
@@ -495,6 +592,13 @@ function onKey(ev) {
       })), (id) => confirmLocation(id));
     },
     d: () => inc && dispatchNow(),
+    h: () => inc && liveCall() && openChooser(t("call.hangup_confirm"), [{ value: true, label: t("call.hangup") }], () => hangup()),
+    t: () => {
+      if (!inc || !liveCall()) return;
+      const agencies = state.agencies.filter((a) => a.phone);
+      openChooser(t("call.transfer_to"), agencies.map((a) => ({ value: a.id, label: a.name })), (id) => transfer(id));
+    },
+    f: () => inc && callerNumber() && $("flag-reason").focus(),
     x: () => inc && openChooser(t("incident.close_confirm", { id: inc.id }), [{ value: true, label: t("incident.close") }], () => closeIncident()),
   };
   const fn = actions[key] || actions[ev.key];
@@ -519,11 +623,26 @@ function onEvent(e) {
         return;
       }
       break;
-    case "call_offered":
     case "call_abandoned":
-    case "call_ended":
+      refreshQueueSoon();
+      loadCallbacks();
+      break;
     case "location_added":
       refreshQueueSoon();
+      // A new fix never replaces the confirmed one: it is added to the list, and said.
+      if (e.incident_id && e.incident_id === state.incidentId) {
+        const d = e.data || {};
+        toast(t("map.new_fix", { source: sourceLabel(d.source), radius: Math.round(d.radius_m || 0) }));
+      }
+      break;
+    case "call_offered":
+    case "call_ended":
+      refreshQueueSoon();
+      break;
+    case "callback_result":
+    case "callback_attempted":
+    case "callback_dismissed":
+      loadCallbacks();
       break;
     default:
       break;
@@ -545,19 +664,27 @@ async function main() {
   $("resume").addEventListener("click", () => session("resume"));
   $("dispatch-send").addEventListener("click", dispatchNow);
   $("close-incident").addEventListener("click", closeIncident);
+  $("hangup").addEventListener("click", hangup);
+  $("transfer").addEventListener("click", () => transfer($("transfer-agency").value));
+  $("flag-send").addEventListener("click", flagNumber);
+  $("flag-reason").addEventListener("keydown", (ev) => {
+    if (ev.key === "Enter") { ev.preventDefault(); flagNumber(); }
+  });
   document.addEventListener("keydown", onKey);
   renderMine();
   stream(
     ["call_offered", "call_answered", "call_abandoned", "call_ended", "operator_state_changed",
       "location_added", "location_confirmed", "updated", "status_changed", "note",
-      "dispatch_created", "dispatch_status_changed", "dispatch_unacknowledged"],
+      "dispatch_created", "dispatch_status_changed", "dispatch_unacknowledged",
+      "callback_attempted", "callback_result", "callback_dismissed"],
     onEvent,
     (s) => {
       setStreamState(s);
       if (s === "live") { loadQueue(); loadMyState(); }
     },
   );
-  await Promise.all([loadAgencies(), loadQueue(), loadMyState()]);
+  await Promise.all([loadAgencies(), loadQueue(), loadMyState(), loadCallbacks()]);
+  setInterval(loadCallbacks, 30000);
   const m = /^#incident-(\d+)$/.exec(window.location.hash);
   if (m) await openIncident(Number(m[1]));
   every(1000, tick);
