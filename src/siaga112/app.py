@@ -24,7 +24,7 @@ from siaga112.calls.router import router as calls_router
 from siaga112.config import Settings
 from siaga112.console.router import STATIC_DIR
 from siaga112.console.router import router as console_router
-from siaga112.console.security import ConsoleHeadersMiddleware
+from siaga112.console.security import ConsoleCompressionMiddleware, ConsoleHeadersMiddleware
 from siaga112.db.session import make_engine, make_sessionmaker
 from siaga112.dispatch.router import router as dispatch_router
 from siaga112.dispatch.router import webhook_docs as dispatch_webhook_docs
@@ -135,6 +135,7 @@ def create_app(
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.api.max_body_bytes)
     app.add_middleware(RequestIdMiddleware)
     app.add_middleware(ConsoleHeadersMiddleware, tile_url=settings.console.tile_url)
+    app.add_middleware(ConsoleCompressionMiddleware)
 
     v1 = APIRouter(prefix="/v1")
     v1.include_router(incidents_router)

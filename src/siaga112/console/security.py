@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
+from starlette.middleware.gzip import GZipMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 PREFIX = "/console"
@@ -59,3 +60,18 @@ class ConsoleHeadersMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+class ConsoleCompressionMiddleware:
+    """Gzip for the console's pages and files only (Leaflet, the basemap): the first load of
+    a screen stays small on a centre's slow uplink. /v1 and its event stream are untouched."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.gzip = GZipMiddleware(app, minimum_size=1024)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and str(scope.get("path", "")).startswith(PREFIX):
+            await self.gzip(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)

@@ -100,7 +100,9 @@ function renderQueue() {
     if (w.location) {
       badges.append(
         el("span", { class: "badge loc", title: sourceLabel(w.location.source) },
-          `${t("queue.location")} ±${Math.round(w.location.radius_m || 0)} m`),
+          w.location.lat !== null && w.location.radius_m
+            ? `${t("queue.location")} ±${Math.round(w.location.radius_m)} m`
+            : `${t("queue.location")}: ${sourceLabel(w.location.source)}`),
       );
     }
     if (w.flag) {
@@ -155,6 +157,7 @@ async function openIncident(id) {
   window.location.hash = `incident-${id}`;
   await loadIncident();
   $("incident").hidden = false;
+  $("incident-none").hidden = true;
   map && map.invalidate();
 }
 
