@@ -135,3 +135,13 @@ export function every(ms, fn) {
   fn();
   return setInterval(fn, ms);
 }
+
+// When things reached the screen (epoch ms), for bench/console: the last 2000 marks only, so
+// that a console open for a whole shift does not grow.
+const TIMINGS_MAX = 2000;
+const timings = [];
+window.siaga112Timings = timings;
+export function mark(kind, id) {
+  timings.push({ kind, id, at: performance.timeOrigin + performance.now() });
+  if (timings.length > TIMINGS_MAX) timings.splice(0, timings.length - TIMINGS_MAX);
+}

@@ -3,7 +3,7 @@
 // Keyboard first: every action has a key (`?` lists them).
 
 import {
-  page, t, api, el, clear, clock, duration, age, toast, fail, stream, setStreamState, every,
+  page, t, api, el, clear, clock, duration, age, toast, fail, stream, setStreamState, every, mark,
 } from "./common.js";
 import { CallMap, sourceLabel } from "./map.js";
 
@@ -21,6 +21,8 @@ const state = {
   selected: new Set(),
   selectionTouched: false,
   mine: JSON.parse(sessionStorage.getItem("siaga112.mine") || "[]"),
+  // Offered calls (their incidents) whose queue refresh has not been drawn yet.
+  offered: [],
 };
 
 let map = null;
@@ -77,11 +79,14 @@ function refreshQueueSoon() {
 }
 
 async function loadQueue() {
+  const offered = state.offered;
+  state.offered = [];
   try {
     const q = await api("GET", "/v1/queue");
     state.queue = q.waiting;
     state.queueFetchedAt = Date.now();
     renderQueue();
+    for (const id of offered) mark("queue", id);
   } catch (e) {
     fail(e);
   }
@@ -149,7 +154,7 @@ function renderMine() {
   }
 }
 
-async function openIncident(id) {
+async function openIncident(id, popped) {
   state.incidentId = id;
   state.selectionTouched = false;
   state.selected = new Set();
@@ -158,6 +163,7 @@ async function openIncident(id) {
   await loadIncident();
   $("incident").hidden = false;
   $("incident-none").hidden = true;
+  if (popped) mark("pop", id);
   map && map.invalidate();
 }
 
@@ -622,7 +628,7 @@ function onEvent(e) {
       refreshQueueSoon();
       // Screen pop: the operator's own phone answered this call.
       if (me && e.data && e.data.operator === me && e.incident_id && e.incident_id !== state.incidentId) {
-        openIncident(e.incident_id);
+        openIncident(e.incident_id, true);
         return;
       }
       break;
@@ -639,6 +645,9 @@ function onEvent(e) {
       }
       break;
     case "call_offered":
+      if (e.incident_id) state.offered.push(e.incident_id);
+      refreshQueueSoon();
+      break;
     case "call_ended":
       refreshQueueSoon();
       break;
