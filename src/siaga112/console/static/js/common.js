@@ -145,3 +145,23 @@ export function mark(kind, id) {
   timings.push({ kind, id, at: performance.timeOrigin + performance.now() });
   if (timings.length > TIMINGS_MAX) timings.splice(0, timings.length - TIMINGS_MAX);
 }
+
+// Calls `fn` at most once every `ms` (the last call within a window runs at its end): a surge
+// of events never turns into a surge of requests to the service that answers 112.
+export function throttle(fn, ms) {
+  let last = 0;
+  let timer = null;
+  return () => {
+    if (timer) return;
+    const wait = Math.max(0, last + ms - Date.now());
+    timer = setTimeout(async () => {
+      timer = null;
+      last = Date.now();
+      try {
+        await fn();
+      } catch (e) {
+        fail(e);
+      }
+    }, wait);
+  };
+}

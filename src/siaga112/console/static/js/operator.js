@@ -3,7 +3,7 @@
 // Keyboard first: every action has a key (`?` lists them).
 
 import {
-  page, t, api, el, clear, clock, duration, age, toast, fail, stream, setStreamState, every, mark,
+  page, t, api, el, clear, clock, duration, age, toast, fail, stream, setStreamState, every, mark, throttle,
 } from "./common.js";
 import { CallMap, sourceLabel } from "./map.js";
 
@@ -11,8 +11,6 @@ const me = page.user.extension;
 const $ = (id) => document.getElementById(id);
 
 const state = {
-  queue: [],
-  queueFetchedAt: 0,
   incidentId: null,
   incident: null,
   dispatches: [],
@@ -21,8 +19,6 @@ const state = {
   selected: new Set(),
   selectionTouched: false,
   mine: JSON.parse(sessionStorage.getItem("siaga112.mine") || "[]"),
-  // Offered calls (their incidents) whose queue refresh has not been drawn yet.
-  offered: [],
 };
 
 let map = null;
@@ -32,8 +28,7 @@ let map = null;
 function renderMyState(op) {
   const node = $("my-state");
   let s = "logged_out";
-  if (op) s = op.logged_in ? (op.paused ? "paused" : op.state || "idle") : "logged_out";
-  if (op && op.logged_in && op.state && op.state !== "logged_out") s = op.paused ? "paused" : op.state;
+  if (op && op.logged_in) s = op.paused ? "paused" : op.state && op.state !== "logged_out" ? op.state : "idle";
   node.dataset.state = s;
   node.textContent = t(`opstate.${s}`);
   $("my-pause-reason").textContent =
@@ -43,6 +38,19 @@ function renderMyState(op) {
   $("leave").disabled = !inQueue;
   $("pause").disabled = !inQueue || Boolean(op && op.paused);
   $("resume").disabled = !(op && op.paused);
+  state.me = op;
+}
+
+// Asterisk's word on this operator (operator_state_changed): drawn from the event itself, no
+// request per change.
+function myStateChanged(d) {
+  const op = { ...(state.me || {}), state: d.state };
+  if (d.state === "logged_out") op.logged_in = false;
+  else op.logged_in = true;
+  op.paused = d.state === "paused" || (Boolean(op.paused) && d.state !== "idle");
+  if (d.state === "paused") op.pause_reason = d.pause_reason;
+  if (d.state === "idle") op.paused = false;
+  renderMyState(op);
 }
 
 async function loadMyState() {
@@ -68,38 +76,80 @@ async function session(action, body) {
 }
 
 // ---------- live queue ----------
+// Drawn from the event stream at once (call_offered adds the caller; answered, abandoned and
+// ended take it away) and completed from GET /v1/queue (Asterisk's own list, with flags,
+// history and location) at most every QUEUE_FETCH_MS: with many consoles open during a surge,
+// a fetch per event would load the very service that answers 112. Keyed by incident.
 
-let queueTimer = null;
-function refreshQueueSoon() {
-  if (queueTimer) return;
-  queueTimer = setTimeout(async () => {
-    queueTimer = null;
-    await loadQueue();
-  }, 150);
-}
+const QUEUE_FETCH_MS = 2000;
+const queue = {
+  snapshot: [],
+  startedAt: 0, // when the snapshot's request left (epoch ms)
+  receivedAt: 0,
+  offered: new Map(), // incident id -> caller from call_offered, not yet in a snapshot
+  gone: new Map(), // incident id -> when its call stopped waiting
+};
 
 async function loadQueue() {
-  const offered = state.offered;
-  state.offered = [];
-  try {
-    const q = await api("GET", "/v1/queue");
-    state.queue = q.waiting;
-    state.queueFetchedAt = Date.now();
-    renderQueue();
-    for (const id of offered) mark("queue", id);
-  } catch (e) {
-    fail(e);
+  const startedAt = Date.now();
+  const q = await api("GET", "/v1/queue");
+  queue.snapshot = q.waiting;
+  queue.startedAt = startedAt;
+  queue.receivedAt = Date.now();
+  // What happened before the request left is in the snapshot (Asterisk's list): forget it.
+  for (const [id, at] of queue.gone) if (at < startedAt) queue.gone.delete(id);
+  for (const [id, o] of queue.offered) if (o.at < startedAt - 1000) queue.offered.delete(id);
+  renderQueue();
+}
+
+const refreshQueueSoon = throttle(loadQueue, QUEUE_FETCH_MS);
+
+function queueEntries() {
+  const entries = [];
+  const listed = new Set();
+  for (const w of queue.snapshot) {
+    if (w.incident_id && queue.gone.has(w.incident_id)) continue;
+    if (w.incident_id) listed.add(w.incident_id);
+    entries.push({ ...w, since: queue.receivedAt - w.wait_s * 1000 });
   }
+  for (const [id, o] of queue.offered) {
+    if (listed.has(id) || queue.gone.has(id)) continue;
+    entries.push({
+      call_id: o.call_id, incident_id: id, number: o.number, caller: null, priority: null,
+      location: null, flag: null, history: null, since: o.at,
+    });
+  }
+  return entries;
+}
+
+function offered(e) {
+  const d = e.data || {};
+  queue.offered.set(e.incident_id, {
+    call_id: d.call_id || "",
+    number: d.caller_id_available ? d.caller_number : null,
+    at: Date.parse(e.at) || Date.now(),
+  });
+  renderQueue();
+  mark("queue", e.incident_id);
+  refreshQueueSoon();
+}
+
+function stoppedWaiting(e) {
+  if (!e.incident_id) return;
+  queue.gone.set(e.incident_id, Date.now());
+  queue.offered.delete(e.incident_id);
+  renderQueue();
 }
 
 function renderQueue() {
   const list = clear($("queue"));
-  const since = (Date.now() - state.queueFetchedAt) / 1000;
-  $("queue-count").textContent = String(state.queue.length);
-  $("queue-empty").hidden = state.queue.length > 0;
+  const entries = queueEntries();
+  const now = Date.now();
+  $("queue-count").textContent = String(entries.length);
+  $("queue-empty").hidden = entries.length > 0;
   let longest = 0;
-  for (const w of state.queue) {
-    const wait = w.wait_s + since;
+  entries.forEach((w, i) => {
+    const wait = (now - w.since) / 1000;
     longest = Math.max(longest, wait);
     const badges = el("span", { class: "badges" });
     if (w.location) {
@@ -124,15 +174,15 @@ function renderQueue() {
     }
     list.append(
       el("li", { class: "waiting", dataset: { callId: w.call_id || "", incidentId: w.incident_id || "" } },
-        el("span", { class: "pos" }, `${w.position}.`),
+        el("span", { class: "pos" }, `${i + 1}.`),
         el("span", { class: w.number ? "number" : "number none" }, w.number || w.caller || t("queue.no_number")),
-        el("span", { class: "wait", dataset: { base: w.wait_s } }, duration(wait)),
+        el("span", { class: "wait" }, duration(wait)),
         w.priority ? el("span", { class: "prio" }, `P${w.priority}`) : null,
         badges,
       ),
     );
-  }
-  $("queue-longest").textContent = state.queue.length
+  });
+  $("queue-longest").textContent = entries.length
     ? t("queue.longest", { wait: duration(longest) })
     : "";
 }
@@ -496,6 +546,8 @@ async function loadCallbacks() {
   }
 }
 
+const loadCallbacksSoon = throttle(loadCallbacks, 5000);
+
 async function callBack(c) {
   try {
     await api("POST", `/v1/callbacks/${c.call_id}/call`, { operator_extension: me });
@@ -622,10 +674,10 @@ function onKey(ev) {
 function onEvent(e) {
   switch (e.kind) {
     case "operator_state_changed":
-      if (e.data && e.data.extension === me) loadMyState();
+      if (e.data && e.data.extension === me) myStateChanged(e.data);
       return;
     case "call_answered":
-      refreshQueueSoon();
+      stoppedWaiting(e);
       // Screen pop: the operator's own phone answered this call.
       if (me && e.data && e.data.operator === me && e.incident_id && e.incident_id !== state.incidentId) {
         openIncident(e.incident_id, true);
@@ -633,8 +685,8 @@ function onEvent(e) {
       }
       break;
     case "call_abandoned":
-      refreshQueueSoon();
-      loadCallbacks();
+      stoppedWaiting(e);
+      loadCallbacksSoon();
       break;
     case "location_added":
       refreshQueueSoon();
@@ -645,16 +697,15 @@ function onEvent(e) {
       }
       break;
     case "call_offered":
-      if (e.incident_id) state.offered.push(e.incident_id);
-      refreshQueueSoon();
+      if (e.incident_id) offered(e);
       break;
     case "call_ended":
-      refreshQueueSoon();
+      stoppedWaiting(e);
       break;
     case "callback_result":
     case "callback_attempted":
     case "callback_dismissed":
-      loadCallbacks();
+      loadCallbacksSoon();
       break;
     default:
       break;
@@ -692,7 +743,7 @@ async function main() {
     onEvent,
     (s) => {
       setStreamState(s);
-      if (s === "live") { loadQueue(); loadMyState(); }
+      if (s === "live") { loadQueue().catch(fail); loadMyState(); }
     },
   );
   await Promise.all([loadAgencies(), loadQueue(), loadMyState(), loadCallbacks()]);

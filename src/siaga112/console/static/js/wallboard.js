@@ -2,7 +2,7 @@
 // (exactly /v1/stats for the period shown), prank and silent shares (/v1/reports), operators
 // with pause reasons, dispatches nobody acknowledged, failing webhook deliveries. Live.
 
-import { page, t, api, el, clear, clock, duration, age, fail, stream, setStreamState } from "./common.js";
+import { page, t, api, el, clear, clock, duration, age, fail, stream, setStreamState, throttle } from "./common.js";
 
 const $ = (id) => document.getElementById(id);
 const state = { queue: [], fetchedAt: 0 };
@@ -140,25 +140,22 @@ function tick() {
   $("wb-clock").textContent = clock(new Date().toISOString());
 }
 
-let soon = null;
-function refreshSoon() {
-  if (soon) return;
-  soon = setTimeout(() => {
-    soon = null;
-    loadQueue();
-    loadLevels();
-    loadDispatches();
-  }, 1000);
-}
+// A surge of events never turns into a surge of requests to the service that answers 112.
+const queueSoon = throttle(loadQueue, 2000);
+const operatorsSoon = throttle(loadOperators, 2000);
+const levelsSoon = throttle(loadLevels, 10000);
+const dispatchesSoon = throttle(loadDispatches, 5000);
 
 async function main() {
   stream(
     ["call_offered", "call_answered", "call_abandoned", "call_ended", "operator_state_changed",
       "dispatch_created", "dispatch_status_changed", "dispatch_unacknowledged", "updated"],
     (e) => {
-      if (e.kind === "operator_state_changed") loadOperators();
-      else if (e.kind === "call_offered" || e.kind === "call_answered" || e.kind === "call_abandoned") loadQueue();
-      refreshSoon();
+      if (e.kind === "operator_state_changed") operatorsSoon();
+      else if (e.kind.startsWith("call_")) {
+        queueSoon();
+        levelsSoon();
+      } else dispatchesSoon();
     },
     setStreamState,
   );
