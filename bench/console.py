@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import re
 import secrets
 import shlex
 import shutil
@@ -32,6 +34,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from playwright.async_api import Browser, Page, async_playwright
 from sqlalchemy import select, update
@@ -39,6 +42,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
 from bench.realstack import (
     BenchStack,
+    Service,
     Step,
     bench_main,
     bench_stack,
@@ -214,9 +218,29 @@ def _step(stack: BenchStack, args: argparse.Namespace, caller: str) -> Step:
     )
 
 
-async def _measure(stack: BenchStack, args: argparse.Namespace) -> dict[str, Any]:
+class ApiService(Service):
+    """A second `siaga112 serve --api-only --no-worker` on its own port, for the consoles."""
+
+    def command(self) -> list[str]:
+        return [*super().command(), "--api-only", "--no-worker"]
+
+    def start(self) -> None:
+        saved = os.environ.get("SIAGA112_API__PORT")
+        os.environ["SIAGA112_API__PORT"] = str(self.settings.api.port)
+        try:
+            super().start()
+        finally:
+            if saved is None:
+                del os.environ["SIAGA112_API__PORT"]
+            else:
+                os.environ["SIAGA112_API__PORT"] = saved
+
+
+async def _measure(
+    stack: BenchStack, args: argparse.Namespace, api: Service | None
+) -> dict[str, Any]:
     users = await _users(stack.database_url)
-    base = stack.service.base
+    base = (api or stack.service).base
     executable = shutil.which("chromium")
     if executable is None:
         raise SystemExit("Debian's chromium is not installed (scripts/bootstrap.sh)")
@@ -238,6 +262,15 @@ async def _measure(stack: BenchStack, args: argparse.Namespace) -> dict[str, Any
                 Console(username, member, await _sign_in(browser, base, username))
                 for username, member in users
             ]
+            requests: dict[str, int] = {}
+
+            def count(request: Any) -> None:
+                path = re.sub(r"/[0-9a-f-]{6,}|/\d+", "/{id}", urlsplit(request.url).path)
+                key = f"{request.method} {path}"
+                requests[key] = requests.get(key, 0) + 1
+
+            for c in consoles:
+                c.page.on("request", count)
             log(f"calls: {args.rate:g}/s for {args.seconds:g} s, {CONSOLES} consoles open")
             step = await asyncio.to_thread(_step, stack, args, step_caller(1, 1))
             await asyncio.sleep(args.settle)
@@ -247,6 +280,7 @@ async def _measure(stack: BenchStack, args: argparse.Namespace) -> dict[str, Any
     calls = await _calls(stack.database_url, step.uniqueids)
     return {
         "first_load": first_load,
+        "console_requests": dict(sorted(requests.items(), key=lambda kv: -kv[1])),
         "control": control.line().strip(),
         "step": step.line().strip(),
         "sustained": step.sustained,
@@ -266,7 +300,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         wait_busy_s=args.wait_busy,
         keep_cdr=args.keep_cdr,
     ) as stack:
-        figures = asyncio.run(_measure(stack, args))
+        api: Service | None = None
+        if args.separate_api:
+            settings = stack.settings.model_copy(
+                update={"api": stack.settings.api.model_copy(update={"port": args.api_port})}
+            )
+            api = ApiService(settings, stack.database_url, stack.workdir / "siaga112-api.log")
+            log(f"siaga112 serve --api-only for the consoles on port {args.api_port}")
+            api.start()
+        try:
+            figures = asyncio.run(_measure(stack, args, api))
+        finally:
+            if api is not None:
+                api.stop()
+        figures["separate_api"] = args.separate_api
         stack.result.update(figures)
     return stack.result
 
@@ -281,9 +328,12 @@ def report(result: dict[str, Any]) -> str:
     return "\n".join(
         [
             f"console bench: {result['consoles']} consoles, {result['rate']:g} calls/s for "
-            f"{result['seconds']:g} s ({result['calls']} calls in the database)",
+            f"{result['seconds']:g} s ({result['calls']} calls in the database), consoles on "
+            + ("a separate `serve --api-only`" if result["separate_api"] else "the serve of AGI"),
             f"  without consoles: {result['control']}",
             f"  with consoles:    {result['step']}",
+            "  requests of the consoles during the surge: "
+            + ", ".join(f"{k} x{v}" for k, v in result["console_requests"].items()),
             f"  first load of /console/operator: {fl['bytes'] / 1024:.1f} KiB over the wire in "
             f"{fl['requests']} responses, ready after {fl['ready_s'] * 1000:.0f} ms -> "
             + ("within 300 KB" if fl["within_budget"] else "OVER 300 KB"),
@@ -303,6 +353,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=30.0, help="length of the surge")
     p.add_argument("--hold", type=float, default=2.0, help="seconds a caller stays on the line")
     p.add_argument("--settle", type=float, default=5.0, help="wait after the surge")
+    p.add_argument(
+        "--separate-api",
+        action="store_true",
+        help="the consoles use a second `siaga112 serve --api-only` (its own event loop and "
+        "event hub), not the serve that answers the AGI requests",
+    )
+    p.add_argument("--api-port", type=int, default=8114, help="that second serve's port")
     p.add_argument("--wait-busy", type=float, default=180.0, help="wait for a busy sandbox")
     p.add_argument("--database-url", default=None, help="default: .../siaga112_bench_console")
     p.add_argument("--keep-cdr", action="store_true", help="leave the bench's CDR lines")
