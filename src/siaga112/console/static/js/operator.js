@@ -210,10 +210,10 @@ async function openIncident(id, popped) {
   state.selected = new Set();
   rememberMine(id);
   window.location.hash = `incident-${id}`;
-  await loadIncident();
+  const drawn = await loadIncident();
   $("incident").hidden = false;
   $("incident-none").hidden = true;
-  if (popped) mark("pop", id);
+  if (popped && drawn) mark("pop", id);
   map && map.invalidate();
 }
 
@@ -226,20 +226,23 @@ function reloadIncidentSoon() {
   }, 150);
 }
 
+// True once this incident is on the screen (false when another one was opened meanwhile).
 async function loadIncident() {
   const id = state.incidentId;
-  if (!id) return;
+  if (!id) return false;
   try {
     const [inc, dispatches] = await Promise.all([
       api("GET", `/v1/incidents/${id}`),
       api("GET", `/v1/incidents/${id}/dispatches`),
     ]);
-    if (id !== state.incidentId) return;
+    if (id !== state.incidentId) return false;
     state.incident = inc;
     state.dispatches = dispatches;
     renderIncident();
+    return true;
   } catch (e) {
     fail(e);
+    return false;
   }
 }
 
