@@ -271,3 +271,28 @@ async def test_pages_carry_a_strict_policy_and_render_names_inert(
     assert "\\u003c/script\\u003e" in page.text
     static = await client.get("/console/static/js/common.js")
     assert static.headers["x-content-type-options"] == "nosniff"
+
+
+async def test_agency_staff_get_the_agency_scope_of_the_api(
+    client: httpx.AsyncClient,
+    sessionmaker: async_sessionmaker,  # type: ignore[type-arg]
+) -> None:
+    async with sessionmaker() as session:
+        await create_user(
+            session=session,
+            username="pos-damkar",
+            display_name="Pos Damkar",
+            role=Role.AGENCY,
+            actor=system_actor("tests"),
+            password=PASSWORD,
+            agency_code="damkar",
+        )
+        await session.commit()
+    r = await _sign_in(client, "pos-damkar", PASSWORD)
+    assert r.headers["location"] == "/console/agency"
+    assert (await client.get("/console/agency")).status_code == 200
+    assert (await client.get("/console/operator")).status_code == 403
+    r = await client.get("/v1/incidents")
+    assert r.status_code == 403
+    assert r.json()["code"] == "forbidden"
+    assert (await client.get("/v1/dispatches")).status_code == 200
