@@ -217,14 +217,28 @@ async function openIncident(id, popped) {
   map && map.invalidate();
 }
 
-let incidentTimer = null;
-function reloadIncidentSoon() {
-  if (incidentTimer) return;
-  incidentTimer = setTimeout(async () => {
-    incidentTimer = null;
-    await loadIncident();
-  }, 150);
+// Events of the open incident come in bursts (answered, located, recorded, ended): one read
+// of the incident per 500 ms at most, and its dispatches only when a dispatch changed.
+async function reloadIncident() {
+  const id = state.incidentId;
+  if (!id) return;
+  const inc = await api("GET", `/v1/incidents/${id}`);
+  if (id !== state.incidentId) return;
+  state.incident = inc;
+  renderIncident();
 }
+
+async function reloadDispatches() {
+  const id = state.incidentId;
+  if (!id) return;
+  const dispatches = await api("GET", `/v1/incidents/${id}/dispatches`);
+  if (id !== state.incidentId) return;
+  state.dispatches = dispatches;
+  renderIncident();
+}
+
+const reloadIncidentSoon = throttle(reloadIncident, 500);
+const reloadDispatchesSoon = throttle(reloadDispatches, 500);
 
 // True once this incident is on the screen (false when another one was opened meanwhile).
 async function loadIncident() {
@@ -713,7 +727,10 @@ function onEvent(e) {
     default:
       break;
   }
-  if (e.incident_id && e.incident_id === state.incidentId) reloadIncidentSoon();
+  if (e.incident_id && e.incident_id === state.incidentId) {
+    if (e.kind.startsWith("dispatch_")) reloadDispatchesSoon();
+    else reloadIncidentSoon();
+  }
 }
 
 function tick() {
