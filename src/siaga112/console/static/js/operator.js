@@ -209,7 +209,8 @@ async function openIncident(id, popped) {
   state.selectionTouched = false;
   state.selected = new Set();
   rememberMine(id);
-  window.location.hash = `incident-${id}`;
+  // replaceState, not location.hash: no history entry per call, no reload of the icon.
+  history.replaceState(null, "", `#incident-${id}`);
   const drawn = await loadIncident();
   $("incident").hidden = false;
   $("incident-none").hidden = true;
