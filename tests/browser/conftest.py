@@ -39,9 +39,15 @@ T = TypeVar("T")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if "/browser/" in str(item.fspath):
-            item.add_marker(pytest.mark.browser)
+    """Browser tests run last in a session: Playwright's sync API keeps an event loop running
+    in the main thread from its start to the end of the session, and the other tiers' fixtures
+    and async tests need that thread's loop to themselves (their session fixtures are torn
+    down after Playwright's, so their teardown is unaffected)."""
+    browser = [item for item in items if "/browser/" in str(item.fspath)]
+    for item in browser:
+        item.add_marker(pytest.mark.browser)
+    others = [item for item in items if "/browser/" not in str(item.fspath)]
+    items[:] = others + browser
 
 
 @pytest.fixture(scope="session")

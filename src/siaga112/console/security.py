@@ -10,6 +10,7 @@ from starlette.middleware.gzip import GZipMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 PREFIX = "/console"
+STATIC_PREFIX = "/console/static/"
 
 
 def content_security_policy(tile_url: str | None) -> str:
@@ -54,9 +55,15 @@ class ConsoleHeadersMiddleware:
             await self.app(scope, receive, send)
             return
 
+        extra = self.headers
+        if str(scope.get("path", "")).startswith(STATIC_PREFIX):
+            # Kept five minutes without asking again: a screen pop (a new address fragment)
+            # must not send the browser back for the icon, style sheet and scripts.
+            extra = [*extra, (b"cache-control", b"public, max-age=300")]
+
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = list(message.get("headers", [])) + self.headers
+                message["headers"] = list(message.get("headers", [])) + extra
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
