@@ -38,6 +38,7 @@ LOCAL_HOSTS = {"127.0.0.1"}
 T = TypeVar("T")
 
 
+@pytest.hookimpl(trylast=True)  # after pytest's own grouping by parametrized fixtures
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Browser tests run last in a session: Playwright's sync API keeps an event loop running
     in the main thread from its start to the end of the session, and the other tiers' fixtures
