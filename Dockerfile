@@ -1,5 +1,14 @@
 # siaga112 service image: API, FastAGI server and AMI client (`siaga112 serve`).
 # Asterisk itself runs on the PBX host; point SIAGA112_AMI__HOST / SIAGA112_AGI__HOST at it.
+# The console's front-end files from the npm registry, pinned by package-lock.json (Node is
+# needed only here, never at run time).
+FROM node:20-slim AS assets
+WORKDIR /src
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund --ignore-scripts
+COPY scripts/vendor-assets.sh ./scripts/
+RUN mkdir -p src/siaga112/console/static && scripts/vendor-assets.sh
+
 FROM python:3.11-slim AS build
 WORKDIR /src
 # The exact versions and hashes of requirements.lock (`make lock`), then the package alone:
@@ -9,6 +18,7 @@ RUN pip install --no-cache-dir --prefix=/install --no-deps --require-hashes -r r
 COPY pyproject.toml README.md ./
 # Only the service: the development sandbox (src/siaga112_sandbox) stays out of the image.
 COPY src/siaga112 ./src/siaga112
+COPY --from=assets /src/src/siaga112/console/static/vendor ./src/siaga112/console/static/vendor
 RUN pip install --no-cache-dir --prefix=/install --no-deps .
 
 FROM python:3.11-slim

@@ -84,7 +84,25 @@ if [ "$WANT_PBX" = 1 ]; then
   apt_install mmdebstrap sip-tester espeak-ng sox
 fi
 
-# 4. The development database, created when missing, migrated to head.
+# 4. The console's front-end files (Leaflet, the offline basemap) from the npm registry, pinned
+#    by package-lock.json; reinstalled when the lockfile changes. Node is needed only here.
+#    Debian's chromium runs the browser tests (Playwright's own browser download is never used).
+WANT_CONSOLE=${WANT_CONSOLE:-1}
+if [ "$WANT_CONSOLE" = 1 ]; then
+  command -v npm >/dev/null || apt_install npm
+  if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+    say "installing the console's front-end packages (npm ci)"
+    npm ci --no-audit --no-fund --ignore-scripts --loglevel=error >&2
+    touch node_modules/.package-lock.json
+  fi
+  if [ ! -f src/siaga112/console/static/vendor/leaflet/leaflet.js ] || \
+     [ node_modules/.package-lock.json -nt src/siaga112/console/static/vendor/leaflet/leaflet.js ]; then
+    scripts/vendor-assets.sh
+  fi
+  apt_install chromium
+fi
+
+# 5. The development database, created when missing, migrated to head.
 if [ "$WANT_DEV_DB" = 1 ]; then
   "$VENV/bin/siaga112" db upgrade >/dev/null
 fi

@@ -3,6 +3,7 @@ telephony side) and hands them in. Nothing is created at import time."""
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -10,10 +11,12 @@ from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from siaga112 import __version__
+from siaga112.accounts.service import SessionUser, find_session
 from siaga112.agencies.router import router as agencies_router
 from siaga112.api.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from siaga112.auth.failures import AuthFailureLimiter
@@ -25,7 +28,10 @@ from siaga112.callers.router import router as callers_router
 from siaga112.casefile.calls_router import router as call_detail_router
 from siaga112.casefile.duplicates_router import router as duplicates_router
 from siaga112.casefile.incidents_router import router as incidents_router
-from siaga112.config import Settings
+from siaga112.config import ConsoleSettings, Settings
+from siaga112.console.router import STATIC_DIR
+from siaga112.console.router import router as console_router
+from siaga112.console.security import ConsoleCompressionMiddleware, ConsoleHeadersMiddleware
 from siaga112.db.session import make_engine, make_sessionmaker
 from siaga112.dispatch.router import router as dispatch_router
 from siaga112.dispatch.router import webhook_docs as dispatch_webhook_docs
@@ -131,12 +137,17 @@ def create_app(
     app.state.call_control = call_control
     # Where webhooks may go (checked when set, and again at every delivery).
     app.state.outbound = outbound_policy(settings)
+    app.state.find_console_session = functools.partial(
+        _find_console_session, settings=settings.console
+    )
     app.state.auth_limiter = AuthFailureLimiter(
         max_failures=settings.api.auth_failures_max, window_s=settings.api.auth_failures_window_s
     )
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.api.max_body_bytes)
     app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(ConsoleHeadersMiddleware, tile_url=settings.console.tile_url)
+    app.add_middleware(ConsoleCompressionMiddleware)
 
     v1 = APIRouter(prefix="/v1")
     v1.include_router(incidents_router)
@@ -160,6 +171,9 @@ def create_app(
     # AML senders authenticate by HMAC per message, not by API key.
     app.include_router(aml_router)
     app.webhooks.include_router(dispatch_webhook_docs)
+    # The operator console: page shells and static files; the pages use /v1 like any client.
+    app.mount("/console/static", StaticFiles(directory=STATIC_DIR), name="console-static")
+    app.include_router(console_router)
 
     @app.get("/healthz", tags=["health"], summary="The process is alive")
     async def healthz() -> dict[str, str]:
@@ -200,3 +214,9 @@ def create_app(
             return metrics.render()
 
     return app
+
+
+async def _find_console_session(
+    session: AsyncSession, token: str, *, settings: ConsoleSettings
+) -> SessionUser | None:
+    return await find_session(session=session, token=token, settings=settings)

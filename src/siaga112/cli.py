@@ -11,6 +11,7 @@ import sys
 import uuid
 from collections.abc import Sequence
 
+from siaga112.accounts import cli as accounts_cli
 from siaga112.auth.roles import Role
 from siaga112.config import Settings, load_settings
 from siaga112.logs import configure
@@ -311,6 +312,8 @@ def build_parser() -> argparse.ArgumentParser:
     # installed: a production install has no siaga112_sandbox.
     if importlib.util.find_spec("siaga112_sandbox") is not None:
         importlib.import_module("siaga112_sandbox.cli").add_commands(sub, pbx_sub)
+
+    accounts_cli.add_parser(sub)
     return parser
 
 

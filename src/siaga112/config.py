@@ -617,6 +617,60 @@ class CallbackSettings(BaseModel):
     )
 
 
+class ConsoleSettings(BaseModel):
+    """The browser console at /console: sign-in, sessions, map, time zone."""
+
+    session_idle_min: int = Field(
+        default=60,
+        ge=1,
+        le=24 * 60,
+        description="A console session ends after this many minutes without a request.",
+    )
+    session_max_h: int = Field(
+        default=12, ge=1, le=72, description="A console session ends after this many hours."
+    )
+    lockout_after: int = Field(
+        default=5,
+        ge=1,
+        le=100,
+        description="Failed sign-ins in a row before the account is locked.",
+    )
+    lockout_min: int = Field(
+        default=15, ge=1, le=24 * 60, description="How long a locked account stays locked."
+    )
+    force_secure_cookies: bool = Field(
+        default=False,
+        description="Secure cookies also over plain http (behind a TLS-terminating proxy that "
+        "does not say so).",
+    )
+    timezone: Literal["Asia/Jakarta", "Asia/Pontianak", "Asia/Makassar", "Asia/Jayapura"] = Field(
+        default="Asia/Jakarta",
+        description="The centre's zone: times on screen are shown in it (WIB, WITA or WIT).",
+    )
+    default_language: Literal["id", "en"] = Field(
+        default="id", description="The console's language until a user picks one."
+    )
+    tile_url: str | None = Field(
+        default=None,
+        pattern=r"^https://[^\s'\"]+$",
+        description="A tile server (`https://tiles.example/{z}/{x}/{y}.png`). Unset: the offline "
+        "basemap shipped with the project (country outlines and the boundary file).",
+    )
+    tile_attribution: str = Field(
+        default="", max_length=300, description="The tile server's attribution, shown on the map."
+    )
+    boundary_file: Path | None = Field(
+        default=None,
+        description="A GeoJSON FeatureCollection of the centre's kecamatan (a `name` property "
+        "each). Unset: the project's approximate demo outlines of Kota Bekasi.",
+    )
+    map_center: tuple[float, float] = Field(
+        default=(-6.2700, 106.9900),
+        description="Where the map opens (lat, lon): the centre's city.",
+    )
+    map_zoom: int = Field(default=12, ge=3, le=18, description="The map's zoom when it opens.")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="SIAGA112_",
@@ -691,6 +745,11 @@ class Settings(BaseSettings):
         default_factory=OutboundSettings,
         description="What siaga112 may connect to on its own (webhooks, by-reference "
         "Geolocation): internal addresses refused unless allowed, https only unless allowed.",
+    )
+    console: ConsoleSettings = Field(
+        default_factory=ConsoleSettings,
+        description="The operators' browser console at `/console`: sign-in, sessions, map, time "
+        "zone.",
     )
 
     @property

@@ -38,6 +38,8 @@ DESCRIBED_DEFAULTS: dict[str, str] = {
     "SIAGA112_CACHE_DIR": "`$XDG_CACHE_HOME/siaga112`, else `~/.cache/siaga112`",
     "SIAGA112_AMI__SECRET": "generated once in the state directory",
     "SIAGA112_AGI__SECRET": "generated once in the state directory",
+    "SIAGA112_CONSOLE__TILE_URL": "none: the offline basemap shipped with the project",
+    "SIAGA112_CONSOLE__BOUNDARY_FILE": "the project's approximate demo outlines of Kota Bekasi",
     "SIAGA112_PBX__ROOT": "`<cache dir>/asterisk-root`",
     "SIAGA112_PBX__MIRROR": "the host's apt mirror (`/etc/apt/sources.list.d/*.sources`)",
     "SIAGA112_PBX__TEMPLATES_DIR": "the package's `siaga112/pbxconf/templates/`",
@@ -123,6 +125,8 @@ def _value(value: Any) -> str:
         return str(int(value)) if value.is_integer() else repr(value)
     if isinstance(value, int | str | PostgresDsn):
         return str(value)
+    if isinstance(value, tuple):
+        value = list(value)
     if isinstance(value, list | dict):
         return json.dumps(value, separators=(",", ":"))
     raise TypeError(f"no rendering for a default of type {type(value).__name__}")
@@ -159,6 +163,9 @@ def _kind(annotation: Any) -> str:
     if origin is list:
         (item,) = get_args(annotation)
         return f"JSON list of {_kind(item)}"
+    if origin is tuple:
+        items = get_args(annotation)
+        return f"JSON list of {len(items)}: " + ", ".join(_kind(i) for i in items)
     if origin is dict:
         _, item = get_args(annotation)
         if _models_in(item):

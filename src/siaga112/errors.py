@@ -62,6 +62,13 @@ class TooManyAuthFailures(DomainError):
         self.retry_after_s = retry_after_s
 
 
+class CsrfFailed(DomainError):
+    """A console (cookie) request that changes something without its session's CSRF token."""
+
+    status_code = 403
+    code = "csrf_failed"
+
+
 class InvalidRequest(DomainError):
     status_code = 422
     code = "validation_error"

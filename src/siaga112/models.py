@@ -1,6 +1,7 @@
 """Every model of every capability, so that Alembic and the tests see the whole schema (kept out of
 `siaga112.db`, which every capability imports)."""
 
+from siaga112.accounts.models import ConsoleSession, ConsoleUser
 from siaga112.agencies.models import Agency
 from siaga112.audit.models import AuditEvent
 from siaga112.auth.models import ApiKey
@@ -40,6 +41,8 @@ __all__ = [
     "CallbackAttempt",
     "CategoryAgency",
     "CellTower",
+    "ConsoleSession",
+    "ConsoleUser",
     "Dispatch",
     "Incident",
     "IncidentEvent",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 
+from siaga112.accounts.demo import ensure_demo_accounts
 from siaga112.config import Settings
 from siaga112.db.manage import UnknownRevision, upgrade
 from siaga112.service import run_service
@@ -26,6 +27,7 @@ def run_stack(settings: Settings) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     creds = pbx.operator_credentials(settings)
+    console = ensure_demo_accounts(settings)
     api = f"http://{settings.api.host}:{settings.api.port}"
     lines = [
         status.describe(),
@@ -34,6 +36,12 @@ def run_stack(settings: Settings) -> int:
         f"carrier trunk from {', '.join(settings.pbx.carrier_addresses)}.",
         "Demo operator phones (register a softphone, see sip-conf/README.md):",
         *(f"  extension {ext}  password {pw}" for ext, pw in sorted(creds.items())),
+        f"Console: {api}/console  sign in as",
+        *(
+            f"  {a.role.value:<10}  username {a.username}  password {a.password}"
+            + (f"  (phone {a.extension})" if a.extension else "")
+            for a in console
+        ),
         "",
         "Place a test call (in another terminal):  .venv/bin/siaga112 demo call",
         "  anonymous caller / locked handset:      .venv/bin/siaga112 demo call --anonymous",

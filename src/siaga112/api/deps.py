@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import hmac
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Annotated
+from typing import Annotated, Protocol
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -13,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from siaga112.auth.failures import AuthFailureLimiter
 from siaga112.auth.roles import Permission
 from siaga112.auth.service import Actor, find_actor
-from siaga112.errors import Forbidden, TooManyAuthFailures, Unauthorized
+from siaga112.errors import CsrfFailed, Forbidden, TooManyAuthFailures, Unauthorized
 from siaga112.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -33,6 +34,44 @@ def _source(request: Request) -> str:
     return request.client.host if request.client is not None else "unknown"
 
 
+# The console's session cookie (siaga112.console): the same API, for people in a browser.
+SESSION_COOKIE = "siaga112_session"
+CSRF_HEADER = "X-CSRF-Token"
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+class CookieUser(Protocol):
+    """A person signed in to the console (`siaga112.accounts.service.SessionUser`)."""
+
+    @property
+    def actor(self) -> Actor: ...
+
+    @property
+    def csrf_token(self) -> str: ...
+
+
+# How a session cookie becomes its user: `siaga112.accounts.service.find_session`, handed in by
+# the composition root (app.state.find_console_session): the accounts capability builds on the
+# API's shared pieces, so it is not imported here.
+FindConsoleSession = Callable[[AsyncSession, str], Awaitable[CookieUser | None]]
+
+
+async def console_user(request: Request, session: AsyncSession) -> CookieUser | None:
+    """The person signed in with this request's session cookie, if any (cached per request)."""
+    if hasattr(request.state, "console_user"):
+        cached: CookieUser | None = request.state.console_user
+        return cached
+    token = request.cookies.get(SESSION_COOKIE)
+    find: FindConsoleSession | None = getattr(request.app.state, "find_console_session", None)
+    user = await find(session, token) if token and find is not None else None
+    request.state.console_user = user
+    return user
+
+
+def csrf_matches(expected: str, given: str | None) -> bool:
+    return given is not None and hmac.compare_digest(expected.encode(), given.encode())
+
+
 async def get_actor(
     request: Request,
     session: SessionDep,
@@ -45,6 +84,17 @@ async def get_actor(
             "too many failed authentications from this address; try again later",
             retry_after_s=wait,
         )
+    if credentials is None and SESSION_COOKIE in request.cookies:
+        user = await console_user(request, session)
+        if user is None:
+            raise Unauthorized("the console session ended; sign in again")
+        # A cookie rides along with any request the browser makes, also one another site
+        # triggers: a change needs the session's token, which only our own pages can read.
+        if request.method not in _SAFE_METHODS and not csrf_matches(
+            user.csrf_token, request.headers.get(CSRF_HEADER)
+        ):
+            raise CsrfFailed(f"missing or wrong {CSRF_HEADER} header")
+        return user.actor
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthorized("missing bearer API key")
     actor = await find_actor(session=session, raw=credentials.credentials)

@@ -22,18 +22,23 @@ KEY_PREFIX = "s112_"
 
 @dataclass(frozen=True, slots=True)
 class Actor:
-    """Who is acting: an API key, or the system itself (AGI, AMI tracker, CLI)."""
+    """Who is acting: an API key, a person signed in to the console, or the system itself
+    (AGI, AMI tracker, CLI)."""
 
     name: str
     role: Role
     key_id: str | None = None
-    # Set only for Role.AGENCY keys: the one agency whose dispatches the key may see.
+    # Set only for Role.AGENCY keys and users: the one agency whose dispatches they may see.
     agency_id: int | None = None
     # Set only for Role.OPERATOR keys: the operator (extension) the key acts as.
     operator_extension: str | None = None
+    # A console user (siaga112.accounts): `name` is the username.
+    user_id: int | None = None
 
     @property
     def label(self) -> str:
+        if self.user_id is not None:
+            return f"user:{self.name}"
         return f"key:{self.name}" if self.key_id else f"system:{self.name}"
 
     def can(self, permission: Permission) -> bool:
