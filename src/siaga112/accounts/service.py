@@ -64,8 +64,14 @@ class SessionUser:
 
     @property
     def actor(self) -> Actor:
+        # An operator acts as the operator of its linked phone, as an operator key does with its
+        # extension (siaga112.auth.service.check_acts_for).
         return Actor(
-            name=self.username, role=self.role, agency_id=self.agency_id, user_id=self.user_id
+            name=self.username,
+            role=self.role,
+            agency_id=self.agency_id,
+            user_id=self.user_id,
+            operator_extension=self.extension if self.role is Role.OPERATOR else None,
         )
 
 

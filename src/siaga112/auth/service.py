@@ -30,7 +30,7 @@ class Actor:
     key_id: str | None = None
     # Set only for Role.AGENCY keys and users: the one agency whose dispatches they may see.
     agency_id: int | None = None
-    # Set only for Role.OPERATOR keys: the operator (extension) the key acts as.
+    # Set only for Role.OPERATOR keys and console users: the operator (extension) they act as.
     operator_extension: str | None = None
     # A console user (siaga112.accounts): `name` is the username.
     user_id: int | None = None
