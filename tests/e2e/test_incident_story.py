@@ -207,7 +207,10 @@ async def test_a_real_call_is_classified_dispatched_acknowledged_delivered_and_c
     story.agency_keys = {"damkar": damkar, "dinkes": dinkes}
     for code, key, other in (("damkar", damkar, "dinkes"), ("dinkes", dinkes, "damkar")):
         listed = (await api.get("/v1/dispatches", headers=key)).json()["items"]
-        assert [d["id"] for d in listed] == [ids[code]]
+        # Only its own agency's dispatches (other e2e tests dispatched in this database too),
+        # and of this incident exactly the one sent to it.
+        assert {d["agency_code"] for d in listed} == {code}
+        assert [d["id"] for d in listed if d["incident_id"] == incident_id] == [ids[code]]
         assert (await api.get(f"/v1/dispatches/{ids[other]}", headers=key)).status_code == 404
         r = await api.patch(
             f"/v1/dispatches/{ids[other]}", headers=key, json={"status": "acknowledged"}
