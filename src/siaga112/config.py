@@ -8,9 +8,11 @@ logs or ``repr``; none has a default value in code.
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import re
 import secrets
+from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
@@ -808,6 +810,26 @@ class Settings(BaseSettings):
             with os.fdopen(fd, "w") as fh:
                 fh.write(secrets.token_urlsafe(24))
         return SecretStr(path.read_text().strip())
+
+
+def stored_passwords(path: Path, names: Sequence[str], *, nbytes: int) -> dict[str, str]:
+    """Passwords for ``names``, generated once per machine and kept in the JSON file ``path``
+    (mode 0600, written atomically), never in the repository: demo SIP and console accounts."""
+    current: dict[str, str] = {}
+    if path.exists():
+        loaded = json.loads(path.read_text())
+        if isinstance(loaded, dict):
+            current = {str(k): str(v) for k, v in loaded.items()}
+    if any(name not in current for name in names):
+        for name in names:
+            current.setdefault(name, secrets.token_urlsafe(nbytes))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump(current, fh, indent=2, sort_keys=True)
+        os.replace(tmp, path)
+    return {name: current[name] for name in names}
 
 
 def load_settings() -> Settings:

@@ -6,9 +6,6 @@ passwords again on every `make run`, so that what the stack prints always signs 
 from __future__ import annotations
 
 import asyncio
-import json
-import os
-import secrets
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -17,7 +14,7 @@ from siaga112.accounts.models import ConsoleUser
 from siaga112.accounts.service import create_user, hash_password
 from siaga112.auth.roles import Role
 from siaga112.auth.service import system_actor
-from siaga112.config import Settings
+from siaga112.config import Settings, stored_passwords
 
 SUPERVISOR = "supervisor"
 
@@ -31,22 +28,7 @@ class DemoAccount:
 
 
 def _passwords(settings: Settings, usernames: list[str]) -> dict[str, str]:
-    path = settings.state_dir / "console-demo.json"
-    current: dict[str, str] = {}
-    if path.exists():
-        loaded = json.loads(path.read_text())
-        if isinstance(loaded, dict):
-            current = {str(k): str(v) for k, v in loaded.items()}
-    if any(u not in current for u in usernames):
-        for u in usernames:
-            current.setdefault(u, secrets.token_urlsafe(12))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            json.dump(current, fh, indent=2, sort_keys=True)
-        os.replace(tmp, path)
-    return current
+    return stored_passwords(settings.state_dir / "console-demo.json", usernames, nbytes=12)
 
 
 async def _ensure(settings: Settings) -> list[DemoAccount]:

@@ -10,9 +10,7 @@ and siaga112's adapters agree on is `siaga112.telephony.contract`.
 
 from __future__ import annotations
 
-import json
 import os
-import secrets
 import socket
 import string
 from collections.abc import Mapping
@@ -21,7 +19,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
-from siaga112.config import LOW_QUEUE_SUFFIX, PbxSettings, Settings
+from siaga112.config import LOW_QUEUE_SUFFIX, PbxSettings, Settings, stored_passwords
 from siaga112.pbxconf.prompts import FLAGGED_NOTICE, LANGUAGE, SOUNDS_SUBDIR, prompt
 from siaga112.telephony.ami_events import OVERFLOW_CONTEXT, OVERFLOW_MEMBER_PREFIX
 from siaga112.telephony.contract import (
@@ -201,23 +199,7 @@ def operator_credentials(settings: Settings) -> dict[str, str]:
 
     Stored in ``<state_dir>/operators.json`` (mode 0600), never in the repository.
     """
-    path = _credentials_file(settings)
-    current: dict[str, str] = {}
-    if path.exists():
-        loaded = json.loads(path.read_text())
-        if isinstance(loaded, dict):
-            current = {str(k): str(v) for k, v in loaded.items()}
-    missing = [ext for ext in settings.pbx.demo_operators if ext not in current]
-    if missing:
-        for ext in missing:
-            current[ext] = secrets.token_urlsafe(18)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            json.dump(current, fh, indent=2, sort_keys=True)
-        os.replace(tmp, path)
-    return {ext: current[ext] for ext in settings.pbx.demo_operators}
+    return stored_passwords(_credentials_file(settings), settings.pbx.demo_operators, nbytes=18)
 
 
 def _read_template(directory: Path, name: str) -> _Template:
