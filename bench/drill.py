@@ -641,6 +641,9 @@ def soak(stack: BenchStack, args: argparse.Namespace) -> dict[str, Any]:
             )
         ),
         name="sipp",
+        # An error in the sampling loop must end the drill (and free the sandbox's lock),
+        # not leave the process waiting on this thread for the rest of the soak.
+        daemon=True,
     )
     started = time.monotonic()
     sipp.start()
