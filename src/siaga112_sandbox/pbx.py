@@ -27,7 +27,7 @@ from siaga112.config import RECORDINGS_SUBDIR, Settings
 from siaga112.pbxconf.prompts import PromptError, write_sounds
 from siaga112.pbxconf.render import (
     BENCH_AGI_NUMBER,
-    BENCH_OPERATOR_CONTACT,
+    BENCH_ANSWER_CONTEXT,
     BENCH_PLAIN_NUMBER,
     BENCH_QUEUE,
     REMOVED_FILES,
@@ -40,7 +40,7 @@ from siaga112.pbxconf.render import (
 
 __all__ = [
     "BENCH_AGI_NUMBER",
-    "BENCH_OPERATOR_CONTACT",
+    "BENCH_ANSWER_CONTEXT",
     "BENCH_PLAIN_NUMBER",
     "BENCH_QUEUE",
     "PbxError",

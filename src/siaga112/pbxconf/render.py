@@ -33,7 +33,7 @@ __all__ = [
     "AMI_DISABLED_EVENTS",
     "ASTERISK_DATA_DIR",
     "BENCH_AGI_NUMBER",
-    "BENCH_OPERATOR_CONTACT",
+    "BENCH_ANSWER_CONTEXT",
     "BENCH_PLAIN_NUMBER",
     "BENCH_QUEUE",
     "CONFIG_FILES",
@@ -60,16 +60,19 @@ class PbxError(Exception):
 # Benchmark numbers (``PbxSettings.bench_numbers``, bench/surge.py): BENCH_AGI_NUMBER runs the
 # emergency path exactly (Answer, AGI step, Queue); BENCH_PLAIN_NUMBER runs the same path with
 # AGI() replaced by NoOp() (same arguments, nothing sent). Both queue into BENCH_QUEUE, whose
-# BENCH_MEMBERS members are endpoints with a static contact, BENCH_OPERATOR_CONTACT: one SIPp
-# phone answering every call. The queue rings them even while in use (ringinuse), and there are
-# many so that callers do not wait for each other: app_queue lets only as many callers ring at
-# once as members are available (with ringall: one, the head), and the others look again only
-# once a second.
+# BENCH_MEMBERS members are answered inside Asterisk: ``Local/bench-op-NN@BENCH_ANSWER_CONTEXT/n``,
+# a context that answers at once and waits for the caller to hang up. A SIPp phone as the
+# answering side was the bench's ceiling (at 125 calls/s it fell behind, Asterisk did not), so
+# the bench measured SIPp; Local members cost only Asterisk, the thing measured, and the same on
+# both paths. The queue rings them even while in use (ringinuse), and there are many so that
+# callers do not wait for each other: app_queue lets only as many callers ring at once as
+# members are available (with ringall: one, the head), and the others look again only once a
+# second. The member's name (bench-op-NN) is what siaga112 records as the answering operator.
 BENCH_AGI_NUMBER = "1129"
 BENCH_PLAIN_NUMBER = "1128"
 BENCH_QUEUE = "siaga112-bench"
 BENCH_MEMBERS = 32
-BENCH_OPERATOR_CONTACT = "sip:bench-operator@127.0.0.1:5071"
+BENCH_ANSWER_CONTEXT = "siaga112-bench-answer"
 
 # Not duration(double)/billsec(double): with those, Asterisk 22.10's cdr_custom writes nothing
 # at all (checked); the double start/answer/end carry the precision anyway.
@@ -271,7 +274,7 @@ def render_config(
         )
 
     emergency_extensions = "".join(emergency(number) for number in numbers)
-    bench_extensions = bench_queues = bench_endpoints = ""
+    bench_extensions = bench_queues = bench_answer = ""
     if pbx.bench_numbers:
         bench_extensions = (
             "; Benchmark only (PbxSettings.bench_numbers): the emergency path into the bench\n"
@@ -282,27 +285,23 @@ def render_config(
         members = [f"bench-op-{i:02d}" for i in range(1, BENCH_MEMBERS + 1)]
         # Not from [queue-template]: app_queue takes the first "strategy" line, the template's.
         bench_queues = (
-            "\n; Benchmark only (PbxSettings.bench_numbers): one SIPp phone takes every call.\n"
+            "\n; Benchmark only (PbxSettings.bench_numbers): answered inside Asterisk.\n"
             f"[{BENCH_QUEUE}]\n"
             "strategy = rrmemory\nringinuse = yes\nwrapuptime = 0\ntimeout = 15\nretry = 1\n"
             "joinempty = yes\nleavewhenempty = no\nautofill = yes\nannounce-frequency = 0\n"
             "periodic-announce-frequency = 0\nannounce-holdtime = no\nannounce-position = no\n"
             "reportholdtime = no\nsetinterfacevar = yes\nsetqueuevar = yes\n"
             "setqueueentryvar = yes\nservicelevel = 15\nweight = 10\n"
-            + "".join(f"member => PJSIP/{m}\n" for m in members)
+            + "".join(f"member => Local/{m}@{BENCH_ANSWER_CONTEXT}/n\n" for m in members)
         )
-        bench_endpoints = (
-            "\n; Benchmark only (PbxSettings.bench_numbers): queue members that all reach one\n"
-            "; SIPp phone at a static contact.\n"
-            "[bench-operator-aor]\n"
-            "type = aor\n"
-            f"contact = {BENCH_OPERATOR_CONTACT}\n"
-            + "".join(
-                f"\n[{m}]\ntype = endpoint\ntransport = transport-udp\ncontext = operators\n"
-                "disallow = all\nallow = ulaw,alaw\naors = bench-operator-aor\n"
-                "direct_media = no\nrtp_symmetric = yes\n"
-                for m in members
-            )
+        # The answering side: answer at once, wait for the caller to hang up (never first).
+        # Its own CDR is disabled: the caller's leg carries the call (Local/...;1 as dstchannel).
+        bench_answer = (
+            f"\n[{BENCH_ANSWER_CONTEXT}]\n"
+            "exten => _b.,1,Set(CDR_PROP(disable)=1)\n"
+            " same => n,Answer()\n"
+            " same => n,Wait(120)\n"
+            " same => n,Hangup()\n"
         )
     operator_extensions = "\n".join(
         f"exten => {ext},1,Dial(PJSIP/{ext},30)\n same => n,Hangup()" for ext in pbx.demo_operators
@@ -326,7 +325,7 @@ def render_config(
         "emergency_extensions": emergency_extensions,
         "bench_extensions": bench_extensions,
         "bench_queues": bench_queues,
-        "bench_endpoints": bench_endpoints,
+        "bench_answer": bench_answer,
         "operator_extensions": operator_extensions,
         "queue_name": pbx.queue_name,
         "low_queue_name": pbx.low_queue_name,
