@@ -102,6 +102,7 @@ class Telephony:
             username=settings.ami.username,
             secret=settings.ami_secret.get_secret_value(),
             on_event=self._on_event,
+            accept=lambda message: not self.tracker.ignores(message),
             on_login=self.resync if self.follows_events else self._events_off,
             metrics=metrics,
             min_delay=settings.ami.reconnect_min_s,

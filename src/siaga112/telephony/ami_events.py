@@ -357,7 +357,11 @@ def overflow_target(interface: str) -> str | None:
 
 def _fields(msg: Mapping[str, object]) -> _Fields:
     fields: _Fields = {}
-    for key, value in msg.items():
+    # panoramisk's Message keeps (key, value) pairs in a dict under ``_store``: read straight
+    # from it, the same pairs in the same order as items() gives, without a lookup per key.
+    store = getattr(msg, "_store", None)
+    pairs = store.values() if isinstance(store, dict) else msg.items()
+    for key, value in pairs:
         if not isinstance(key, str):
             continue
         if isinstance(value, list):
