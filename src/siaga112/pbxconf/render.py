@@ -24,6 +24,7 @@ from siaga112.pbxconf.prompts import FLAGGED_NOTICE, LANGUAGE, SOUNDS_SUBDIR, pr
 from siaga112.telephony.ami_events import OVERFLOW_CONTEXT, OVERFLOW_MEMBER_PREFIX
 from siaga112.telephony.contract import (
     AMI_EVENTS,
+    AMI_QUEUE_EVENTS,
     AMI_SCOPED_EVENTS,
     CDR_CSV_FIELDS,
     RECORDING_NAME,
@@ -352,6 +353,11 @@ def render_config(
             + [
                 f"eventfilter(action(include),name({e}),header({h}),method(starts_with)) = {v}"
                 for e, h, v in AMI_SCOPED_EVENTS
+            ]
+            + [
+                f"eventfilter(action(include),name({e}),header(Queue),method(exact))"
+                f" = {pbx.queue_name}"
+                for e in AMI_QUEUE_EVENTS
             ]
         ),
         "noload_lines": "\n".join(f"noload => {m}.so" for m in NOLOAD_MODULES),
