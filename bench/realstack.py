@@ -1,6 +1,6 @@
 """The real stack the benchmarks run calls through (``bench.surge``, ``bench.events``): a database
 of their own, the Asterisk sandbox with the benchmark numbers (``PbxSettings.bench_numbers``),
-one SIPp operator phone that answers every call at once, ``siaga112 serve`` as a subprocess,
+the bench queue answered inside Asterisk (Local members), ``siaga112 serve`` as a subprocess,
 SIPp callers in steps of a given rate, and Asterisk's CDR file as the count of what arrived.
 
 ``bench_stack`` sets it all up and leaves the sandbox as it was found (normal configuration, or

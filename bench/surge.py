@@ -5,8 +5,9 @@ One run, about six minutes with the defaults (see bench/README.md for what it do
 figures are defined):
 
 1. a database of its own (``siaga112_bench``, dropped and re-created), the Asterisk sandbox with
-   the benchmark numbers (``PbxSettings.bench_numbers``), one SIPp operator phone (6001) that
-   answers every call at once, and ``siaga112 serve`` as a subprocess;
+   the benchmark numbers (``PbxSettings.bench_numbers``), the bench queue's members
+   answered inside Asterisk (Local channels, the same on both paths), and ``siaga112 serve``
+   as a subprocess;
 2. 50 calls/s for 30 s through the siaga112 path (1129: Answer, AGI, Queue) for the latency
    figures, then rising rates through the same path, then -- siaga112 stopped -- the same rates
    through the same dialplan without the AGI step (1128), each ramp ending at its first step
