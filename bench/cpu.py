@@ -128,6 +128,22 @@ class CpuMeter:
         self.database_url = database_url
         self.database = database
 
+    def connected(self) -> int:
+        """How many distinct siaga112 processes have a backend in the bench database."""
+        try:
+            backends = asyncio.run(_backends(self.database_url, self.database))
+        except OSError:
+            return 0
+        return len({app for _pid, app in backends})
+
+    def settle(self, timeout_s: float = 30.0) -> float:
+        """Before a step's closing snapshot: until siaga112's processes have done the step's
+        work (see ``wait_quiet``); at once when serve is not running."""
+        serve = self.serve_pid()
+        if serve is None:
+            return 0.0
+        return wait_quiet(serve, children=0, timeout_s=timeout_s)
+
     def snapshot(self) -> Snapshot:
         snap = Snapshot(at=time.monotonic(), load=loadavg())
         parts: dict[str, float] = {}
@@ -160,16 +176,32 @@ class CpuMeter:
         return snap
 
 
-def wait_quiet(serve_pid: int, *, children: int, timeout_s: float = 90.0) -> float:
-    """Wait until serve has its ``children`` workers and they, with serve, are done starting
-    (less than a tenth of a CPU over a second), so that their start is not counted as the
-    first step's work. Returns the seconds waited."""
+def _siaga112_cpu(serve_pid: int) -> tuple[int, float]:
+    pids = [serve_pid, *children_of(serve_pid)]
+    return len(pids), sum(proc_cpu_s(p) or 0.0 for p in pids)
+
+
+def wait_quiet(
+    serve_pid: int,
+    *,
+    children: int,
+    timeout_s: float = 90.0,
+    connected: Callable[[], int] | None = None,
+) -> float:
+    """Wait until serve has its ``children`` workers, each of them has connected to the
+    database (``connected``: how many siaga112 processes have a backend) and serve and its
+    workers used less than a tenth of a CPU in each of two seconds: their start (or a step's
+    last work: the workers run at nice 5 and 10 and lag behind on a busy machine) is over.
+    A process waiting for a CPU also looks quiet, hence the database check. Returns the
+    seconds waited."""
     started = time.monotonic()
     last: float | None = None
+    calm = 0
     while time.monotonic() - started < timeout_s:
-        pids = [serve_pid, *children_of(serve_pid)]
-        used = sum(proc_cpu_s(p) or 0.0 for p in pids)
-        if len(pids) > children and last is not None and used - last < 0.1:
+        count, used = _siaga112_cpu(serve_pid)
+        up = count > children and (connected is None or connected() > children)
+        calm = calm + 1 if up and last is not None and used - last < 0.1 else 0
+        if calm >= 2:
             break
         last = used
         time.sleep(1.0)

@@ -421,7 +421,9 @@ def run_step(
     step.answer_p99_s = q(rtt, 0.99)
     step.answer_max_s = max(rtt) if rtt else None
     if meter is not None and before is not None:
+        settled = meter.settle()
         step.cpu = per_call(before, meter.snapshot(), step.arrived, sipp_cpu_s)
+        step.cpu["settle_s"] = round(settled, 1)
     step.judge()
     return step
 
@@ -789,7 +791,7 @@ def bench_stack(
         stack.service.start()
         result["service_pid"] = stack.service.pid
         if stack.service.pid is not None:
-            waited = wait_quiet(stack.service.pid, children=2)
+            waited = wait_quiet(stack.service.pid, children=2, connected=stack.meter.connected)
             log(f"siaga112 serve: ready, workers started and quiet after {waited:.0f} s")
         yield stack
     finally:
