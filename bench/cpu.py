@@ -104,8 +104,8 @@ async def _backends(database_url: str, database: str) -> list[tuple[int, str]]:
 @dataclass
 class Snapshot:
     at: float
-    seconds: dict[str, float] = field(default_factory=dict)
-    """label -> CPU seconds, one entry per process (labels may repeat: summed)."""
+    seconds: dict[tuple[str, int], float] = field(default_factory=dict)
+    """(label, pid) -> CPU seconds of each process or backend."""
     busy: int = 0
     total: int = 0
     load: float = 0.0
@@ -146,23 +146,23 @@ class CpuMeter:
 
     def snapshot(self) -> Snapshot:
         snap = Snapshot(at=time.monotonic(), load=loadavg())
-        parts: dict[str, float] = {}
+        parts: dict[tuple[str, int], float] = {}
         labels: dict[int, str] = {}
 
-        def add(label: str, value: float | None) -> None:
+        def add(label: str, pid: int, value: float | None) -> None:
             if value is not None:
-                parts[label] = parts.get(label, 0.0) + value
+                parts[(label, pid)] = value
 
         apid = self.asterisk_pid()
         if apid is not None:
-            add("asterisk", proc_cpu_s(apid))
+            add("asterisk", apid, proc_cpu_s(apid))
         spid = self.serve_pid()
         if spid is not None:
             labels[spid] = "serve"
-            add("serve", proc_cpu_s(spid))
+            add("serve", spid, proc_cpu_s(spid))
             for child in children_of(spid):
                 labels[child] = process_label(child)
-                add(labels[child], proc_cpu_s(child))
+                add(labels[child], child, proc_cpu_s(child))
             try:
                 backends = asyncio.run(_backends(self.database_url, self.database))
             except OSError:
@@ -170,7 +170,7 @@ class CpuMeter:
             for pid, app in backends:
                 m = _APP.match(app)
                 owner = labels.get(int(m.group(2)), m.group(1)) if m else app
-                add(f"postgres for {owner}", proc_cpu_s(pid, children=False))
+                add(f"postgres for {owner}", pid, proc_cpu_s(pid, children=False))
         snap.seconds = parts
         snap.busy, snap.total = machine_jiffies()
         return snap
@@ -249,12 +249,12 @@ def per_call(
     """CPU ms per call for each process between two snapshots, siaga112's total beside
     Asterisk's, and the machine's busy share over the interval."""
     n = max(1, calls)
-    ms: dict[str, float] = {}
-    for label, value in after.seconds.items():
-        if label in before.seconds:
-            ms[label] = round((value - before.seconds[label]) * 1000 / n, 3)
-        else:  # a process (or backend) that came up within the interval: all of its time
-            ms[label] = round(value * 1000 / n, 3)
+    used: dict[str, float] = {}
+    for (label, pid), value in after.seconds.items():
+        # A process or backend that came up within the interval: all of its time. One that
+        # ended within it is not in ``after``: its time is lost (low, never high).
+        used[label] = used.get(label, 0.0) + value - before.seconds.get((label, pid), 0.0)
+    ms = {label: round(value * 1000 / n, 3) for label, value in used.items()}
     if sipp_caller_s is not None:
         ms["sipp caller"] = round(sipp_caller_s * 1000 / n, 3)
     siaga = sum(v for k, v in ms.items() if k.startswith(SIAGA112_PREFIXES))
