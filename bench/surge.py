@@ -532,8 +532,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             log(f"run {i + 1} of {args.runs} in {args.pause:g} s (the lock is free meanwhile)")
             time.sleep(args.pause)
         with _locked(args.lock):
-            results.append(run(args))
+            try:
+                results.append(run(args))
+            except SystemExit as exc:  # the sandbox stayed busy: the other runs still count
+                if args.runs == 1:
+                    raise
+                log(f"run {i + 1} not done: {exc}")
+                continue
         print(report(results[-1]), flush=True)
+    if not results:
+        raise SystemExit("no run done")
     out: dict[str, Any] = results[0]
     if len(results) > 1:
         summ = summary(results)
