@@ -26,6 +26,7 @@ import argparse
 import contextlib
 import fcntl
 import json
+import os
 import statistics
 import sys
 import time
@@ -337,6 +338,7 @@ def report(result: dict[str, Any]) -> str:
             else ""
         ),
         "ratio siaga112 / plain: " + ("-" if ratio is None else f"{ratio:.2f}") + " (goal >= 0.90)",
+        *_where_it_stops(steps),
         "",
         f"at {lat['rate']:g} calls/s for {lat['seconds']:g} s ({lat['planned']} calls,"
         f" {lat['sipp_successful']} ok, {lat['sipp_failed']} failed,"
@@ -361,6 +363,30 @@ def report(result: dict[str, Any]) -> str:
         f"elapsed {result['elapsed_s']} s",
     ]
     return "\n".join(lines)
+
+
+def _where_it_stops(steps: Sequence[Step]) -> list[str]:
+    """For each path's first step not sustained: how many CPUs Asterisk, siaga112 and the SIPp
+    caller used at it, and how busy the machine was (the resource that ran out)."""
+    lines = []
+    for variant in ("plain", "siaga112"):
+        failed = [st for st in steps if st.variant == variant and not st.sustained and st.cpu]
+        if not failed:
+            continue
+        st = min(failed, key=lambda x: x.rate)
+        per = st.cpu["ms_per_call"]
+
+        def cpus(ms_per_call: float | None, cps: float = st.achieved_cps) -> str:
+            return "-" if ms_per_call is None else f"{ms_per_call * cps / 1000:.2f}"
+
+        lines.append(
+            f"{variant} stops at {st.rate:g}/s: CPUs used by Asterisk {cpus(per.get('asterisk'))},"
+            f" siaga112 {cpus(st.cpu.get('siaga112_total_ms'))}, SIPp caller"
+            f" {cpus(per.get('sipp caller'))}; machine busy {st.cpu['machine_busy_pct']}% of"
+            f" {os.cpu_count()} CPUs, load {st.cpu['load_start']:.2f}->{st.cpu['load_end']:.2f}"
+            " (the rest: others' work on the machine)"
+        )
+    return lines
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
