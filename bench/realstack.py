@@ -95,12 +95,26 @@ def _ancestors() -> set[int]:
     return pids
 
 
+def _lock_waiters() -> set[int]:
+    """Processes blocked waiting for a file lock (``/proc/locks`` lines with ``->``): a bench
+    run with ``--lock`` waiting for its turn is not using the sandbox."""
+    waiters = set()
+    try:
+        for line in Path("/proc/locks").read_text().splitlines():
+            parts = line.split()
+            if len(parts) > 5 and parts[1] == "->" and parts[5].isdigit():
+                waiters.add(int(parts[5]))
+    except OSError:
+        pass
+    return waiters
+
+
 def busy_processes() -> list[str]:
     """Other users of the sandbox's ports: a running service, SIPp, a test run, a bench.
 
     A command still waiting for the sandbox's lock (``flock /tmp/siaga112-pbx.lock ...``) does
     not count: once it has the lock, what it runs shows as a process of its own."""
-    own = _ancestors()
+    own = _ancestors() | _lock_waiters()
     found: list[str] = []
     for args in (["pgrep", "-af", "siaga112 serve"], ["pgrep", "-ax", "sipp"],
                  ["pgrep", "-af", "pytest"], ["pgrep", "-af", "bench.surge"],
