@@ -651,7 +651,7 @@ async def test_the_location_sweep_looks_up_aml_only_for_numbers_that_have_some(
     assert not may_have_pending_aml("0" + without[3:], pending)
     assert may_have_pending_aml("0" + without[3:], None)  # inline: always looked up
     looked_up: list[str | None] = []
-    real_attach = worker_module.attach_pending_aml
+    real_attach = attach_pending_aml
 
     async def counting_attach(**kwargs: Any) -> int:
         looked_up.append(kwargs["number"])
