@@ -44,7 +44,7 @@ from typing import Any
 
 import asyncpg
 import httpx
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -67,6 +67,7 @@ SMOKE_SIZES = (3_000, 6_000)
 NUISANCE_NUMBERS = 2_000
 HISTORY_PREFIX = "+62812"
 NEW_PREFIX = "+62857"  # never in the filled history
+BUSIEST = f"{HISTORY_PREFIX}{NUISANCE_NUMBERS:08d}"  # the pool's first: the longest history
 OPERATORS = 40
 
 
@@ -836,6 +837,38 @@ async def explain_grown(url: str, result: dict[str, Any], factor: float) -> dict
                 out[name] = await explain(engine, largest["api"]["_statements"].get(name, []))
     finally:
         await engine.dispose()
+    return out | await explain_busiest(url)
+
+
+async def explain_busiest(url: str) -> dict[str, list[str]]:
+    """Plans of the reads by number for the number with the longest history (the pool's first:
+    the fill draws the pool skewed towards it), whatever their p99: what a history costs is
+    best seen where it is longest."""
+    number = BUSIEST
+    out: dict[str, list[str]] = {}
+    async with open_target("busiest", url) as target:
+        async with target.engine.connect() as conn:
+            history = (
+                await conn.execute(
+                    text("SELECT count(*), max(id) FROM incidents WHERE caller_number = :n"),
+                    {"n": number},
+                )
+            ).one()
+        paths = [
+            ("incidents by caller number", f"/v1/incidents?caller_number={number}&limit=50"),
+            ("calls by caller number", f"/v1/calls?caller_number={number}&limit=50"),
+            ("caller history", f"/v1/callers/{number}/history"),
+        ]
+        if history[1] is not None:
+            paths.append(("one incident", f"/v1/incidents/{history[1]}"))
+        for name, path in paths:
+            target.captured.statements = []
+            target.captured.on = True
+            response = await target.client.get(path.replace("+", "%2B"))
+            target.captured.on = False
+            response.raise_for_status()
+            label = f"{name}, the busiest number ({number}, {history[0]:,} incidents)"
+            out[label] = await explain(target.engine, target.captured.statements)
     return out
 
 
