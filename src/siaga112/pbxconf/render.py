@@ -17,9 +17,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy.engine import make_url
-
 from siaga112.config import LOW_QUEUE_SUFFIX, PbxSettings, Settings, stored_passwords
+from siaga112.db.url import parse as parse_database_url
 from siaga112.pbxconf.prompts import FLAGGED_NOTICE, LANGUAGE, SOUNDS_SUBDIR, prompt
 from siaga112.telephony.ami_events import OVERFLOW_CONTEXT, OVERFLOW_MEMBER_PREFIX
 from siaga112.telephony.contract import (
@@ -215,15 +214,18 @@ def _format_seconds(ms: int) -> str:
 
 def _pgsql_values(settings: Settings) -> dict[str, object]:
     """res_pgsql.conf from ``database_url``: the same database siaga112 writes operators to.
-    The root shares the host's network, so 127.0.0.1 is the host's PostgreSQL."""
+    The root shares the host's network, so 127.0.0.1 is the host's PostgreSQL. res_pgsql takes
+    one server: of several (a primary and its replica), the first; a centre renders with a URL
+    whose host follows the primary (a virtual IP, pgbouncer, a DNS name: docs/operations.md)."""
     # str(): settings built with model_copy(update=...) may hold the URL as a plain string.
-    url = make_url(str(settings.database_url))
+    target = parse_database_url(str(settings.database_url))
+    host, port = target.hosts[0]
     return {
-        "pg_host": url.host or "127.0.0.1",
-        "pg_port": url.port or 5432,
-        "pg_dbname": url.database or "siaga112",
-        "pg_user": url.username or "postgres",
-        "pg_password": url.password or "",
+        "pg_host": host,
+        "pg_port": port,
+        "pg_dbname": target.database or "siaga112",
+        "pg_user": target.username or "postgres",
+        "pg_password": target.password or "",
     }
 
 
