@@ -265,9 +265,7 @@ def _agi_steps(settings: Settings, *, agi_app: str) -> str:
     for i, target in enumerate(targets, start=1):
         last = i == len(targets)
         if i > 1:
-            lines.append(
-                f' same => n(agi{i}),GotoIf($["${{AGISTATUS}}" = "SUCCESS"]?agidone)\n'
-            )
+            lines.append(f' same => n(agi{i}),GotoIf($["${{AGISTATUS}}" = "SUCCESS"]?agidone)\n')
         lines.append(f" same => n,Set(SIAGA112_AGI_LEFT=$[${{SIAGA112_AGI_DEADLINE}} - {now}])\n")
         lines.append(f" same => n,GotoIf($[${{SIAGA112_AGI_LEFT}} < {AGI_MIN_TRY_S}]?queue)\n")
         left = (
