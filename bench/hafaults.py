@@ -174,14 +174,6 @@ def pg_failover(
     return PgFailover(old, new, promoted_after, None)
 
 
-def rebuild_replica(pair: pgha.PgHa, node: str) -> None:
-    """The old primary (crashed, stopped) back as a replica of the new one: its data replaced
-    by a fresh ``pg_basebackup -R`` (what ``pg_rewind`` would save on a large database)."""
-    pgha.kill(pair, node)
-    shutil.rmtree(pair.data_dir(node))
-    pgha.up(pair)
-
-
 # ---------------------------------------------------------------------------------------------
 # standalone: serve on the pair, API writes throughout
 
@@ -298,7 +290,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         "writes_failed": failed,
                     }
                 )
-                rebuild_replica(pair, result.killed)
+                pgha.rejoin(pair, result.killed)
             writer.stop.set()
             writer.join(5)
         finally:

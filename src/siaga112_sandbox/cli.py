@@ -1,5 +1,5 @@
 """The sandbox's commands of `siaga112`: ``pbx up|down|status|cli``, ``stack``, ``demo call``,
-``pgha up|status|kill|promote|down``.
+``pgha up|status|kill|promote|rejoin|down``.
 Added by `siaga112.cli` when this package is installed."""
 
 from __future__ import annotations
@@ -57,6 +57,8 @@ def _cmd_pgha(settings: Settings, args: argparse.Namespace) -> int:
             pgha.kill(pair, args.node)
         elif args.pgha_cmd == "promote":
             print(f"promoted {pgha.promote(pair, args.node)}")
+        elif args.pgha_cmd == "rejoin":
+            pgha.rejoin(pair, args.node)
         elif args.pgha_cmd == "down":
             pgha.down(pair, wipe=args.wipe)
         nodes = pgha.status(pair)
@@ -120,6 +122,10 @@ def add_commands(sub: Any, pbx_sub: Any) -> None:
     kill.add_argument("node", choices=["pg1", "pg2"])
     promote = pgha_sub.add_parser("promote", help="make the replica the primary (pg_ctl promote)")
     promote.add_argument("node", nargs="?", choices=["pg1", "pg2"])
+    rejoin = pgha_sub.add_parser(
+        "rejoin", help="rebuild a crashed old primary as the new primary's replica"
+    )
+    rejoin.add_argument("node", choices=["pg1", "pg2"])
     down = pgha_sub.add_parser("down", help="stop both")
     down.add_argument("--wipe", action="store_true", help="and remove their data")
     pgha.set_defaults(func=_cmd_pgha)

@@ -307,6 +307,18 @@ def promote(pair: PgHa, node: str | None = None) -> str:
     raise PgHaError("no running replica to promote")
 
 
+def rejoin(pair: PgHa, node: str) -> None:
+    """The old primary back as a replica of the new one: stopped, its data replaced by a fresh
+    ``pg_basebackup -R`` from the running primary (``pg_rewind`` would save the copy on a large
+    database), started. Never while it is the only primary."""
+    others = [n for n in NODES if n != node]
+    if not any(_pid(pair, n) is not None and _role(pair, n) == "primary" for n in others):
+        raise PgHaError(f"no other running primary to rejoin {node} to")
+    kill(pair, node)
+    shutil.rmtree(pair.data_dir(node), ignore_errors=True)
+    up(pair)
+
+
 def wait_writable(pair: PgHa, node: str, *, timeout: float = 30.0) -> None:
     """Until the node answers as a primary (after ``promote``)."""
     deadline = time.monotonic() + timeout

@@ -2,7 +2,8 @@
 ``target_session_attrs=read-write``: migrations and the CLI work on it, and when the primary
 dies and the replica is promoted a running `siaga112 serve` carries on writing without a
 restart, its live event stream goes on (the hub listens again), and a lease holder takes its
-lease again. Real processes, two real PostgreSQL clusters (siaga112_sandbox.pgha)."""
+lease again; reconciliation from the CDR file carries on on the new primary without applying
+anything twice. Real processes, two real PostgreSQL clusters (siaga112_sandbox.pgha)."""
 
 from __future__ import annotations
 
@@ -21,14 +22,19 @@ from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError
 
 from siaga112.auth.roles import Role
 from siaga112.auth.service import create_key, system_actor
+from siaga112.calls.models import Call
 from siaga112.config import Settings
 from siaga112.db.session import asyncpg_dsn, make_engine, make_sessionmaker
 from siaga112.metrics import Metrics
 from siaga112.runtime.lease import Lease
+from siaga112.runtime.reconcile import CdrReconciler
 from siaga112_sandbox import pgha
+from tests.integration.telephony.test_reconcile import cdr_line
 
 # Writing must carry on this soon after the replica is promoted (asserted, not measured:
 # bench/drill measures the time to be whole).
@@ -199,3 +205,46 @@ async def test_serve_carries_on_writing_after_the_replica_is_promoted(
     lease_task.cancel()
     await asyncio.gather(lease_task, return_exceptions=True)
     assert lease_events[:3] == ["start", "stop", "start"], "the lease is taken again"
+
+
+async def test_reconciliation_goes_on_on_the_new_primary_without_duplicates(
+    pair: pgha.PgHa, url: str, tmp_path: Path
+) -> None:
+    """What Asterisk took while the database was away (its CDR file) is reconciled once the
+    replica is promoted; what was reconciled before is not applied again (the rows and the
+    reconciler's progress came over by streaming replication)."""
+    if not any(n.running and n.role == "replica" for n in pgha.status(pair)):
+        await asyncio.to_thread(
+            pgha.rejoin, pair, next(n.name for n in pgha.status(pair) if not n.running)
+        )
+    before, during = (f"{i}.{uuid.uuid4().int % 10**6}" for i in (1, 2))
+    cdr = tmp_path / "cdr.csv"
+    cdr.write_text(cdr_line(before))
+    engine = make_engine(Settings(database_url=url))
+    try:
+        sessionmaker = make_sessionmaker(engine)
+        name = f"test-pgha-{uuid.uuid4().hex[:8]}"
+        metrics = Metrics()
+
+        def reconciler() -> CdrReconciler:
+            return CdrReconciler(path=cdr, sessionmaker=sessionmaker, metrics=metrics, name=name)
+
+        assert await reconciler().run_once() == 1
+        primary = next(n.name for n in pgha.status(pair) if n.running and n.role == "primary")
+        await asyncio.to_thread(pgha.kill, pair, primary)
+        with cdr.open("a") as fh:
+            fh.write(cdr_line(during))
+        with pytest.raises((OSError, DBAPIError)):
+            await reconciler().run_once()
+        await asyncio.to_thread(pgha.promote, pair)
+        # A reconciler as the events worker builds it after taking its lease again.
+        assert await reconciler().run_once() == 1
+        assert await reconciler().run_once() == 0
+        async with sessionmaker() as session:
+            rows = (
+                await session.scalars(select(Call).where(Call.uniqueid.in_([before, during])))
+            ).all()
+        assert sorted(r.uniqueid for r in rows) == sorted([before, during])
+        assert all(r.incident_id is not None for r in rows)
+    finally:
+        await engine.dispose()
