@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -30,6 +31,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -84,6 +86,7 @@ def _alive(pid: int) -> bool:
 @dataclass
 class InstanceKill:
     serve_pid: int
+    killed_at: float  # time.monotonic() of the kill
     worker_pids: list[int]
     workers_ended_s: float | None  # None: some still alive after the wait
     left_behind: list[int] = field(default_factory=list)
@@ -96,9 +99,9 @@ def kill_instance(serve_pid: int, *, within_s: float = 10.0) -> InstanceKill:
     started = time.monotonic()
     while time.monotonic() - started < within_s:
         if not any(_alive(p) for p in workers):
-            return InstanceKill(serve_pid, workers, time.monotonic() - started)
+            return InstanceKill(serve_pid, started, workers, time.monotonic() - started)
         time.sleep(POLL_S)
-    return InstanceKill(serve_pid, workers, None, [p for p in workers if _alive(p)])
+    return InstanceKill(serve_pid, started, workers, None, [p for p in workers if _alive(p)])
 
 
 async def lease_holder(database_url: str, name: str) -> int | None:
@@ -118,10 +121,16 @@ async def lease_holder(database_url: str, name: str) -> int | None:
 
 
 async def wait_lease_moved(
-    database_url: str, name: str, old_holder: int | None, *, within_s: float = 30.0
+    database_url: str,
+    name: str,
+    old_holder: int | None,
+    *,
+    since: float | None = None,
+    within_s: float = 30.0,
 ) -> float | None:
-    """Seconds until a backend other than ``old_holder`` holds the lease (None: not within)."""
-    started = time.monotonic()
+    """Seconds from ``since`` (``time.monotonic()``, default now: e.g. ``InstanceKill.killed_at``)
+    until a backend other than ``old_holder`` holds the lease (None: not within)."""
+    started = time.monotonic() if since is None else since
     while time.monotonic() - started < within_s:
         try:
             holder = await lease_holder(database_url, name)
@@ -304,7 +313,132 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return {"rate": args.rate, "admin_delay_s": args.admin_delay_s, "rounds": rounds}
 
 
+def run_instance_kill(args: argparse.Namespace) -> dict[str, Any]:
+    """Two `siaga112 serve` (their events workers compete for one PBX's lease; the AMI port is
+    closed, no Asterisk needed: the lease is taken before the AMI login), then per round the
+    lease holder's serve is killed with ``kill -9`` and started again."""
+    from siaga112.db.manage import drop_database, upgrade
+    from siaga112.db.url import with_database
+
+    url = with_database(args.database_url, "siaga112_bench_hafaults")
+    upgrade(url)
+    ami_port = _free_port()
+    name = f"ami-events:127.0.0.1:{ami_port}"
+    state = Path(tempfile.mkdtemp(prefix="siaga112-hafaults-"))
+
+    def start(i: int) -> subprocess.Popen[bytes]:
+        env = dict(os.environ) | {
+            "SIAGA112_DATABASE_URL": url,
+            "SIAGA112_API__PORT": str(_free_port()),
+            "SIAGA112_WORKER__PORT": str(_free_port()),
+            "SIAGA112_AGI__PORT": str(_free_port()),
+            "SIAGA112_AMI__PORT": str(ami_port),
+            "SIAGA112_AMI__SECRET": "hafaults-not-a-real-secret",
+            "SIAGA112_STATE_DIR": str(state / str(i)),
+            "SIAGA112_RECORDINGS__ENABLED": "false",
+        }
+        return subprocess.Popen(
+            [sys.executable, "-m", "siaga112", "serve"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    procs = [start(0)]
+    time.sleep(3)
+    procs.append(start(1))
+    rounds: list[dict[str, Any]] = []
+    try:
+        for n in range(args.rounds):
+            holder = None
+            deadline = time.monotonic() + 60
+            while holder is None and time.monotonic() < deadline:
+                holder = asyncio.run(lease_holder(url, name))
+                time.sleep(0.2)
+            owner = _lease_owner_pid(url, name, [p.pid for p in procs])
+            victim = next(i for i, p in enumerate(procs) if p.pid == owner)
+            log(f"round {n + 1}: kill -9 of serve {procs[victim].pid} (holds the lease)")
+            killed = kill_instance(procs[victim].pid)
+            moved = asyncio.run(wait_lease_moved(url, name, holder, since=killed.killed_at))
+            procs[victim].wait(5)
+            rounds.append(
+                {
+                    "workers_ended_s": killed.workers_ended_s,
+                    "left_behind": killed.left_behind,
+                    "lease_moved_s": moved,
+                }
+            )
+            procs[victim] = start(victim)
+            time.sleep(args.settle_s)
+    finally:
+        for p in procs:
+            for child in _children(p.pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(child, signal.SIGKILL)
+            p.kill()
+            p.wait(5)
+        shutil.rmtree(state, ignore_errors=True)
+        asyncio.run(drop_database(url))
+    return {"fault": "instance", "rounds": rounds}
+
+
+async def _lease_client_port(database_url: str, name: str) -> int | None:
+    conn = await asyncpg.connect(asyncpg_dsn(database_url), timeout=5)
+    try:
+        port: int | None = await conn.fetchval(
+            "SELECT a.client_port FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+            " WHERE l.locktype = 'advisory' AND l.granted"
+            " AND l.objid = ($1::bigint & x'ffffffff'::bigint)::oid",
+            lease_key(name),
+        )
+        return port
+    finally:
+        await conn.close()
+
+
+def _lease_owner_pid(database_url: str, name: str, serve_pids: list[int]) -> int | None:
+    """The serve whose worker holds the lease: the holder's client port, found among the
+    sockets of each serve's children."""
+    port = asyncio.run(_lease_client_port(database_url, name))
+    if port is None:
+        return None
+    inodes = _socket_inodes_of_local_port(port)
+    for serve in serve_pids:
+        for child in _children(serve):
+            try:
+                fds = list(Path(f"/proc/{child}/fd").iterdir())
+            except OSError:
+                continue
+            for fd in fds:
+                with contextlib.suppress(OSError):
+                    target = os.readlink(fd)
+                    if target.startswith("socket:[") and target[8:-1] in inodes:
+                        return serve
+    return None
+
+
+def _socket_inodes_of_local_port(port: int) -> set[str]:
+    inodes: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                if int(fields[1].rsplit(":", 1)[1], 16) == port:
+                    inodes.add(fields[9])
+    return inodes
+
+
 def report(result: dict[str, Any]) -> str:
+    if result.get("fault") == "instance":
+        lines = ["kill -9 of the siaga112 serve whose events worker holds the PBX's lease:"]
+        for i, r in enumerate(result["rounds"], start=1):
+            ended = "-" if r["workers_ended_s"] is None else f"{r['workers_ended_s']:.2f} s"
+            moved = "-" if r["lease_moved_s"] is None else f"{r['lease_moved_s']:.2f} s"
+            lines.append(
+                f"round {i}: its workers ended after {ended}, the other instance followed "
+                f"after {moved}, left behind: {r['left_behind'] or 'none'}"
+            )
+        return "\n".join(lines)
     lines = [
         f"PostgreSQL failover under API writes at {result['rate']:g}/s, replica promoted "
         f"{result['admin_delay_s']:g} s after the crash:",
@@ -323,6 +457,18 @@ def report(result: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.hafaults", description=__doc__)
+    parser.add_argument(
+        "fault",
+        nargs="?",
+        choices=["pg", "instance"],
+        default="pg",
+        help="pg: PostgreSQL failover (default); instance: kill -9 of a siaga112 serve",
+    )
+    parser.add_argument(
+        "--database-url",
+        default=Settings().database_url_str,
+        help="instance: the server its database is created on",
+    )
     parser.add_argument("--rate", type=float, default=10.0, help="API writes per second")
     parser.add_argument("--rounds", type=int, default=2, help="failovers (pg1->pg2, pg2->pg1)")
     parser.add_argument("--admin-delay-s", type=float, default=2.0, help="crash to promotion")
@@ -333,7 +479,7 @@ def main(argv: list[str] | None = None) -> int:
     if os.geteuid() != 0:
         print("needs root (PostgreSQL runs as the postgres user)", file=sys.stderr)
         return 2
-    result = run(args)
+    result = run(args) if args.fault == "pg" else run_instance_kill(args)
     print(report(result), flush=True)
     if args.json is not None:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
