@@ -121,6 +121,14 @@ class AgiSettings(BaseModel):
     port: int = Field(
         default=4573, ge=1, le=65535, description="Port of the FastAGI server (rendered too)."
     )
+    targets: list[str] = Field(
+        default_factory=list,
+        description="FastAGI servers the dialplan tries in order, as `host:port` (the local "
+        "`siaga112 serve` first, then another instance), all within the one `budget_ms`: a "
+        "closed port costs nothing, one that accepts and hangs at most 70% of the budget "
+        "before the next is tried, and the call goes on to the queue whatever happens. Empty: "
+        "`host`:`port` alone.",
+    )
     budget_ms: int = Field(
         default=1500,
         ge=50,
@@ -152,6 +160,23 @@ class AgiSettings(BaseModel):
         "(`agi://.../incoming?key=...`, rendered into extensions.conf); a request without it is "
         "refused. Default: generated once in the state directory.",
     )
+
+    @field_validator("targets")
+    @classmethod
+    def _host_ports(cls, value: list[str]) -> list[str]:
+        out = []
+        for item in value:
+            host, sep, port = item.strip().rpartition(":")
+            if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"{item!r}: expected host:port")
+            if re.search(r"[\s/?,()]", host):
+                raise ValueError(f"{item!r}: not a host name or address")
+            out.append(f"{host}:{int(port)}")
+        return out
+
+    def agi_targets(self) -> list[str]:
+        """The FastAGI servers the dialplan tries, in order (``host:port``)."""
+        return self.targets or [f"{self.host}:{self.port}"]
 
     @field_validator("allow_from")
     @classmethod

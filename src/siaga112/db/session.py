@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -11,11 +10,13 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from siaga112.config import Settings
+from siaga112.db import url as db_url
 
 
 def make_engine(settings: Settings) -> AsyncEngine:
     return create_async_engine(
-        settings.database_url_str,
+        # Several hosts (a primary and its replica) are rewritten into the dialect's form.
+        db_url.sqlalchemy_url(settings.database_url_str),
         pool_size=settings.db_pool_size,
         # No pre-ping: it is one more round trip for every session, on the AGI hot path too
         # (about a tenth of the service's time in bench/surge). A connection that died is
@@ -34,4 +35,4 @@ def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
 
 def asyncpg_dsn(database_url: str) -> str:
     """The SQLAlchemy URL as a plain libpq/asyncpg DSN (for LISTEN on a raw connection)."""
-    return make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
+    return db_url.asyncpg_dsn(database_url)
