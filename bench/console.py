@@ -41,9 +41,13 @@ import re
 import secrets
 import shlex
 import shutil
+import sys
+import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -52,6 +56,7 @@ import asyncpg
 import httpx
 from playwright.async_api import Browser, Page, async_playwright
 from sqlalchemy import select, update
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
 from bench.realstack import (
@@ -71,6 +76,9 @@ from siaga112.accounts.service import create_user
 from siaga112.auth.roles import Role
 from siaga112.auth.service import create_key, system_actor
 from siaga112.calls.models import Call
+from siaga112.calls.recorder import CallFacts, CallProgress, apply_progress, record_incoming
+from siaga112.config import Settings
+from siaga112.db.manage import drop_database, upgrade
 from siaga112.db.session import asyncpg_dsn
 from siaga112.events.hub import CHANNEL
 from siaga112_sandbox import pbx
@@ -449,28 +457,38 @@ class ApiService(Service):
                 os.environ["SIAGA112_API__PORT"] = saved
 
 
-async def _measure(
-    stack: BenchStack, args: argparse.Namespace, api: Service | None
-) -> dict[str, Any]:
-    users, probe_key = await _users(stack.database_url)
-    base = (api or stack.service).base
+@dataclass
+class Surge:
+    """What the consoles are measured against: the real calls of ``bench_stack`` (with a control
+    surge first), or the synthetic feed (``--synthetic``)."""
+
+    database_url: str
+    workdir: Path
+    base: str
+    run: Callable[[], tuple[str, list[str], bool]]
+    control: Callable[[], str] | None = None
+
+
+async def _measure(surge: Surge, args: argparse.Namespace) -> dict[str, Any]:
+    users, probe_key = await _users(surge.database_url)
+    base = surge.base
     executable = shutil.which("chromium")
     if executable is None:
         raise SystemExit("Debian's chromium is not installed (scripts/bootstrap.sh)")
     # The consoles of a centre run on the operators' own machines, not on the server: here they
     # share its cores, so the browser runs at the lowest CPU priority (a wrapper that execs
     # chromium under `nice -n 19`), and the service, Asterisk and SIPp come first.
-    wrapper = stack.workdir / "chromium-nice"
+    wrapper = surge.workdir / "chromium-nice"
     wrapper.write_text(f'#!/bin/sh\nexec nice -n 19 {shlex.quote(executable)} "$@"\n')
     wrapper.chmod(0o755)
     probe: Probe | None = None
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=str(wrapper), args=["--no-sandbox"])
         try:
-            control: Step | None = None
-            if not args.no_control:
+            control: str | None = None
+            if surge.control is not None:
                 log(f"control: {args.rate:g} calls/s for {args.seconds:g} s, no console open")
-                control = await asyncio.to_thread(_step, stack, args, step_caller(1, 0))
+                control = await asyncio.to_thread(surge.control)
             log("first load of the call-taker screen")
             first_load = await _first_load(browser, base, users[0][0])
             log(f"{CONSOLES} consoles signing in")
@@ -489,12 +507,12 @@ async def _measure(
                 c.page.on("request", count)
             if not args.no_stages:
                 probe = Probe(
-                    base=base, key=probe_key, database_url=stack.database_url, streams=CONSOLES
+                    base=base, key=probe_key, database_url=surge.database_url, streams=CONSOLES
                 )
                 probe.start()
             log(f"calls: {args.rate:g}/s for {args.seconds:g} s, {CONSOLES} consoles open")
             load_before = os.getloadavg()
-            step = await asyncio.to_thread(_step, stack, args, step_caller(1, 1))
+            step_line, uniqueids, sustained = await asyncio.to_thread(surge.run)
             load_after = os.getloadavg()
             await asyncio.sleep(args.settle)
             if probe is not None:
@@ -505,18 +523,18 @@ async def _measure(
             if probe is not None:
                 probe.stop()
             await browser.close()
-    calls = await _calls(stack.database_url, step.uniqueids)
+    calls = await _calls(surge.database_url, uniqueids)
     return {
         "first_load": first_load,
         "console_requests": dict(sorted(requests.items(), key=lambda kv: -kv[1])),
-        "control": control.line().strip() if control is not None else None,
-        "step": step.line().strip(),
+        "control": control,
+        "step": step_line,
         "load_average": {
             "before_surge": [round(x, 2) for x in load_before],
             "after_surge": [round(x, 2) for x in load_after],
         },
         "probe_errors": probe.errors if probe is not None else [],
-        "sustained": step.sustained,
+        "sustained": sustained,
         "calls": len(calls),
         "consoles": CONSOLES,
         "rate": args.rate,
@@ -525,7 +543,145 @@ async def _measure(
     }
 
 
+class PlainApiService(ApiService):
+    """`siaga112 serve --api-only --no-worker`: the synthetic run has no Asterisk to control."""
+
+    def command(self) -> list[str]:
+        return [*Service.command(self), "--api-only", "--no-worker"]
+
+
+def _feed(database_url: str, args: argparse.Namespace) -> tuple[str, list[str], bool]:
+    """The synthetic surge: each call recorded as the AGI step records it (``record_incoming``,
+    with its ``call_offered``), answered ``--queue-wait`` later by one of the bench queue's 32
+    members and ended ``--hold`` after that (``apply_progress``, as the events worker writes
+    them), at ``--rate`` for ``--seconds``. No Asterisk, no SIPp: what it measures starts at
+    the rows."""
+
+    async def main() -> tuple[str, list[str], bool]:
+        engine = create_async_engine(database_url, pool_size=20, max_overflow=20)
+        sessions = async_sessionmaker(engine, expire_on_commit=False)
+        tag = secrets.token_hex(3)
+        late: list[float] = []
+
+        async def one(i: int) -> None:
+            uid = f"synthetic-{tag}-{i}"
+            number = f"0812{tag[:3]}{i:05d}"[:12]
+            facts = CallFacts(
+                uniqueid=uid,
+                linkedid=uid,
+                channel=f"PJSIP/synthetic-{i}",
+                caller_number=number,
+                caller_name=None,
+                caller_e164=None,
+                asserted_number=None,
+                presentation="allowed",
+                caller_id_available=True,
+                callback_number=number,
+                dialled_number="112",
+                pai=None,
+                pani=None,
+                geolocation=None,
+            )
+            offered = datetime.now(UTC)
+            async with sessions() as session:
+                await record_incoming(session=session, facts=facts, at=offered)
+                await session.commit()
+            await asyncio.sleep(args.queue_wait)
+            member = f"bench-op-{i % 32 + 1:02d}"
+            answered = datetime.now(UTC)
+            for state in ("answered", "ended"):
+                ended = state == "ended"
+                if ended:
+                    await asyncio.sleep(args.hold)
+                async with sessions() as session:
+                    await apply_progress(
+                        session=session,
+                        updates=[
+                            CallProgress(
+                                uniqueid=uid,
+                                state=state,
+                                enqueued_at=offered,
+                                ringing_at=None,
+                                answered_at=answered,
+                                ended_at=datetime.now(UTC) if ended else None,
+                                queue="bench",
+                                operator=member,
+                                hangup_cause="16" if ended else None,
+                                outcome="answered" if ended else None,
+                            )
+                        ],
+                    )
+                    await session.commit()
+
+        total = int(args.rate * args.seconds)
+        started = time.monotonic()
+        tasks = []
+        for i in range(total):
+            due = started + i / args.rate
+            delay = due - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            else:
+                late.append(-delay)
+            tasks.append(asyncio.create_task(one(i)))
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        await engine.dispose()
+        failed = [r for r in results if isinstance(r, BaseException)]
+        wall = time.monotonic() - started
+        line = (
+            f"synthetic {args.rate:g}/s x {args.seconds:g}s: {total} calls fed in {wall:.1f} s, "
+            f"{len(failed)} failed"
+            + (f" ({failed[0]!r})" if failed else "")
+            + (f", feed late by up to {max(late) * 1000:.0f} ms" if late else "")
+        )
+        return line, [f"synthetic-{tag}-{i}" for i in range(total)], not failed
+
+    return asyncio.run(main())
+
+
+def run_synthetic(args: argparse.Namespace) -> dict[str, Any]:
+    """The consoles against the synthetic feed: a bench database of its own and one `siaga112
+    serve --api-only` (no sandbox, no lock needed)."""
+    base = Settings()
+    database_url = args.database_url or make_url(base.database_url_str).set(
+        database="siaga112_bench_console_synthetic"
+    ).render_as_string(hide_password=False)
+    workdir = Path(tempfile.mkdtemp(prefix="siaga112-console-synthetic-"))
+    log(f"run directory {workdir}; database: drop, create, migrate")
+    asyncio.run(drop_database(database_url))
+    upgrade(database_url)
+    settings = base.model_copy(
+        update={
+            "database_url": database_url,
+            "api": base.api.model_copy(update={"port": args.api_port}),
+        }
+    )
+    api = PlainApiService(settings, database_url, workdir / "siaga112-api.log")
+    api.start()
+    try:
+        surge = Surge(
+            database_url=database_url,
+            workdir=workdir,
+            base=api.base,
+            run=lambda: _feed(database_url, args),
+        )
+        figures = asyncio.run(_measure(surge, args))
+    finally:
+        api.stop()
+    figures["separate_api"] = True
+    return {
+        "command": " ".join(
+            shlex.quote(a) for a in [sys.executable, "-m", "bench.console", *sys.argv[1:]]
+        ),
+        "run_directory": str(workdir),
+        "synthetic": True,
+        **figures,
+    }
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    if args.synthetic:
+        return run_synthetic(args)
     with bench_stack(
         module="bench.console",
         database_url=args.database_url,
@@ -542,7 +698,22 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             log(f"siaga112 serve --api-only for the consoles on port {args.api_port}")
             api.start()
         try:
-            figures = asyncio.run(_measure(stack, args, api))
+
+            def real(caller: str) -> Callable[[], tuple[str, list[str], bool]]:
+                def go() -> tuple[str, list[str], bool]:
+                    step = _step(stack, args, caller)
+                    return step.line().strip(), step.uniqueids, step.sustained
+
+                return go
+
+            surge = Surge(
+                database_url=stack.database_url,
+                workdir=stack.workdir,
+                base=(api or stack.service).base,
+                run=real(step_caller(1, 1)),
+                control=None if args.no_control else (lambda: real(step_caller(1, 0))()[0]),
+            )
+            figures = asyncio.run(_measure(surge, args))
         finally:
             if api is not None:
                 api.stop()
@@ -629,6 +800,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument(
         "--no-control", action="store_true", help="no surge without consoles first (shorter)"
+    )
+    p.add_argument(
+        "--synthetic",
+        action="store_true",
+        help="no Asterisk: calls recorded, answered and ended straight in the database as the "
+        "AGI step and the events worker write them; the consoles on a `serve --api-only`",
+    )
+    p.add_argument(
+        "--queue-wait", type=float, default=1.0, help="--synthetic: seconds before the answer"
     )
     p.add_argument(
         "--no-stages",
