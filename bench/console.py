@@ -173,8 +173,14 @@ class Probe:
     it arrives on each of ``streams`` plain SSE connections to ``base``. A thread and event
     loop of its own, so that the browser driver never delays a timestamp."""
 
-    def __init__(self, *, base: str, key: str, database_url: str, streams: int) -> None:
+    def __init__(
+        self, *, base: str, key: str, database_url: str, streams: int, members: set[str]
+    ) -> None:
         self.base = base
+        self.members = members
+        # Seconds one GET /v1/incidents/{id} took, as a popping console sends it (plain client).
+        self.incident_reads: list[float] = []
+        self._reads: set[asyncio.Task[None]] = set()
         self.key = key
         self.dsn = asyncpg_dsn(database_url)
         self.streams = streams
@@ -231,6 +237,19 @@ class Probe:
                     event = json.loads(line[6:])
                     if event.get("incident_id") is not None:
                         seen.setdefault((kind, int(event["incident_id"])), at)
+                        operator = (event.get("data") or {}).get("operator")
+                        if index == 0 and kind == "call_answered" and operator in self.members:
+                            task = asyncio.create_task(
+                                self._read(client, int(event["incident_id"]), headers)
+                            )
+                            self._reads.add(task)
+                            task.add_done_callback(self._reads.discard)
+
+    async def _read(self, client: httpx.AsyncClient, incident: int, headers: Any) -> None:
+        started = time.monotonic()
+        response = await client.get(f"{self.base}/v1/incidents/{incident}", headers=headers)
+        if response.status_code == 200:
+            self.incident_reads.append(time.monotonic() - started)
 
     async def _listen(self, connected: asyncio.Event) -> None:
         conn = await asyncpg.connect(self.dsn)
@@ -346,7 +365,7 @@ def _latencies(
     stage: row visible in PostgreSQL, read from a plain SSE stream, received by the page;
     besides, the page's own part (drawn minus received, per console)."""
     stages: dict[str, dict[str, list[float]]] = {
-        f: {"db": [], "sse": [], "received": [], "drawn": [], "page_apply": []}
+        f: {"db": [], "sse": [], "received": [], "opened": [], "drawn": [], "page_apply": []}
         for f in ("queue_update", "screen_pop")
     }
     missed_queue = 0
@@ -395,6 +414,9 @@ def _latencies(
                 t0 = call.answered_at.timestamp()
                 pops_expected += 1
                 popped = first.get(("pop", incident))
+                opened = first.get(("pop_open", incident))
+                if opened is not None:
+                    stages["screen_pop"]["opened"].append(opened - t0)
                 recv = arrived.get(("call_answered", incident))
                 if recv is not None:
                     stages["screen_pop"]["received"].append(recv - t0)
@@ -479,7 +501,9 @@ async def _measure(surge: Surge, args: argparse.Namespace) -> dict[str, Any]:
     # share its cores, so the browser runs at the lowest CPU priority (a wrapper that execs
     # chromium under `nice -n 19`), and the service, Asterisk and SIPp come first.
     wrapper = surge.workdir / "chromium-nice"
-    wrapper.write_text(f'#!/bin/sh\nexec nice -n 19 {shlex.quote(executable)} "$@"\n')
+    wrapper.write_text(
+        f'#!/bin/sh\nexec nice -n {int(args.browser_nice)} {shlex.quote(executable)} "$@"\n'
+    )
     wrapper.chmod(0o755)
     probe: Probe | None = None
     async with async_playwright() as pw:
@@ -507,7 +531,11 @@ async def _measure(surge: Surge, args: argparse.Namespace) -> dict[str, Any]:
                 c.page.on("request", count)
             if not args.no_stages:
                 probe = Probe(
-                    base=base, key=probe_key, database_url=surge.database_url, streams=CONSOLES
+                    base=base,
+                    key=probe_key,
+                    database_url=surge.database_url,
+                    streams=CONSOLES,
+                    members={member for _, member in users},
                 )
                 probe.start()
             log(f"calls: {args.rate:g}/s for {args.seconds:g} s, {CONSOLES} consoles open")
@@ -534,6 +562,8 @@ async def _measure(surge: Surge, args: argparse.Namespace) -> dict[str, Any]:
             "after_surge": [round(x, 2) for x in load_after],
         },
         "probe_errors": probe.errors if probe is not None else [],
+        "incident_read": _figures(probe.incident_reads) if probe is not None else None,
+        "browser_nice": args.browser_nice,
         "sustained": sustained,
         "calls": len(calls),
         "consoles": CONSOLES,
@@ -762,6 +792,7 @@ STAGE_NAMES = {
     "db": "row visible in PostgreSQL",
     "sse": "read from the event stream (plain client)",
     "received": "received by the page",
+    "opened": "opened from the event (number, id)",
     "drawn": "drawn by the page",
     "page_apply": "the page's own part (drawn - received)",
 }
@@ -781,6 +812,12 @@ def stage_lines(result: dict[str, Any]) -> list[str]:
                     f"    {label:<42} {ms(f['p50_s']):>10} {ms(f['p99_s']):>10} "
                     f"{ms(f['max_s']):>10} (n={f['n']})"
                 )
+    read = result.get("incident_read")
+    if read and read["n"]:
+        lines.append(
+            f"  GET /v1/incidents/{{id}} on a pop (plain client): p50 {ms(read['p50_s'])} "
+            f"p99 {ms(read['p99_s'])} (n={read['n']})"
+        )
     if result.get("probe_errors"):
         lines.append(f"  probe errors: {result['probe_errors']}")
     return lines
@@ -806,6 +843,9 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="no Asterisk: calls recorded, answered and ended straight in the database as the "
         "AGI step and the events worker write them; the consoles on a `serve --api-only`",
+    )
+    p.add_argument(
+        "--browser-nice", type=int, default=19, help="chromium's nice value (default 19)"
     )
     p.add_argument(
         "--queue-wait", type=float, default=1.0, help="--synthetic: seconds before the answer"
