@@ -35,7 +35,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
 import json
+import multiprocessing
 import os
 import re
 import secrets
@@ -669,6 +671,13 @@ def _feed(database_url: str, args: argparse.Namespace) -> tuple[str, list[str], 
     return asyncio.run(main())
 
 
+def _feed_apart(database_url: str, args: argparse.Namespace) -> tuple[str, list[str], bool]:
+    """The feed in a process of its own: its work must not delay the probe's timestamps."""
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(1, mp_context=context) as pool:
+        return pool.submit(_feed, database_url, args).result()
+
+
 def run_synthetic(args: argparse.Namespace) -> dict[str, Any]:
     """The consoles against the synthetic feed: a bench database of its own and one `siaga112
     serve --api-only` (no sandbox, no lock needed)."""
@@ -693,7 +702,7 @@ def run_synthetic(args: argparse.Namespace) -> dict[str, Any]:
             database_url=database_url,
             workdir=workdir,
             base=api.base,
-            run=lambda: _feed(database_url, args),
+            run=lambda: _feed_apart(database_url, args),
         )
         figures = asyncio.run(_measure(surge, args))
     finally:
