@@ -63,14 +63,23 @@ class CallerHistory:
     incidents: list[Incident]
 
 
-async def _classifications(session: AsyncSession, where: ColumnElement[bool]) -> dict[str, int]:
+async def _classifications(
+    session: AsyncSession, where: ColumnElement[bool]
+) -> tuple[dict[str, int], datetime | None]:
+    """Incidents per classification and the newest incident's time, in one statement (their
+    sum is the number of incidents)."""
     key = func.coalesce(Incident.classification, UNCLASSIFIED)
     counts: dict[str, int] = dict.fromkeys([c.value for c in Classification] + [UNCLASSIFIED], 0)
-    for name, n in (
-        await session.execute(select(key, func.count()).where(where).group_by(key))
+    newest: datetime | None = None
+    for name, n, last in (
+        await session.execute(
+            select(key, func.count(), func.max(Incident.created_at)).where(where).group_by(key)
+        )
     ).all():
         counts[name] = n
-    return counts
+        if last is not None and (newest is None or last > newest):
+            newest = last
+    return counts, newest
 
 
 async def caller_history(
@@ -82,20 +91,20 @@ async def caller_history(
     request_id: str | None,
     call_id: uuid.UUID | None = None,
     incident_id: int | None = None,
+    with_calls: bool = True,
 ) -> CallerHistory:
     """The history of ``number`` (any form; see :func:`history_number`); the read is audited.
-    ``call_id`` and ``incident_id`` are only recorded: what the history was asked for."""
+    ``call_id`` and ``incident_id`` are only recorded: what the history was asked for. Without
+    ``with_calls`` the list of calls is left empty (the totals are there): an incident's
+    caller summary, read on every screen pop, shows none."""
     e164 = history_number(number)
     calls_where = call_matches(e164)
     incidents_where = incident_matches(e164)
     calls_total, last_call = (
         await session.execute(select(func.count(), func.max(Call.offered_at)).where(calls_where))
     ).one()
-    incidents_total, last_incident = (
-        await session.execute(
-            select(func.count(), func.max(Incident.created_at)).where(incidents_where)
-        )
-    ).one()
+    classifications, last_incident = await _classifications(session, incidents_where)
+    incidents_total = sum(classifications.values())
     calls_stmt = (
         select(Call).where(calls_where).order_by(Call.offered_at.desc(), Call.id).limit(limit)
     )
@@ -105,14 +114,14 @@ async def caller_history(
         .order_by(Incident.created_at.desc(), Incident.id.desc())
         .limit(limit)
     )
-    calls = list((await session.scalars(calls_stmt)).all())
+    calls = list((await session.scalars(calls_stmt)).all()) if with_calls else []
     incidents = list((await session.scalars(incidents_stmt)).all())
     seen = [t for t in (last_call, last_incident) if t is not None]
     history = CallerHistory(
         number=e164,
         calls_total=calls_total,
         incidents_total=incidents_total,
-        classifications=await _classifications(session, incidents_where),
+        classifications=classifications,
         last_seen=max(seen) if seen else None,
         calls=calls,
         incidents=incidents,
