@@ -367,7 +367,15 @@ def _latencies(
     stage: row visible in PostgreSQL, read from a plain SSE stream, received by the page;
     besides, the page's own part (drawn minus received, per console)."""
     stages: dict[str, dict[str, list[float]]] = {
-        f: {"db": [], "sse": [], "received": [], "opened": [], "drawn": [], "page_apply": []}
+        f: {
+            "db": [],
+            "sse": [],
+            "hub": [],
+            "received": [],
+            "opened": [],
+            "drawn": [],
+            "page_apply": [],
+        }
         for f in ("queue_update", "screen_pop")
     }
     missed_queue = 0
@@ -392,11 +400,14 @@ def _latencies(
                 if start is None:
                     continue
                 t0 = start.timestamp()
-                if (kind, incident) in probe.db_seen:
-                    stages[figure]["db"].append(probe.db_seen[(kind, incident)] - t0)
+                visible = probe.db_seen.get((kind, incident))
+                if visible is not None:
+                    stages[figure]["db"].append(visible - t0)
                 for seen in probe.sse_seen:
                     if (kind, incident) in seen:
                         stages[figure]["sse"].append(seen[(kind, incident)] - t0)
+                        if visible is not None:
+                            stages[figure]["hub"].append(seen[(kind, incident)] - visible)
     for console, marks, got in zip(consoles, timings, received, strict=True):
         first = firsts(marks)
         arrived = firsts(got)
@@ -800,6 +811,7 @@ def report(result: dict[str, Any]) -> str:
 STAGE_NAMES = {
     "db": "row visible in PostgreSQL",
     "sse": "read from the event stream (plain client)",
+    "hub": "the service's own part (read - visible)",
     "received": "received by the page",
     "opened": "opened from the event (number, id)",
     "drawn": "drawn by the page",
