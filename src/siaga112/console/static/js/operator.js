@@ -219,6 +219,8 @@ async function openIncident(id, popped) {
   }
   // A popped call's incident is new: its dispatches are read after it is drawn, not before.
   const drawn = await loadIncident(!popped);
+  $("incident").hidden = false;
+  $("incident-none").hidden = true;
   if (popped && drawn) {
     mark("pop", id);
     reloadDispatchesSoon();
