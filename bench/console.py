@@ -47,6 +47,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -492,6 +493,19 @@ class ApiService(Service):
                 os.environ["SIAGA112_API__PORT"] = saved
 
 
+def _hub_metrics(base: str) -> dict[str, float]:
+    """The consoles' instance's event hub figures (its /metrics): events published, clients cut
+    off, and how long it waited at holes in the id sequence."""
+    with urllib.request.urlopen(base + "/metrics", timeout=5) as resp:  # noqa: S310
+        text = resp.read().decode()
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("siaga112_live_") and " " in line:
+            name, _, value = line.rpartition(" ")
+            out[name.removeprefix("siaga112_")] = float(value)
+    return out
+
+
 @dataclass
 class Surge:
     """What the consoles are measured against: the real calls of ``bench_stack`` (with a control
@@ -558,6 +572,7 @@ async def _measure(surge: Surge, args: argparse.Namespace) -> dict[str, Any]:
             await asyncio.sleep(args.settle)
             if probe is not None:
                 probe.stop()
+            hub_metrics = await asyncio.to_thread(_hub_metrics, base)
             timings = [await c.page.evaluate("window.siaga112Timings") for c in consoles]
             received = [await c.page.evaluate("window.__benchReceived || []") for c in consoles]
         finally:
@@ -577,6 +592,7 @@ async def _measure(surge: Surge, args: argparse.Namespace) -> dict[str, Any]:
         "probe_errors": probe.errors if probe is not None else [],
         "incident_read": _figures(probe.incident_reads) if probe is not None else None,
         "browser_nice": args.browser_nice,
+        "hub_metrics": hub_metrics,
         "sustained": sustained,
         "calls": len(calls),
         "consoles": CONSOLES,
@@ -838,6 +854,12 @@ def stage_lines(result: dict[str, Any]) -> list[str]:
         lines.append(
             f"  GET /v1/incidents/{{id}} on a pop (plain client): p50 {ms(read['p50_s'])} "
             f"p99 {ms(read['p99_s'])} (n={read['n']})"
+        )
+    hub = result.get("hub_metrics") or {}
+    if hub:
+        lines.append(
+            "  event hub of the consoles' instance: "
+            + ", ".join(f"{k} {v:g}" for k, v in sorted(hub.items()))
         )
     if result.get("probe_errors"):
         lines.append(f"  probe errors: {result['probe_errors']}")
