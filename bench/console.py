@@ -898,7 +898,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="no timing of the stages (no LISTEN connection, no plain event-stream readers)",
     )
-    p.add_argument("--api-port", type=int, default=8114, help="that second serve's port")
+    p.add_argument(
+        "--api-port",
+        type=int,
+        default=8117,
+        help="the consoles' serve's port (default 8117: 8113 and 8114 are the workers' metrics)",
+    )
     p.add_argument("--wait-busy", type=float, default=180.0, help="wait for a busy sandbox")
     p.add_argument("--database-url", default=None, help="default: .../siaga112_bench_console")
     p.add_argument("--keep-cdr", action="store_true", help="leave the bench's CDR lines")
