@@ -175,7 +175,15 @@ def _cmd_cells(settings: Settings, args: argparse.Namespace) -> int:
 def _cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     from siaga112.service import run_service
 
-    return run_service(settings, with_telephony=not args.api_only, spawn_worker=not args.no_worker)
+    if args.call_control and not args.api_only:
+        print("siaga112 serve: --call-control goes with --api-only", file=sys.stderr)
+        return 2
+    return run_service(
+        settings,
+        with_telephony=not args.api_only,
+        spawn_worker=not args.no_worker,
+        call_control=args.call_control,
+    )
 
 
 def _cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
@@ -222,6 +230,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="run the API, FastAGI server and AMI client")
     serve.add_argument("--api-only", action="store_true", help="no telephony (AGI/AMI)")
+    serve.add_argument(
+        "--call-control",
+        action="store_true",
+        help="with --api-only: an AMI link for actions only (hang-up, transfer, callbacks, "
+        "queue sessions), no AGI server and no AMI events: the consoles' own instance",
+    )
     serve.add_argument(
         "--no-worker",
         action="store_true",

@@ -104,9 +104,12 @@ async def caller_history(
     request_id: str | None,
     call_id: uuid.UUID | None = None,
     incident_id: int | None = None,
+    with_calls: bool = True,
 ) -> CallerHistory:
     """The history of ``number`` (any form; see :func:`history_number`); the read is audited.
-    ``call_id`` and ``incident_id`` are only recorded: what the history was asked for."""
+    ``call_id`` and ``incident_id`` are only recorded: what the history was asked for. Without
+    ``with_calls`` the list of calls is left empty (the totals are there): an incident's
+    caller summary, read on every screen pop, shows none."""
     e164 = history_number(number)
     forms = list(dict.fromkeys(number_forms(e164)))
     calls_total, last_call, incidents_total, last_incident, classifications = await _counts(
@@ -124,7 +127,7 @@ async def caller_history(
         .order_by(Incident.created_at.desc(), Incident.id.desc())
         .limit(limit)
     )
-    calls = list((await session.scalars(calls_stmt)).all())
+    calls = list((await session.scalars(calls_stmt)).all()) if with_calls else []
     incidents = list((await session.scalars(incidents_stmt)).all())
     seen = [t for t in (last_call, last_incident) if t is not None]
     history = CallerHistory(
