@@ -21,6 +21,7 @@ from sqlalchemy.engine import make_url
 
 from siaga112.config import LOW_QUEUE_SUFFIX, PbxSettings, Settings, stored_passwords
 from siaga112.pbxconf.prompts import FLAGGED_NOTICE, LANGUAGE, SOUNDS_SUBDIR, prompt
+from siaga112.telephony.ami_call_control import RELOAD_CONTEXT
 from siaga112.telephony.ami_events import OVERFLOW_CONTEXT, OVERFLOW_MEMBER_PREFIX
 from siaga112.telephony.contract import (
     AMI_EVENTS,
@@ -214,16 +215,24 @@ def _format_seconds(ms: int) -> str:
 
 
 def _pgsql_values(settings: Settings) -> dict[str, object]:
-    """res_pgsql.conf from ``database_url``: the same database siaga112 writes operators to.
+    """res_pgsql.conf from ``database_url`` and ``pbx.db_user``: the database siaga112 writes
+    operators to, read by Asterisk as its own role.
     The root shares the host's network, so 127.0.0.1 is the host's PostgreSQL."""
     # str(): settings built with model_copy(update=...) may hold the URL as a plain string.
     url = make_url(str(settings.database_url))
+    # Asterisk's own read-only role when configured (`siaga112 db roles` creates it).
+    pbx = settings.pbx
+    user = pbx.db_user or url.username or "postgres"
+    if pbx.db_user:
+        password = pbx.db_password.get_secret_value() if pbx.db_password else ""
+    else:
+        password = url.password or ""
     return {
         "pg_host": url.host or "127.0.0.1",
         "pg_port": url.port or 5432,
         "pg_dbname": url.database or "siaga112",
-        "pg_user": url.username or "postgres",
-        "pg_password": url.password or "",
+        "pg_user": user,
+        "pg_password": password,
     }
 
 
@@ -339,6 +348,7 @@ def render_config(
         "overflow_rule_line": overflow.rule_line,
         "overflow_rules": overflow.rules,
         "overflow_context": OVERFLOW_CONTEXT,
+        "reload_context": RELOAD_CONTEXT,
         "overflow_extensions": overflow.extensions,
         "agi_host": settings.agi.host,
         "agi_port": settings.agi.port,
