@@ -12,6 +12,7 @@ import asyncpg
 import pytest
 from sqlalchemy.engine import make_url
 
+from siaga112.cli import main
 from siaga112.db.manage import drop_database, upgrade
 from siaga112.db.roles import (
     APPEND_ONLY,
@@ -20,6 +21,7 @@ from siaga112.db.roles import (
     drop_roles,
     ensure_roles,
     local_roles,
+    role_url,
 )
 from siaga112.db.session import asyncpg_dsn
 from tests.conftest import ADMIN_URL, asterisk_role, owner_url
@@ -214,3 +216,56 @@ async def test_roles_take_over_a_database_the_superuser_migrated_and_twice_chang
         )
     finally:
         await conn.close()
+
+
+def test_db_roles_then_db_upgrade_from_the_settings_alone(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """What an admin runs (docs/operations.md): names and passwords come from the three URLs
+    and SIAGA112_PBX__DB_*; twice changes nothing; no password is printed."""
+    database = f"siaga112_test_cli_{uuid.uuid4().hex[:8]}"
+    roles = local_roles(database)
+    secret = uuid.uuid4().hex
+    assert roles.asterisk is not None
+    monkeypatch.setenv("SIAGA112_DATABASE_ADMIN_URL", ADMIN_URL)
+    monkeypatch.setenv(
+        "SIAGA112_DATABASE_OWNER_URL", role_url(ADMIN_URL, roles.owner, database=database)
+    )
+    monkeypatch.setenv(
+        "SIAGA112_DATABASE_URL", role_url(ADMIN_URL, roles.service, database=database)
+    )
+    monkeypatch.setenv("SIAGA112_PBX__DB_USER", roles.asterisk.name)
+    monkeypatch.setenv("SIAGA112_PBX__DB_PASSWORD", secret)
+    try:
+        for _ in range(2):
+            assert main(["db", "roles"]) == 0
+            assert main(["db", "upgrade"]) == 0
+        out = capsys.readouterr()
+        assert secret not in out.out + out.err
+
+        async def check() -> None:
+            conn = await asyncpg.connect(asyncpg_dsn(f"{ADMIN_URL.rsplit('/', 1)[0]}/{database}"))
+            try:
+                assert (
+                    await conn.fetchval(
+                        "SELECT pg_get_userbyid(relowner) FROM pg_class WHERE relname = 'calls'"
+                    )
+                    == roles.owner.name
+                )
+                assert await conn.fetchval(
+                    "SELECT has_table_privilege($1, 'ps_auths', 'SELECT') "
+                    "AND NOT has_table_privilege($1, 'calls', 'SELECT')",
+                    roles.asterisk.name,  # type: ignore[union-attr]
+                )
+                # The Asterisk role was given its password (SCRAM or md5, never in clear).
+                assert await conn.fetchval(
+                    "SELECT rolpassword IS NOT NULL FROM pg_authid WHERE rolname = $1",
+                    roles.asterisk.name,  # type: ignore[union-attr]
+                )
+            finally:
+                await conn.close()
+
+        asyncio.run(check())
+    finally:
+        asyncio.run(drop_database(f"{ADMIN_URL.rsplit('/', 1)[0]}/{database}"))
+        asyncio.run(drop_roles(ADMIN_URL, roles))
