@@ -346,6 +346,19 @@ class PbxSettings(BaseModel):
     )
     # Two extra numbers in [from-carrier] run the emergency path into a queue whose one member
     # (the first demo operator) is rung even while in use -- one with the AGI step, one without.
+    db_user: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$",
+        description="PostgreSQL role Asterisk's realtime link (res_pgsql.conf) logs in as: "
+        "`siaga112 db roles` lets it read only the PJSIP tables (`ps_endpoints`, `ps_auths`, "
+        "`ps_aors`). Unset: the user of `SIAGA112_DATABASE_URL` (the service's own role, which "
+        "can also write them).",
+    )
+    db_password: SecretStr | None = Field(
+        default=None,
+        description="Password of `db_user` (rendered into res_pgsql.conf, mode 0640); unset "
+        "where PostgreSQL trusts the PBX host.",
+    )
     bench_numbers: bool = Field(
         default=False,
         description="Benchmark only (bench/surge.py), never in a deployment: renders the "
@@ -710,6 +723,19 @@ class Settings(BaseSettings):
         description="PostgreSQL (created when missing by `siaga112 db upgrade`); Asterisk's "
         "realtime operators are configured from it too.",
     )
+    # Additive to database_url (which stays the running service's own, non-owner role): who
+    # owns the schema and who creates the roles (docs/operations.md, "Database roles").
+    database_owner_url: SecretStr | None = Field(
+        default=None,
+        description="PostgreSQL URL of the role that owns the schema: `siaga112 db upgrade` "
+        "migrates through it. Unset: `SIAGA112_DATABASE_URL` (one role for everything).",
+    )
+    database_admin_url: SecretStr | None = Field(
+        default=None,
+        description="PostgreSQL URL of a superuser (or a role with CREATEROLE and CREATEDB) that "
+        "`siaga112 db roles` uses once to create or update the owner, service and Asterisk "
+        "roles and the database; nothing else uses it.",
+    )
     db_pool_size: int = Field(
         default=10, description="Database connections each process keeps in its pool."
     )
@@ -782,6 +808,20 @@ class Settings(BaseSettings):
     @property
     def database_url_str(self) -> str:
         return str(self.database_url)
+
+    @property
+    def database_owner_url_str(self) -> str:
+        """Where migrations run: the schema owner's URL, else the service's own."""
+        if self.database_owner_url is not None:
+            return self.database_owner_url.get_secret_value()
+        return self.database_url_str
+
+    @field_validator("database_owner_url", "database_admin_url")
+    @classmethod
+    def _postgres_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            PostgresDsn(value.get_secret_value())
+        return value
 
     def own_hosts(self) -> list[str]:
         """The addresses this deployment's own listeners and database are configured on."""

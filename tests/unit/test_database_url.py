@@ -8,7 +8,14 @@ import pytest
 from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 
 from siaga112.config import Settings
-from siaga112.db.url import asyncpg_dsn, describe, parse, sqlalchemy_url, with_database
+from siaga112.db.url import (
+    asyncpg_dsn,
+    describe,
+    parse,
+    sqlalchemy_url,
+    with_database,
+    with_user,
+)
 from siaga112.pbxconf.render import _pgsql_values
 
 MULTI = (
@@ -84,3 +91,15 @@ def test_asterisk_realtime_gets_one_server(url: str) -> None:
     values = _pgsql_values(Settings(database_url=url))
     assert (values["pg_host"], values["pg_dbname"]) == ("127.0.0.1", "siaga112")
     assert values["pg_port"] in (5432, 5441)
+
+
+def test_with_user_keeps_every_server_and_option() -> None:
+    url = (
+        "postgresql+asyncpg://postgres@127.0.0.1:5441,127.0.0.1:5442/siaga112"
+        "?target_session_attrs=read-write"
+    )
+    assert with_user(url, "siaga112_app", None) == (
+        "postgresql+asyncpg://siaga112_app@127.0.0.1:5441,127.0.0.1:5442/siaga112"
+        "?target_session_attrs=read-write"
+    )
+    assert with_user("postgresql://h/db", "a b", "p@ss") == "postgresql://a%20b:p%40ss@h/db"

@@ -328,7 +328,7 @@ def test_the_ami_account_cannot_read_or_rewrite_config_nor_run_commands(tmp_path
     write = re.search(r"^write = (.*)$", files["manager.conf"], re.M)
     assert write is not None
     classes = set(write.group(1).split(","))
-    assert classes == {"call", "agent", "originate", "reporting", "system"}
+    assert classes == {"call", "agent", "originate", "reporting"}
     for module in ("app_system", "func_shell"):
         assert f"noload => {module}.so" in files["modules.conf"]
 

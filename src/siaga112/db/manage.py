@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import asyncpg
 from alembic import command
@@ -15,6 +16,9 @@ from sqlalchemy.exc import ProgrammingError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from siaga112.db.url import asyncpg_dsn, parse, sqlalchemy_url
+
+if TYPE_CHECKING:
+    from siaga112.db.roles import DbRoles
 
 log = logging.getLogger(__name__)
 
@@ -103,11 +107,36 @@ def _check_known(database_url: str) -> None:
         )
 
 
-def upgrade(database_url: str, revision: str = "heads") -> None:
-    """Synchronous on purpose: Alembic's async env runs its own event loop."""
+def upgrade(database_url: str, revision: str = "heads", *, roles: DbRoles | None = None) -> None:
+    """Migrates as the role of ``database_url`` (the schema's owner), then applies the grant
+    policy for ``roles`` (siaga112.db.roles). Synchronous on purpose: Alembic's async env runs
+    its own event loop."""
     asyncio.run(ensure_database(database_url))
     _check_known(database_url)
     command.upgrade(alembic_config(database_url), revision)
+    if roles is not None:
+        asyncio.run(_grant(database_url, roles))
+
+
+async def _grant(database_url: str, roles: DbRoles) -> None:
+    from siaga112.db.roles import apply_grants, missing_roles
+
+    conn = await connect(database_url)
+    try:
+        missing = await missing_roles(conn, roles)
+        if missing:
+            raise MissingRoles(
+                f"roles {', '.join(missing)} do not exist: run `siaga112 db roles` (with "
+                "SIAGA112_DATABASE_ADMIN_URL) first"
+            )
+        async with conn.transaction():
+            await apply_grants(conn, roles)
+    finally:
+        await conn.close()
+
+
+class MissingRoles(RuntimeError):
+    """The configured service or Asterisk role has not been created (`siaga112 db roles`)."""
 
 
 async def pending_migrations(engine: AsyncEngine) -> set[str]:

@@ -114,6 +114,16 @@ def with_database(database_url: str, database: str) -> str:
     return parts._replace(path="/" + database).geturl()
 
 
+def with_user(database_url: str, username: str, password: str | None) -> str:
+    """The same servers, database and options for another role (``password`` None: none)."""
+    parts = urlsplit(database_url)
+    hostlist = parts.netloc.rpartition("@")[2]
+    auth = quote(username, safe="")
+    if password is not None:
+        auth += ":" + quote(password, safe="")
+    return parts._replace(netloc=f"{auth}@{hostlist}").geturl()
+
+
 def describe(database_url: str) -> str:
     """For messages and logs: servers and database, never the password."""
     target = parse(database_url)

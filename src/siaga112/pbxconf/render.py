@@ -20,6 +20,7 @@ from pathlib import Path
 from siaga112.config import LOW_QUEUE_SUFFIX, PbxSettings, Settings, stored_passwords
 from siaga112.db.url import parse as parse_database_url
 from siaga112.pbxconf.prompts import FLAGGED_NOTICE, LANGUAGE, SOUNDS_SUBDIR, prompt
+from siaga112.telephony.ami_call_control import RELOAD_CONTEXT
 from siaga112.telephony.ami_events import OVERFLOW_CONTEXT, OVERFLOW_MEMBER_PREFIX
 from siaga112.telephony.contract import (
     AMI_EVENTS,
@@ -213,19 +214,27 @@ def _format_seconds(ms: int) -> str:
 
 
 def _pgsql_values(settings: Settings) -> dict[str, object]:
-    """res_pgsql.conf from ``database_url``: the same database siaga112 writes operators to.
-    The root shares the host's network, so 127.0.0.1 is the host's PostgreSQL. res_pgsql takes
-    one server: of several (a primary and its replica), the first; a centre renders with a URL
-    whose host follows the primary (a virtual IP, pgbouncer, a DNS name: docs/operations.md)."""
+    """res_pgsql.conf from ``database_url`` and ``pbx.db_user``: the database siaga112 writes
+    operators to, read by Asterisk as its own role. The root shares the host's network, so
+    127.0.0.1 is the host's PostgreSQL. res_pgsql takes one server: of several (a primary and
+    its replica), the first; a centre renders with a URL whose host follows the primary (a
+    virtual IP, pgbouncer, a DNS name: docs/operations.md)."""
     # str(): settings built with model_copy(update=...) may hold the URL as a plain string.
     target = parse_database_url(str(settings.database_url))
     host, port = target.hosts[0]
+    # Asterisk's own read-only role when configured (`siaga112 db roles` creates it).
+    pbx = settings.pbx
+    user = pbx.db_user or target.username or "postgres"
+    if pbx.db_user:
+        password = pbx.db_password.get_secret_value() if pbx.db_password else ""
+    else:
+        password = target.password or ""
     return {
         "pg_host": host,
         "pg_port": port,
         "pg_dbname": target.database or "siaga112",
-        "pg_user": target.username or "postgres",
-        "pg_password": target.password or "",
+        "pg_user": user,
+        "pg_password": password,
     }
 
 
@@ -399,6 +408,7 @@ def render_config(
         "overflow_rule_line": overflow.rule_line,
         "overflow_rules": overflow.rules,
         "overflow_context": OVERFLOW_CONTEXT,
+        "reload_context": RELOAD_CONTEXT,
         "overflow_extensions": overflow.extensions,
         "agi_host": settings.agi.host,
         "agi_port": settings.agi.port,

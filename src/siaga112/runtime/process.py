@@ -11,6 +11,7 @@ import os
 import signal
 from collections.abc import Callable
 
+from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -51,6 +52,15 @@ async def open_database(settings: Settings) -> AsyncEngine:
         await engine.dispose()
         raise SchemaNotCurrent(
             f"the database lacks migrations {sorted(pending)}: run `siaga112 db upgrade`"
+        )
+    async with engine.connect() as conn:
+        superuser = await conn.scalar(
+            text("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
+        )
+    if superuser:
+        log.warning(
+            "serving as a PostgreSQL superuser: give the service a role of its own "
+            "(siaga112 db roles, docs/operations.md#database-roles)"
         )
     return engine
 
