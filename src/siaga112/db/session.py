@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from urllib.parse import parse_qs, urlencode, urlsplit
 
-from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -15,11 +15,13 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from siaga112.config import Settings
+from siaga112.db import url as db_url
 
 
 def make_engine(settings: Settings) -> AsyncEngine:
     return create_async_engine(
-        settings.database_url_str,
+        # Several hosts (a primary and its replica) are rewritten into the dialect's form.
+        db_url.sqlalchemy_url(settings.database_url_str),
         pool_size=settings.db_pool_size,
         # No pre-ping: it is one more round trip for every session, on the AGI hot path too
         # (about a tenth of the service's time in bench/surge). A connection that died is
@@ -54,7 +56,7 @@ def application_name() -> str:
 def asyncpg_dsn(database_url: str) -> str:
     """The SQLAlchemy URL as a plain libpq/asyncpg DSN (for LISTEN on a raw connection), naming
     the process as ``application_name`` does (asyncpg takes unknown query keys as settings)."""
-    url = make_url(database_url).set(drivername="postgresql")
-    if "application_name" not in url.query:
-        url = url.update_query_dict({"application_name": application_name()})
-    return url.render_as_string(hide_password=False)
+    dsn = db_url.asyncpg_dsn(database_url)
+    if "application_name" in parse_qs(urlsplit(dsn).query):
+        return dsn
+    return dsn + ("&" if "?" in dsn else "?") + urlencode({"application_name": application_name()})
