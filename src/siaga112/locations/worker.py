@@ -153,7 +153,7 @@ class LocationWorker:
                 )
                 # An AML message that came before the call was recorded waits for it. Most
                 # callers' numbers have none: the sweep's one read spares them the advisory
-                # lock and the query (about a fifth of a derivation's time, bench/README).
+                # lock and the query (bench/locderive).
                 if job.aml_number is not None and may_have_pending_aml(job.aml_number, aml):
                     policy = AmlPolicy.from_settings(conf)
                     await attach_pending_aml(

@@ -63,7 +63,7 @@ class PbxError(Exception):
 # AGI() replaced by NoOp() (same arguments, nothing sent). Both queue into BENCH_QUEUE, whose
 # BENCH_MEMBERS members are answered inside Asterisk: ``Local/bench-op-NN@BENCH_ANSWER_CONTEXT/n``,
 # a context that answers at once and waits for the caller to hang up. A SIPp phone as the
-# answering side was the bench's ceiling (at 125 calls/s it fell behind, Asterisk did not), so
+# answering side was the bench's ceiling (it fell behind before Asterisk did, issue 13), so
 # the bench measured SIPp; Local members cost only Asterisk, the thing measured, and the same on
 # both paths. The queue rings them even while in use (ringinuse), and there are many so that
 # callers do not wait for each other: app_queue lets only as many callers ring at once as

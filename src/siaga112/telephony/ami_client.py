@@ -57,7 +57,7 @@ class AmiLink:
     ) -> None:
         self._on_event = on_event
         # Asked of the raw message before it is parsed: an event no handler would use costs
-        # no parsing (bench/surge: parsing was a quarter of the events worker's time).
+        # no parsing, a large share of the events worker's time (bench/README, issue 13).
         self._accept = accept
         self._on_login_cb = on_login
         self.metrics = metrics
