@@ -8,7 +8,7 @@
    index in place, the backend reniced), each incident with what the real flow leaves around it:
    its call (caller numbers in the forms carriers send, repeat and nuisance callers, callers
    without caller ID), locations, timeline lines, audit rows, dispatches for a share; spread
-   over ``--years`` of ``created_at`` up to now. Then ANALYZE and a CHECKPOINT.
+   over ``--years`` of ``created_at`` up to now. Then VACUUM (ANALYZE) and a CHECKPOINT.
 3. Measures, at normal priority, one after the other:
    - the AGI statement: ``Telephony._record_call`` (what the FastAGI server calls, i.e.
      ``record_incoming`` in autocommit) ``--calls`` times, with facts parsed from AGI variables
@@ -44,7 +44,7 @@ from typing import Any
 
 import asyncpg
 import httpx
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -67,6 +67,7 @@ SMOKE_SIZES = (3_000, 6_000)
 NUISANCE_NUMBERS = 2_000
 HISTORY_PREFIX = "+62812"
 NEW_PREFIX = "+62857"  # never in the filled history
+BUSIEST = f"{HISTORY_PREFIX}{NUISANCE_NUMBERS:08d}"  # the pool's first: the longest history
 OPERATORS = 40
 
 
@@ -377,8 +378,8 @@ async def fill_to(
             "(SELECT max(id) FROM incidents))"
         )
         fill_s = time.perf_counter() - started
-        log(f"fill: indexes built in {fill_s - rows_s:.0f} s; ANALYZE")
-        await conn.execute("ANALYZE")
+        log(f"fill: indexes built in {fill_s - rows_s:.0f} s; VACUUM (ANALYZE)")
+        await settle(conn)
         # The fill's dirty pages written now, not during the measurement.
         with contextlib.suppress(asyncpg.InsufficientPrivilegeError):
             await conn.execute("CHECKPOINT")
@@ -389,7 +390,7 @@ async def fill_to(
                 "SELECT reltuples::bigint FROM pg_class WHERE relname = $1", table
             )
         size = await conn.fetchval("SELECT pg_database_size(current_database())")
-        log(f"fill: {todo:,} incidents in {fill_s:.0f} s (+ANALYZE, CHECKPOINT: {total_s:.0f} s)")
+        log(f"fill: {todo:,} incidents in {fill_s:.0f} s (+VACUUM, CHECKPOINT: {total_s:.0f} s)")
         return Fill(
             rows_before=have,
             rows_after=target,
@@ -836,6 +837,38 @@ async def explain_grown(url: str, result: dict[str, Any], factor: float) -> dict
                 out[name] = await explain(engine, largest["api"]["_statements"].get(name, []))
     finally:
         await engine.dispose()
+    return out | await explain_busiest(url)
+
+
+async def explain_busiest(url: str) -> dict[str, list[str]]:
+    """Plans of the reads by number for the number with the longest history (the pool's first:
+    the fill draws the pool skewed towards it), whatever their p99: what a history costs is
+    best seen where it is longest."""
+    number = BUSIEST
+    out: dict[str, list[str]] = {}
+    async with open_target("busiest", url) as target:
+        async with target.engine.connect() as conn:
+            history = (
+                await conn.execute(
+                    text("SELECT count(*), max(id) FROM incidents WHERE caller_number = :n"),
+                    {"n": number},
+                )
+            ).one()
+        paths = [
+            ("incidents by caller number", f"/v1/incidents?caller_number={number}&limit=50"),
+            ("calls by caller number", f"/v1/calls?caller_number={number}&limit=50"),
+            ("caller history", f"/v1/callers/{number}/history"),
+        ]
+        if history[1] is not None:
+            paths.append(("one incident", f"/v1/incidents/{history[1]}"))
+        for name, path in paths:
+            target.captured.statements = []
+            target.captured.on = True
+            response = await target.client.get(path.replace("+", "%2B"))
+            target.captured.on = False
+            response.raise_for_status()
+            label = f"{name}, the busiest number ({number}, {history[0]:,} incidents)"
+            out[label] = await explain(target.engine, target.captured.statements)
     return out
 
 
@@ -853,6 +886,13 @@ def database_url(option: str | None) -> str:
 def twin_of(url: str) -> str:
     u = make_url(url)
     return u.set(database=f"{u.database}_empty").render_as_string(hide_password=False)
+
+
+async def settle(conn: asyncpg.Connection) -> None:
+    """VACUUM (ANALYZE): years of history have long been vacuumed in a centre's database
+    (autovacuum), their pages all-visible, so index-only scans can skip the tables; a fill
+    measured straight after its inserts would have every page to visit. Quick when done."""
+    await conn.execute("VACUUM (ANALYZE)")
 
 
 async def fresh(url: str) -> None:
@@ -878,8 +918,14 @@ async def run(options: Options) -> dict[str, Any]:
     log(f"database {make_url(twin).database} (the empty twin): drop, create, migrate")
     await fresh(twin)
     if options.reuse:
-        log(f"database {make_url(url).database}: as it is, migrated to the head")
+        log(f"database {make_url(url).database}: as it is, migrated to the head; VACUUM (ANALYZE)")
         await asyncio.to_thread(upgrade, url)
+        conn = await connect(url)
+        try:
+            await _renice_backend(conn, options.niceness)
+            await settle(conn)
+        finally:
+            await conn.close()
     else:
         log(f"database {make_url(url).database}: drop, create, migrate")
         await fresh(url)
@@ -950,7 +996,7 @@ def report(result: dict[str, Any]) -> str:
         lines.append(
             f"fill {fill['rows_before']:,} -> {fill['rows_after']:,} incidents: "
             f"{fill['seconds']:.0f} s (rows {fill['rows_seconds']:.0f} s, indexes "
-            f"{fill['index_seconds']:.0f} s, then ANALYZE and CHECKPOINT), database "
+            f"{fill['index_seconds']:.0f} s, then VACUUM and CHECKPOINT), database "
             f"{fill['database_bytes'] / 2**30:.2f} GB, rows {json.dumps(fill['table_rows'])}"
         )
     sizes = result["sizes"]
