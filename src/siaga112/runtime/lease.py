@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import os
 from collections.abc import Awaitable, Callable
 from typing import Any, Generic, TypeVar
 
@@ -70,7 +71,12 @@ class Lease(Generic[T]):
         while True:
             conn: Any = None
             try:
-                conn = await asyncpg.connect(self.dsn, timeout=5)
+                conn = await asyncpg.connect(
+                    self.dsn,
+                    timeout=5,
+                    # Who holds a lease, as pg_stat_activity shows it (drills, an admin).
+                    server_settings={"application_name": f"siaga112 lease pid {os.getpid()}"},
+                )
                 if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", self.key):
                     if self._prepare is not None:
                         await self._prepare()
