@@ -255,6 +255,8 @@ class Telephony:
             self.metrics.inc("ami_resync_connected_callers")
         self.metrics.inc("ami_resyncs")
         await self.reconciler.run_once()
+        # Whole again: logged in, the live state read back, the CDR backlog written.
+        self.metrics.inc("ami_resyncs_completed")
         self._kick_sweep()
 
     async def _reconcile_forever(self) -> None:
