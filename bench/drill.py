@@ -109,9 +109,15 @@ def siaga112_processes(database: str) -> dict[int, str]:
         if not SIAGA112_PROCESS.search(cmd):
             continue
         url = _environ(pid).get("SIAGA112_DATABASE_URL", "")
-        if url and make_url(url).database == database:
+        if url and database_of(url) == database:
             found[pid] = cmd
     return found
+
+
+def database_of(url: str) -> str:
+    """The database a connection URL names, also for multi-host URLs (``h1:p1,h2:p2``) that
+    SQLAlchemy's URL parser refuses: another process's URL must never end the drill."""
+    return url.split("?", 1)[0].rsplit("/", 1)[-1]
 
 
 def workers_of(serve_pid: int | None, database: str) -> dict[str, int]:
@@ -635,6 +641,9 @@ def soak(stack: BenchStack, args: argparse.Namespace) -> dict[str, Any]:
             )
         ),
         name="sipp",
+        # An error in the sampling loop must end the drill (and free the sandbox's lock),
+        # not leave the process waiting on this thread for the rest of the soak.
+        daemon=True,
     )
     started = time.monotonic()
     sipp.start()
