@@ -119,7 +119,9 @@ async def ha(
     workers: list[subprocess.Popen[bytes]] = []
     telephony: Telephony | None = None
     try:
-        await asyncio.gather(*(asyncio.to_thread(n.start) for n in nodes.values()))
+        for node in nodes.values():
+            # One after the other: each start writes the shared root's prompts.
+            await asyncio.to_thread(node.start)
         await asyncio.to_thread(proxy.start)
         # The AGI server and actions on both nodes, here; the events in two worker processes.
         telephony = Telephony(
