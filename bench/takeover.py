@@ -103,7 +103,7 @@ class Drill:
                 name = await conn.fetchval(
                     "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a"
                     " USING (pid) WHERE l.locktype = 'advisory' AND l.granted"
-                    " AND l.classid = ($1::bigint >> 32)::oid"
+                    " AND l.classid = (($1::bigint >> 32) & x'ffffffff'::bigint)::oid"
                     " AND l.objid = ($1::bigint & x'ffffffff'::bigint)::oid",
                     lease_key(events_lease_name(self.settings, node)),
                 )

@@ -336,9 +336,9 @@ class Proxy:
             raise PbxError(f"kamailio.cfg does not parse:\n{check.stderr[-2000:]}")
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                _dying_with_parent(
-                    [binary, "-DD", "-E", "-f", str(cfg), "-P", str(self.directory / "pid")]
-                ),
+                # No pid file: in its own PID namespace Kamailio is pid 1, and a file left by a
+                # killed run would name a live process (the host's init) next time.
+                _dying_with_parent([binary, "-DD", "-E", "-f", str(cfg)]),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -167,7 +167,7 @@ async def _lease_holders(database_url: str, settings: Settings) -> dict[str, lis
             rows = await conn.fetch(
                 "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a USING (pid)"
                 " WHERE l.locktype = 'advisory' AND l.granted"
-                " AND l.classid = ($1::bigint >> 32)::oid"
+                " AND l.classid = (($1::bigint >> 32) & x'ffffffff'::bigint)::oid"
                 " AND l.objid = ($1::bigint & x'ffffffff'::bigint)::oid",
                 key,
             )

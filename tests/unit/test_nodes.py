@@ -4,6 +4,8 @@ records, per-node rendering and call control routed to the node that has the cha
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
@@ -12,9 +14,12 @@ from siaga112.callcontrol.protocol import CallControlError, QueueEntryState, Que
 from siaga112.config import PbxNodeSettings, PbxSettings, Settings
 from siaga112.pbxconf.render import node_directories, render_config
 from siaga112.telephony.agi_request import parse_incoming_call
+from siaga112.telephony.ami_events import Malformed, parse_event, split_transcript
+from siaga112.telephony.cdr import parse_cdr_line
 from siaga112.telephony.facts import facts_from
 from siaga112.telephony.ids import is_node_name, node_of_id
 from siaga112.telephony.node_control import NodeCallControl, merge_members
+from siaga112.telephony.tracker import CallState, CallStatus, apply_event, call_key
 
 TWO_NODES = [
     PbxNodeSettings(name="pbx-a", ami_host="127.0.0.11", sip_address="127.0.0.11"),
@@ -269,3 +274,57 @@ def test_an_operator_busy_on_one_node_is_busy() -> None:
     assert [m.state for m in merged] == ["in_call"]
     merged = merge_members([[member("unavailable")], [member("not_in_use", paused=True)]])
     assert [m.state for m in merged] == ["paused"]
+
+
+# --- real captures of a node with systemname (tests/fixtures/*/node-*) ------------------------
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+RECEIVED = datetime(2030, 1, 1, tzinfo=UTC)
+
+
+def agi_capture(name: str) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for line in (FIXTURES / "agi" / name).read_text().splitlines():
+        key, sep, value = line.partition(": ")
+        if sep:
+            env[key] = value
+    return env
+
+
+def test_a_captured_agi_request_of_a_named_node_parses_with_its_node() -> None:
+    env = agi_capture("incoming-observed-node.txt")
+    assert env["agi_uniqueid"].startswith("pbx-a-")
+    call = parse_incoming_call(env)
+    assert call.node == "pbx-a"
+    assert call.uniqueid == call.linkedid == env["agi_uniqueid"]
+    assert call.problems == ()
+
+
+def test_a_captured_ami_transcript_of_a_named_node_folds_into_its_call() -> None:
+    text = (FIXTURES / "ami" / "node-abandoned-call.txt").read_text()
+    events = [
+        e
+        for e in (parse_event(m, received_at=RECEIVED) for m in split_transcript(text))
+        if e is not None
+    ]
+    assert not [e for e in events if isinstance(e, Malformed)]
+    states: dict[str, CallState] = {}
+    for event in events:
+        key = call_key(event)
+        if key is None:
+            continue
+        new, _ = apply_event(states.get(key), event)
+        if new is not None:
+            states[key] = new
+    (key,) = states
+    assert node_of_id(key) == "pbx-a"
+    assert states[key].linkedid == key
+    assert states[key].state in (CallStatus.ENDED, CallStatus.ABANDONED)
+
+
+def test_a_captured_cdr_line_of_a_named_node_round_trips_its_ids() -> None:
+    lines = (FIXTURES / "cdr" / "node-call.csv").read_text().splitlines()
+    records = [r for r in (parse_cdr_line(line) for line in lines) if r is not None]
+    assert records
+    for record in records:
+        assert node_of_id(record.uniqueid) == "pbx-a"
+        assert node_of_id(record.linkedid) == "pbx-a"
