@@ -249,7 +249,9 @@ async def test_a_node_that_dies_gets_no_new_calls_within_five_seconds(ha: Ha) ->
     # Calls placed from the moment the node died until five seconds after.
     placed = 0
     while time.monotonic() - killed < 5:
-        await asyncio.to_thread(_call, ha, calls=1, rate=1, hold_ms=200)
+        # Long enough to be past Answer() (it waits up to 0.5 s for media): a call cut inside
+        # it is the CDR reconciliation's, every 30 s.
+        await asyncio.to_thread(_call, ha, calls=1, rate=1, hold_ms=1500)
         placed += 1
     deadline = time.monotonic() + 15
     while True:
