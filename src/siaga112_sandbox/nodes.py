@@ -235,7 +235,9 @@ modparam("dispatcher", "ds_ping_interval", {probe_s})
 modparam("dispatcher", "ds_probing_mode", 1)
 modparam("dispatcher", "ds_probing_threshold", 1)
 modparam("dispatcher", "ds_inactive_threshold", 1)
-modparam("dispatcher", "ds_ping_reply_codes", "class=2;class=4")
+# Not all of class 4: tm's own 408 for an unanswered probe is one, and would keep a dead node
+# in. 404: a node that has no user for the probe's URI still answers.
+modparam("dispatcher", "ds_ping_reply_codes", "class=2;code=404")
 modparam("dispatcher", "flags", 2)
 
 request_route {{
