@@ -3,7 +3,7 @@ processes, the AMI connection, Asterisk and PostgreSQL fail (``python -m bench.d
 
 One phase per fault (bench/README.md, section "bench/drill", says what each does and how the
 figures are defined): SIPp callers at ``--rate`` calls/s with distinct numbers for
-``--step-seconds`` s into the bench queue (answered at once by one SIPp phone behind 32
+``--step-seconds`` s into the bench queue (answered at once inside Asterisk by 32
 members), the fault ``--fault-at`` s into the phase, then what an admin or a supervisor would do
 about it. Per phase and in total: calls offered, taken by Asterisk, queued, answered by an
 operator, with a call row and an incident, duplicate incidents, calls missing from the live

@@ -10,6 +10,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from siaga112.config import load_settings
+from siaga112.db.url import sqlalchemy_url
 from siaga112.models import Base
 
 config = context.config
@@ -17,7 +18,9 @@ target_metadata = Base.metadata
 
 
 def _url() -> str:
-    return config.get_main_option("sqlalchemy.url") or load_settings().database_url_str
+    # Several hosts (primary and replica) are rewritten into the form SQLAlchemy parses.
+    url = config.get_main_option("sqlalchemy.url") or load_settings().database_url_str
+    return sqlalchemy_url(url).render_as_string(hide_password=False)
 
 
 def run_migrations_offline() -> None:

@@ -12,6 +12,7 @@ import httpx
 import pytest
 from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -24,6 +25,7 @@ from siaga112.auth.roles import Role
 from siaga112.auth.service import create_key, system_actor
 from siaga112.config import Settings
 from siaga112.db.manage import drop_database, upgrade
+from siaga112.db.roles import drop_roles, ensure_roles, local_roles, role_url
 
 # Properties check correctness, not speed (bench/ measures speed): on a loaded 2-core CI machine
 # hypothesis' timing checks (per-example deadline, slow-generation health check) fail at random.
@@ -38,12 +40,30 @@ ADMIN_URL = os.environ.get(
 
 
 def fresh_database(tier: str) -> Iterator[str]:
-    """A database of its own for one run of one tier of tests, migrated, dropped after."""
-    base = ADMIN_URL.rsplit("/", 1)[0]
-    url = f"{base}/siaga112_test_{tier}_{uuid.uuid4().hex[:10]}"
-    upgrade(url)
-    yield url
-    asyncio.run(drop_database(url))
+    """A database of its own for one run of one tier of tests, with roles of its own (roles
+    are cluster-wide: concurrent runs on one cluster never share one), migrated by its owner
+    role, dropped after with its roles. Yields the URL of the service's role, which can only
+    read and write rows: the tests run the service as a deployment does."""
+    database = f"siaga112_test_{tier}_{uuid.uuid4().hex[:10]}"
+    roles = local_roles(database)
+    asyncio.run(ensure_roles(ADMIN_URL, roles))
+    try:
+        upgrade(role_url(ADMIN_URL, roles.owner, database=database), roles=roles)
+        yield role_url(ADMIN_URL, roles.service, database=database)
+    finally:
+        asyncio.run(drop_database(f"{ADMIN_URL.rsplit('/', 1)[0]}/{database}"))
+        asyncio.run(drop_roles(ADMIN_URL, roles))
+
+
+def owner_url(database_url: str) -> str:
+    """The schema owner's URL for a test database's service URL (cleaning up what the service
+    role may not delete: the audit trail)."""
+    return database_url.replace("_app@", "_owner@", 1)
+
+
+def asterisk_role(database_url: str) -> str:
+    """Asterisk's role of a test database (``local_roles``)."""
+    return local_roles(make_url(database_url).database or "").asterisk.name  # type: ignore[union-attr]
 
 
 async def engine_for(database_url: str) -> AsyncIterator[AsyncEngine]:
@@ -65,6 +85,14 @@ def settings(database_url: str) -> Settings:
 @pytest.fixture(scope="session")
 async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
     async for eng in engine_for(database_url):
+        yield eng
+
+
+@pytest.fixture(scope="session")
+async def owner_engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    """The schema owner's engine: for cleaning up what the service's role may not delete (the
+    audit trail) after tests that commit."""
+    async for eng in engine_for(owner_url(database_url)):
         yield eng
 
 

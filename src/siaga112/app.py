@@ -42,7 +42,7 @@ from siaga112.locations.aml_router import router as aml_router
 from siaga112.locations.aml_router import unmatched_router as aml_unmatched_router
 from siaga112.locations.router import router as locations_router
 from siaga112.metrics import Metrics
-from siaga112.net import address_in, outbound_policy
+from siaga112.net import METRICS_FORBIDDEN, address_in, outbound_policy
 from siaga112.operators.router import router as operators_router
 from siaga112.queue.router import router as queue_router
 from siaga112.recordings.router import router as recordings_router
@@ -210,7 +210,7 @@ def create_app(
         async def metrics_text(request: Request) -> str:
             source = request.client.host if request.client is not None else ""
             if not address_in(source, settings.api.metrics_allowed_networks):
-                raise Forbidden("metrics are served only to SIAGA112_API__METRICS_ALLOWED_NETWORKS")
+                raise Forbidden(METRICS_FORBIDDEN)
             return metrics.render()
 
     return app

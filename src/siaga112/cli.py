@@ -18,17 +18,50 @@ from siaga112.logs import configure
 
 
 def _cmd_db_upgrade(settings: Settings, args: argparse.Namespace) -> int:
-    from siaga112.db.manage import UnknownRevision, upgrade
+    import asyncpg
+
+    from siaga112.db.manage import MissingRoles, UnknownRevision, upgrade
+    from siaga112.db.roles import roles_from
 
     try:
-        upgrade(settings.database_url_str, args.revision)
-    except UnknownRevision as exc:
+        upgrade(settings.database_owner_url_str, args.revision, roles=roles_from(settings))
+    except (UnknownRevision, MissingRoles) as exc:
         print(f"siaga112 db upgrade: {exc}", file=sys.stderr)
+        return 1
+    except asyncpg.PostgresError as exc:
+        print(f"siaga112 db upgrade: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:
         print(f"siaga112 db upgrade: PostgreSQL is not reachable ({exc})", file=sys.stderr)
         return 1
     print(f"database migrated to {args.revision}")
+    return 0
+
+
+def _cmd_db_roles(settings: Settings, args: argparse.Namespace) -> int:
+    import asyncpg
+
+    from siaga112.db.roles import ensure_roles, roles_from
+
+    roles = roles_from(settings)
+    if settings.database_admin_url is None or roles is None:
+        print(
+            "siaga112 db roles: set SIAGA112_DATABASE_ADMIN_URL (a superuser), "
+            "SIAGA112_DATABASE_OWNER_URL (the schema owner) and SIAGA112_DATABASE_URL (the "
+            "service, another role); SIAGA112_PBX__DB_USER names Asterisk's role "
+            "(docs/operations.md)",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        asyncio.run(ensure_roles(settings.database_admin_url.get_secret_value(), roles))
+    except (OSError, asyncpg.PostgresError) as exc:
+        print(f"siaga112 db roles: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    names = [roles.owner.name, roles.service.name] + (
+        [roles.asterisk.name] if roles.asterisk else []
+    )
+    print(f"database {roles.database}: roles {', '.join(names)} in place")
     return 0
 
 
@@ -175,7 +208,15 @@ def _cmd_cells(settings: Settings, args: argparse.Namespace) -> int:
 def _cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     from siaga112.service import run_service
 
-    return run_service(settings, with_telephony=not args.api_only, spawn_worker=not args.no_worker)
+    if args.call_control and not args.api_only:
+        print("siaga112 serve: --call-control goes with --api-only", file=sys.stderr)
+        return 2
+    return run_service(
+        settings,
+        with_telephony=not args.api_only,
+        spawn_worker=not args.no_worker,
+        call_control=args.call_control,
+    )
 
 
 def _cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
@@ -231,6 +272,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the API, FastAGI server and AMI client")
     serve.add_argument("--api-only", action="store_true", help="no telephony (AGI/AMI)")
     serve.add_argument(
+        "--call-control",
+        action="store_true",
+        help="with --api-only: an AMI link for actions only (hang-up, transfer, callbacks, "
+        "queue sessions), no AGI server and no AMI events: the consoles' own instance",
+    )
+    serve.add_argument(
         "--no-worker",
         action="store_true",
         help="do not start a `siaga112 worker` (locations, recordings): one runs elsewhere",
@@ -269,6 +316,12 @@ def build_parser() -> argparse.ArgumentParser:
     up = db_sub.add_parser("upgrade", help="create the database if missing and migrate it")
     up.add_argument("revision", nargs="?", default="heads")
     up.set_defaults(func=_cmd_db_upgrade)
+    roles = db_sub.add_parser(
+        "roles",
+        help="create or update the schema owner's, the service's and Asterisk's roles and the "
+        "database (idempotent; needs SIAGA112_DATABASE_ADMIN_URL)",
+    )
+    roles.set_defaults(func=_cmd_db_roles)
 
     key = sub.add_parser("apikey", help="API keys")
     key_sub = key.add_subparsers(dest="apikey_cmd", required=True)

@@ -122,6 +122,14 @@ class AgiSettings(BaseModel):
     port: int = Field(
         default=4573, ge=1, le=65535, description="Port of the FastAGI server (rendered too)."
     )
+    targets: list[str] = Field(
+        default_factory=list,
+        description="FastAGI servers the dialplan tries in order, as `host:port` (the local "
+        "`siaga112 serve` first, then another instance), all within the one `budget_ms`: a "
+        "closed port costs nothing, one that accepts and hangs at most 70% of the budget "
+        "before the next is tried, and the call goes on to the queue whatever happens. Empty: "
+        "`host`:`port` alone.",
+    )
     budget_ms: int = Field(
         default=1500,
         ge=50,
@@ -153,6 +161,23 @@ class AgiSettings(BaseModel):
         "(`agi://.../incoming?key=...`, rendered into extensions.conf); a request without it is "
         "refused. Default: generated once in the state directory.",
     )
+
+    @field_validator("targets")
+    @classmethod
+    def _host_ports(cls, value: list[str]) -> list[str]:
+        out = []
+        for item in value:
+            host, sep, port = item.strip().rpartition(":")
+            if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"{item!r}: expected host:port")
+            if re.search(r"[\s/?,()]", host):
+                raise ValueError(f"{item!r}: not a host name or address")
+            out.append(f"{host}:{int(port)}")
+        return out
+
+    def agi_targets(self) -> list[str]:
+        """The FastAGI servers the dialplan tries, in order (``host:port``)."""
+        return self.targets or [f"{self.host}:{self.port}"]
 
     @field_validator("allow_from")
     @classmethod
@@ -372,6 +397,19 @@ class PbxSettings(BaseModel):
     )
     # Two extra numbers in [from-carrier] run the emergency path into a queue whose one member
     # (the first demo operator) is rung even while in use -- one with the AGI step, one without.
+    db_user: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$",
+        description="PostgreSQL role Asterisk's realtime link (res_pgsql.conf) logs in as: "
+        "`siaga112 db roles` lets it read only the PJSIP tables (`ps_endpoints`, `ps_auths`, "
+        "`ps_aors`). Unset: the user of `SIAGA112_DATABASE_URL` (the service's own role, which "
+        "can also write them).",
+    )
+    db_password: SecretStr | None = Field(
+        default=None,
+        description="Password of `db_user` (rendered into res_pgsql.conf, mode 0640); unset "
+        "where PostgreSQL trusts the PBX host.",
+    )
     bench_numbers: bool = Field(
         default=False,
         description="Benchmark only (bench/surge.py), never in a deployment: renders the "
@@ -749,6 +787,19 @@ class Settings(BaseSettings):
         description="PostgreSQL (created when missing by `siaga112 db upgrade`); Asterisk's "
         "realtime operators are configured from it too.",
     )
+    # Additive to database_url (which stays the running service's own, non-owner role): who
+    # owns the schema and who creates the roles (docs/operations.md, "Database roles").
+    database_owner_url: SecretStr | None = Field(
+        default=None,
+        description="PostgreSQL URL of the role that owns the schema: `siaga112 db upgrade` "
+        "migrates through it. Unset: `SIAGA112_DATABASE_URL` (one role for everything).",
+    )
+    database_admin_url: SecretStr | None = Field(
+        default=None,
+        description="PostgreSQL URL of a superuser (or a role with CREATEROLE and CREATEDB) that "
+        "`siaga112 db roles` uses once to create or update the owner, service and Asterisk "
+        "roles and the database; nothing else uses it.",
+    )
     db_pool_size: int = Field(
         default=10, description="Database connections each process keeps in its pool."
     )
@@ -821,6 +872,20 @@ class Settings(BaseSettings):
     @property
     def database_url_str(self) -> str:
         return str(self.database_url)
+
+    @property
+    def database_owner_url_str(self) -> str:
+        """Where migrations run: the schema owner's URL, else the service's own."""
+        if self.database_owner_url is not None:
+            return self.database_owner_url.get_secret_value()
+        return self.database_url_str
+
+    @field_validator("database_owner_url", "database_admin_url")
+    @classmethod
+    def _postgres_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            PostgresDsn(value.get_secret_value())
+        return value
 
     def own_hosts(self) -> list[str]:
         """The addresses this deployment's own listeners and database are configured on."""

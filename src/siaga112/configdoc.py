@@ -49,6 +49,10 @@ DESCRIBED_DEFAULTS: dict[str, str] = {
     "`<root>/var/lib/siaga112-nodes/<name>/log/cdr-custom/<cdr file name>`",
     "SIAGA112_PBX__CDR_PATH": "the sandbox's `<root>/var/log/asterisk/cdr-custom/siaga112-cdr.csv`",
     "SIAGA112_PBX__RECORDINGS_PATH": "the sandbox's `<root>/var/spool/asterisk/monitor/siaga112`",
+    "SIAGA112_DATABASE_OWNER_URL": "none: `SIAGA112_DATABASE_URL`",
+    "SIAGA112_DATABASE_ADMIN_URL": "none (needed by `siaga112 db roles` only)",
+    "SIAGA112_PBX__DB_USER": "none: the user of `SIAGA112_DATABASE_URL`",
+    "SIAGA112_PBX__DB_PASSWORD": "none",
 }
 
 HEADER = """\

@@ -32,12 +32,19 @@ IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
+# Who may read /metrics, the API's and the workers' alike (SIAGA112_API__METRICS_ALLOWED_NETWORKS).
+METRICS_FORBIDDEN = "metrics are served only to SIAGA112_API__METRICS_ALLOWED_NETWORKS"
+
+
 def address_in(host: str, networks: Iterable[str]) -> bool:
-    """Whether the literal address `host` lies in one of `networks` (False for a name)."""
+    """Whether the literal address `host` lies in one of `networks` (False for a name). An
+    IPv4 peer of a dual-stack listener (``::ffff:a.b.c.d``) counts as its IPv4 address."""
     try:
-        addr = ipaddress.ip_address(host)
+        addr: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.ip_address(host)
     except ValueError:
         return False
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        addr = addr.ipv4_mapped
     return any(addr in ipaddress.ip_network(n, strict=False) for n in networks)
 
 

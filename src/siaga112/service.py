@@ -54,7 +54,13 @@ class _Server(uvicorn.Server):
                 loop.remove_signal_handler(sig)
 
 
-async def serve(settings: Settings, *, with_telephony: bool, spawn_worker: bool = True) -> None:
+async def serve(
+    settings: Settings,
+    *,
+    with_telephony: bool,
+    spawn_worker: bool = True,
+    call_control: bool = False,
+) -> None:
     engine = await open_database(settings)
     sessionmaker = make_sessionmaker(engine)
     metrics = Metrics()
@@ -73,6 +79,12 @@ async def serve(settings: Settings, *, with_telephony: bool, spawn_worker: bool 
             settings=settings, sessionmaker=sessionmaker, metrics=metrics, role=role
         )
         readiness = {"ami": telephony.readiness_ami, "agi": telephony.readiness_agi}
+    elif call_control:
+        # --api-only --call-control: no AGI server, no events; actions over AMI only.
+        telephony = Telephony(
+            settings=settings, sessionmaker=sessionmaker, metrics=metrics, role="control"
+        )
+        readiness = {"ami": telephony.readiness_ami}
     hub = EventHub(
         dsn=asyncpg_dsn(settings.database_url_str), sessionmaker=sessionmaker, metrics=metrics
     )
@@ -129,7 +141,7 @@ async def serve(settings: Settings, *, with_telephony: bool, spawn_worker: bool 
         "API on http://%s:%d/v1 (telephony %s)",
         settings.api.host,
         settings.api.port,
-        "on" if with_telephony else "off",
+        "on" if with_telephony else "call control only" if call_control else "off",
     )
     try:
         await hub.start()
@@ -149,13 +161,26 @@ async def serve(settings: Settings, *, with_telephony: bool, spawn_worker: bool 
         await engine.dispose()
 
 
-def run_service(settings: Settings, *, with_telephony: bool, spawn_worker: bool = True) -> int:
+def run_service(
+    settings: Settings,
+    *,
+    with_telephony: bool,
+    spawn_worker: bool = True,
+    call_control: bool = False,
+) -> int:
     try:
         with (
             contextlib.suppress(KeyboardInterrupt),
             asyncio.Runner(loop_factory=loop_factory()) as runner,
         ):
-            runner.run(serve(settings, with_telephony=with_telephony, spawn_worker=spawn_worker))
+            runner.run(
+                serve(
+                    settings,
+                    with_telephony=with_telephony,
+                    spawn_worker=spawn_worker,
+                    call_control=call_control,
+                )
+            )
     except StartupError as exc:
         log.error("%s", exc)
         return 1

@@ -31,6 +31,7 @@ from siaga112.db.session import asyncpg_dsn, make_sessionmaker
 from siaga112.events.retention import purge_forever
 from siaga112.locations.worker import LocationWorker
 from siaga112.metrics import Metrics
+from siaga112.net import METRICS_FORBIDDEN, address_in
 from siaga112.recordings.worker import RecordingWorker
 from siaga112.runtime.lease import Lease
 from siaga112.runtime.process import (
@@ -109,8 +110,10 @@ class MetricsServer:
     """GET /metrics (Prometheus text) and /healthz over plain HTTP/1.1, one request per
     connection. Tiny on purpose: a full ASGI server would take the process's signals."""
 
-    def __init__(self, *, metrics: Metrics) -> None:
+    def __init__(self, *, metrics: Metrics, allowed_networks: Sequence[str]) -> None:
         self.metrics = metrics
+        # The API's /metrics rule (SIAGA112_API__METRICS_ALLOWED_NETWORKS), for the same reason.
+        self.allowed_networks = list(allowed_networks)
         self._server: asyncio.base_events.Server | None = None
 
     async def start(self, sock: socket.socket) -> None:
@@ -127,8 +130,12 @@ class MetricsServer:
             head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5.0)
             method, _, rest = head.split(b"\r\n", 1)[0].decode("latin-1").partition(" ")
             path = rest.split(" ", 1)[0]
+            peername = writer.get_extra_info("peername")
+            peer = str(peername[0]) if isinstance(peername, tuple) and peername else ""
             if method != "GET":
                 status, body = "405 Method Not Allowed", "GET only\n"
+            elif path == "/metrics" and not address_in(peer, self.allowed_networks):
+                status, body = "403 Forbidden", f"{METRICS_FORBIDDEN}\n"
             elif path == "/metrics":
                 status, body = "200 OK", self.metrics.render()
             elif path == "/healthz":
@@ -227,7 +234,7 @@ async def work(
     )
     port = settings.worker.port if metrics_port is None else metrics_port
     sock = _bind(settings.worker.host, port) if port else None
-    server = MetricsServer(metrics=metrics)
+    server = MetricsServer(metrics=metrics, allowed_networks=settings.api.metrics_allowed_networks)
     tasks: list[asyncio.Task[None]] = []
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -27,7 +27,7 @@ from siaga112.config import RECORDINGS_SUBDIR, Settings
 from siaga112.pbxconf.prompts import PromptError, write_sounds
 from siaga112.pbxconf.render import (
     BENCH_AGI_NUMBER,
-    BENCH_OPERATOR_CONTACT,
+    BENCH_ANSWER_CONTEXT,
     BENCH_PLAIN_NUMBER,
     BENCH_QUEUE,
     REMOVED_FILES,
@@ -40,7 +40,7 @@ from siaga112.pbxconf.render import (
 
 __all__ = [
     "BENCH_AGI_NUMBER",
-    "BENCH_OPERATOR_CONTACT",
+    "BENCH_ANSWER_CONTEXT",
     "BENCH_PLAIN_NUMBER",
     "BENCH_QUEUE",
     "PbxError",
@@ -51,6 +51,7 @@ __all__ = [
     "log_file",
     "operator_credentials",
     "prepare_root",
+    "reload_dialplan",
     "status",
     "up",
 ]
@@ -265,6 +266,30 @@ def _walk(top: Path) -> Iterator[Path]:
             yield Path(dirpath) / name
 
 
+def _write_files(root: Path, rendered: Mapping[str, str], gid: int) -> None:
+    etc = root / "etc" / "asterisk"
+    for name, content in rendered.items():
+        target = root / "etc" / "hosts" if name == "hosts" else etc / name
+        mode = 0o640 if name in SECRET_FILES else 0o644
+        tmp = target.with_name(f".{target.name}.siaga112")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(content)
+        os.chown(tmp, 0, gid)
+        os.chmod(tmp, mode)
+        os.replace(tmp, target)
+
+
+def reload_dialplan(settings: Settings) -> None:
+    """Render and load only the dialplan (``dialplan reload``) into the running sandbox: unlike
+    ``up`` (``core reload``), it leaves the AMI sessions, registrations and calls alone."""
+    _require_root()
+    root = settings.pbx_root
+    rendered = render_config(settings)
+    _write_files(root, {"extensions.conf": rendered["extensions.conf"]}, _asterisk_ids(root)[1])
+    cli(settings, "dialplan reload")
+
+
 def prepare_root(settings: Settings, rendered: Mapping[str, str]) -> None:
     """Asterisk's directories in the root, the ``rendered`` files (``/etc/asterisk`` and the
     root's ``/etc/hosts``) and the prompts."""
@@ -290,16 +315,7 @@ def prepare_root(settings: Settings, rendered: Mapping[str, str]) -> None:
     etc = root / "etc" / "asterisk"
     for name in REMOVED_FILES:
         (etc / name).unlink(missing_ok=True)
-    for name, content in rendered.items():
-        target = root / "etc" / "hosts" if name == "hosts" else etc / name
-        mode = 0o640 if name in SECRET_FILES else 0o644
-        tmp = target.with_name(f".{target.name}.siaga112")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(content)
-        os.chown(tmp, 0, gid)
-        os.chmod(tmp, mode)
-        os.replace(tmp, target)
+    _write_files(root, rendered, gid)
     # What callers hear: built from the texts (or the centre's recordings) on every start, so
     # a changed text or recording is what the next call plays. Read by Asterisk at each play.
     try:

@@ -3,24 +3,44 @@ configuration, and `siaga112 serve` with telephony, until Ctrl-C stops both."""
 
 from __future__ import annotations
 
+import asyncio
+import os
 import sys
+
+import asyncpg
 
 from siaga112.accounts.demo import ensure_demo_accounts
 from siaga112.config import Settings
-from siaga112.db.manage import UnknownRevision, upgrade
+from siaga112.db.manage import MissingRoles, UnknownRevision, upgrade
+from siaga112.db.roles import ensure_roles, roles_from, with_local_roles
 from siaga112.service import run_service
 from siaga112_sandbox import pbx
 
 
 def run_stack(settings: Settings) -> int:
+    # The service runs as a role that can only read and write rows, Asterisk as one that can
+    # only read the PJSIP tables, the schema belongs to a third (siaga112.db.roles): configured
+    # ones, else roles of this database's own made with the superuser of this machine.
+    roles = roles_from(settings)
+    admin = settings.database_admin_url
     try:
-        upgrade(settings.database_url_str)
-    except UnknownRevision as exc:
+        if roles is None:
+            settings, roles, admin_url = with_local_roles(settings)
+            asyncio.run(ensure_roles(admin_url, roles))
+        elif admin is not None:
+            asyncio.run(ensure_roles(admin.get_secret_value(), roles))
+        upgrade(settings.database_owner_url_str, roles=roles)
+    except (UnknownRevision, MissingRoles) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except asyncpg.PostgresError as exc:
+        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:
         print(f"error: PostgreSQL is not reachable ({exc}); make run starts it", file=sys.stderr)
         return 2
+    # `siaga112 serve` starts its workers with its own environment.
+    os.environ["SIAGA112_DATABASE_URL"] = settings.database_url_str
     try:
         status = pbx.up(settings)
     except pbx.PbxError as exc:

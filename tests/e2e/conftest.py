@@ -28,7 +28,7 @@ from siaga112.metrics import Metrics
 from siaga112.runtime.telephony import Telephony
 from siaga112_sandbox import pbx
 from siaga112_sandbox.sipp import SippOperator, pbx_unavailable_reason
-from tests.conftest import auth, engine_for, fresh_database
+from tests.conftest import asterisk_role, auth, engine_for, fresh_database
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -52,7 +52,12 @@ def database_url() -> Iterator[str]:
 def settings(database_url: str) -> Settings:
     # Calls placed by the tests go to a CDR file of their own: a development database that
     # reconciles the PBX's file (make run) never sees them.
-    return Settings(database_url=database_url, pbx=PbxSettings(cdr_file_name=TESTS_CDR_FILE))
+    # Asterisk reads its realtime operators as a role that may read only the PJSIP tables,
+    # siaga112 runs as one that may only read and write rows (tests.conftest.fresh_database).
+    return Settings(
+        database_url=database_url,
+        pbx=PbxSettings(cdr_file_name=TESTS_CDR_FILE, db_user=asterisk_role(database_url)),
+    )
 
 
 @pytest.fixture(scope="session")

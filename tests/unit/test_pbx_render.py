@@ -20,7 +20,7 @@ from siaga112.config import (
 )
 from siaga112.pbxconf.render import OVERFLOW_PENALTY, OVERFLOW_RULE, render_config, write_config
 from siaga112.telephony.ami_events import parse_event
-from siaga112.telephony.contract import AMI_EVENTS
+from siaga112.telephony.contract import AMI_EVENTS, AMI_QUEUE_EVENTS
 
 
 def _settings(tmp_path: Path, **pbx: object) -> Settings:
@@ -86,6 +86,17 @@ def test_manager_is_loopback_with_the_secret_and_only_tracked_events(tmp_path: P
         "eventfilter(action(include),name(DialEnd),header(Uniqueid),method(starts_with))"
         " = siaga112-cb-"
     ) in manager
+    # Queue member events only of the operators' queue: operator states follow no other.
+    queue = _settings(tmp_path).pbx.queue_name
+    scoped = re.findall(
+        r"^eventfilter\(action\(include\),name\((\w+)\),header\(Queue\),method\(exact\)\)"
+        r" = (\S+)$",
+        manager,
+        re.M,
+    )
+    assert sorted(scoped) == sorted((e, queue) for e in AMI_QUEUE_EVENTS)
+    assert {"QueueMemberStatus", "QueueMemberPause"} <= set(AMI_QUEUE_EVENTS)
+    assert not filtered & set(AMI_QUEUE_EVENTS)
 
 
 def test_ami_permits_the_service_hosts_of_a_deployment(tmp_path: Path) -> None:
@@ -328,7 +339,7 @@ def test_the_ami_account_cannot_read_or_rewrite_config_nor_run_commands(tmp_path
     write = re.search(r"^write = (.*)$", files["manager.conf"], re.M)
     assert write is not None
     classes = set(write.group(1).split(","))
-    assert classes == {"call", "agent", "originate", "reporting", "system"}
+    assert classes == {"call", "agent", "originate", "reporting"}
     for module in ("app_system", "func_shell"):
         assert f"noload => {module}.so" in files["modules.conf"]
 
@@ -344,7 +355,11 @@ def test_events_asterisk_never_builds_are_none_siaga112_reads(tmp_path: Path) ->
     from siaga112.pbxconf.render import AMI_DISABLED_EVENTS, STASIS_DECLINED_TYPES
     from siaga112.telephony.contract import AMI_SCOPED_EVENTS
 
-    read = {e.lower() for e in AMI_EVENTS} | {e.lower() for e, _, _ in AMI_SCOPED_EVENTS}
+    read = (
+        {e.lower() for e in AMI_EVENTS}
+        | {e.lower() for e, _, _ in AMI_SCOPED_EVENTS}
+        | {e.lower() for e in AMI_QUEUE_EVENTS}
+    )
     assert not read & {e.lower() for e in AMI_DISABLED_EVENTS}
     # VarSet, AGIExec*, HangupHandler*, RTCP*: events of the declined message types.
     assert not read & {"varset", "agiexecstart", "agiexecend", "rtcpsent", "rtcpreceived"}
@@ -372,3 +387,45 @@ def test_events_asterisk_never_builds_are_none_siaga112_reads(tmp_path: Path) ->
         "cdr_write_message_type",
     }
     assert not [t for t in declined if t.startswith("queue_")]
+
+
+def test_several_agi_targets_are_tried_in_order_within_one_budget(tmp_path: Path) -> None:
+    settings = _settings(tmp_path)
+    settings = settings.model_copy(
+        update={"agi": settings.agi.model_copy(update={"targets": ["10.0.0.1:4573", "h2:4574"]})}
+    )
+    conf = render_config(settings, operator_passwords={"6001": "a", "6002": "b"}, hostname="c")[
+        "extensions.conf"
+    ]
+    block = conf[conf.index("exten => 112,1,Answer()") :]
+    block = block[: block.index("\n\n")]
+    key = settings.agi_secret.get_secret_value()
+    first = block.index(f"AGI(agi://10.0.0.1:4573/incoming?key={key},")
+    second = block.index(f"AGI(agi://h2:4574/incoming?key={key},")
+    queue = block.index("Queue(")
+    assert first < second < queue
+    # One deadline for both: the budget, taken once before the first try.
+    assert block.count("SIAGA112_AGI_DEADLINE=$[") == 1
+    assert "+ 1.200])" in block
+    # The first try is capped at its share; the second gets what is left; success skips it.
+    assert ":0.840)" in block
+    assert block.index('(agi2),GotoIf($["${AGISTATUS}" = "SUCCESS"]?agidone)') < second
+    assert "Set(TIMEOUT(absolute)=${SIAGA112_AGI_LEFT})" in block[first:second]
+    # A try that ran out of time moves on to the next; after the last, the queue.
+    timeout = conf[conf.index("exten => T,1") :]
+    assert (
+        "GotoIf($[${SIAGA112_AGI_TRY} < 2]?${SIAGA112_DIALLED},agi$[${SIAGA112_AGI_TRY} + 1])"
+        in (timeout)
+    )
+    assert timeout.index("agi$[") < timeout.index("Goto(${SIAGA112_DIALLED},queue)")
+
+
+def test_agi_targets_must_be_host_and_port() -> None:
+    assert AgiSettings(targets=[" a:1 ", "127.0.0.1:4573"]).agi_targets() == [
+        "a:1",
+        "127.0.0.1:4573",
+    ]
+    assert AgiSettings(host="h", port=9).agi_targets() == ["h:9"]
+    for bad in ("host", "host:", ":1", "h:99999", "h/x:1", "h,i:1"):
+        with pytest.raises(ValidationError):
+            AgiSettings(targets=[bad])

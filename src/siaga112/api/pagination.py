@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, Literal, TypeVar
 
-from sqlalchemy import Select, SQLColumnExpression, tuple_
+from sqlalchemy import ColumnElement, Select, SQLColumnExpression, tuple_
 
 from siaga112.errors import InvalidRequest
 from siaga112.schemas import plausible_time
@@ -22,6 +22,12 @@ from siaga112.schemas import plausible_time
 Row = TypeVar("Row")
 Stmt = TypeVar("Stmt", bound="Select[*tuple[Any, ...]]")
 IdKind = Literal["int", "uuid"]
+
+# A filter that reads in parts (one per index, e.g. each column a caller's number may be stored
+# in): given the page's other conditions (its cursor among them) and how many rows the page
+# reads, the condition that keeps the page's rows among the parts' newest. Each part then reads
+# no more than a page, however many rows match in all.
+PagedFilter = Callable[[Sequence["ColumnElement[bool]"], int], "ColumnElement[bool]"]
 
 # Ids are PostgreSQL bigints or UUIDs: a larger number is no row's and must not reach the database.
 BIGINT_MAX = 2**63 - 1
@@ -72,10 +78,25 @@ def keyset(
     limit: int,
 ) -> Stmt:
     """``stmt`` newest first by (``at``, ``ident``), after ``cursor``, one row past ``limit``."""
-    if cursor is not None:
-        last_at, last_id = decode_cursor(cursor, id_kind=id_kind)
-        stmt = stmt.where(tuple_(at, ident) < tuple_(last_at, last_id))
+    after = after_cursor(at=at, ident=ident, id_kind=id_kind, cursor=cursor)
+    if after is not None:
+        stmt = stmt.where(after)
     return stmt.order_by(at.desc(), ident.desc()).limit(limit + 1)
+
+
+def after_cursor(
+    *,
+    at: SQLColumnExpression[Any],
+    ident: SQLColumnExpression[Any],
+    id_kind: IdKind,
+    cursor: str | None,
+) -> ColumnElement[bool] | None:
+    """The rows past ``cursor`` in :func:`keyset` order (None without a cursor): for statements
+    that read a page in parts, each part starting where the page starts."""
+    if cursor is None:
+        return None
+    last_at, last_id = decode_cursor(cursor, id_kind=id_kind)
+    return tuple_(at, ident) < tuple_(last_at, last_id)
 
 
 def page(

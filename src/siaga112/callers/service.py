@@ -13,14 +13,20 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import ColumnElement, String, column, func, select, true, values
+from sqlalchemy import String, column, func, select, true, values
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from siaga112.audit.service import record_audit
 from siaga112.auth.service import Actor
 from siaga112.callers.flag_models import NumberFlag
-from siaga112.callers.matching import call_matches, calls_of, incident_matches, incidents_of
-from siaga112.callers.numbers import fixed_forms, is_short_code, means_no_number, subscriber_number
+from siaga112.callers.matching import call_keys, calls_page, incident_keys, incidents_page
+from siaga112.callers.numbers import (
+    fixed_forms,
+    is_short_code,
+    means_no_number,
+    number_forms,
+    subscriber_number,
+)
 from siaga112.calls.models import Call
 from siaga112.errors import CallerIdUnavailable, InvalidRequest, NotFound
 from siaga112.incidents.lifecycle import Classification
@@ -63,14 +69,30 @@ class CallerHistory:
     incidents: list[Incident]
 
 
-async def _classifications(session: AsyncSession, where: ColumnElement[bool]) -> dict[str, int]:
-    key = func.coalesce(Incident.classification, UNCLASSIFIED)
+async def _counts(
+    session: AsyncSession, e164: str
+) -> tuple[int, datetime | None, int, datetime | None, dict[str, int]]:
+    """Calls (count, newest) and incidents (count, newest, by classification) of the number,
+    read from the indexes alone: the cost is the index entries of the number's history, never
+    its table rows."""
+    forms = number_forms(e164)
+    calls = call_keys(e164, forms).subquery("calls")
+    calls_total, last_call = (
+        await session.execute(select(func.count(), func.max(calls.c.offered_at)))
+    ).one()
+    incidents = incident_keys(e164, forms).subquery("incidents")
+    key = func.coalesce(incidents.c.classification, UNCLASSIFIED)
     counts: dict[str, int] = dict.fromkeys([c.value for c in Classification] + [UNCLASSIFIED], 0)
-    for name, n in (
-        await session.execute(select(key, func.count()).where(where).group_by(key))
+    incidents_total, last_incident = 0, None
+    for name, n, newest in (
+        await session.execute(
+            select(key, func.count(), func.max(incidents.c.created_at)).group_by(key)
+        )
     ).all():
         counts[name] = n
-    return counts
+        incidents_total += n
+        last_incident = newest if last_incident is None else max(last_incident, newest)
+    return calls_total, last_call, incidents_total, last_incident, counts
 
 
 async def caller_history(
@@ -82,37 +104,37 @@ async def caller_history(
     request_id: str | None,
     call_id: uuid.UUID | None = None,
     incident_id: int | None = None,
+    with_calls: bool = True,
 ) -> CallerHistory:
     """The history of ``number`` (any form; see :func:`history_number`); the read is audited.
-    ``call_id`` and ``incident_id`` are only recorded: what the history was asked for."""
+    ``call_id`` and ``incident_id`` are only recorded: what the history was asked for. Without
+    ``with_calls`` the list of calls is left empty (the totals are there): an incident's
+    caller summary, read on every screen pop, shows none."""
     e164 = history_number(number)
-    calls_where = call_matches(e164)
-    incidents_where = incident_matches(e164)
-    calls_total, last_call = (
-        await session.execute(select(func.count(), func.max(Call.offered_at)).where(calls_where))
-    ).one()
-    incidents_total, last_incident = (
-        await session.execute(
-            select(func.count(), func.max(Incident.created_at)).where(incidents_where)
-        )
-    ).one()
+    forms = list(dict.fromkeys(number_forms(e164)))
+    calls_total, last_call, incidents_total, last_incident, classifications = await _counts(
+        session, e164
+    )
     calls_stmt = (
-        select(Call).where(calls_where).order_by(Call.offered_at.desc(), Call.id).limit(limit)
+        select(Call)
+        .where(calls_page(e164, forms)([], limit))
+        .order_by(Call.offered_at.desc(), Call.id.desc())
+        .limit(limit)
     )
     incidents_stmt = (
         select(Incident)
-        .where(incidents_where)
+        .where(incidents_page(e164, forms)([], limit))
         .order_by(Incident.created_at.desc(), Incident.id.desc())
         .limit(limit)
     )
-    calls = list((await session.scalars(calls_stmt)).all())
+    calls = list((await session.scalars(calls_stmt)).all()) if with_calls else []
     incidents = list((await session.scalars(incidents_stmt)).all())
     seen = [t for t in (last_call, last_incident) if t is not None]
     history = CallerHistory(
         number=e164,
         calls_total=calls_total,
         incidents_total=incidents_total,
-        classifications=await _classifications(session, incidents_where),
+        classifications=classifications,
         last_seen=max(seen) if seen else None,
         calls=calls,
         incidents=incidents,
@@ -238,15 +260,19 @@ async def caller_briefs(*, session: AsyncSession, numbers: list[str]) -> dict[st
         name="numbers",
     ).data([(n, *fixed_forms(n)) for n in wanted])
     forms = [nums.c.f1, nums.c.f2, nums.c.f3]
-    calls = (
-        select(func.count().label("n")).where(calls_of(nums.c.e164, forms)).lateral("calls_brief")
-    )
+    # Counted from the indexes alone (siaga112.callers.matching): a waiting caller's history
+    # costs its index entries, not its rows.
+    call_rows = call_keys(nums.c.e164, forms).subquery("call_keys")
+    calls = select(func.count().label("n")).select_from(call_rows).lateral("calls_brief")
+    incident_rows = incident_keys(nums.c.e164, forms).subquery("incident_keys")
     incidents = (
         select(
             func.count().label("n"),
-            func.count().filter(Incident.classification.in_(FALSE_CALLS)).label("false_calls"),
+            func.count()
+            .filter(incident_rows.c.classification.in_(FALSE_CALLS))
+            .label("false_calls"),
         )
-        .where(incidents_of(nums.c.e164, forms))
+        .select_from(incident_rows)
         .lateral("incidents_brief")
     )
     flag = (

@@ -13,10 +13,18 @@ class Call(TimestampMixin, Base):
     __tablename__ = "calls"
     __table_args__ = (
         Index("ix_calls_offered_at_id", "offered_at", "id"),
-        Index("ix_calls_caller_number", "caller_number"),
-        # Caller history looks a number up in every form it was stored in.
-        Index("ix_calls_caller_e164", "caller_e164"),
-        Index("ix_calls_asserted_number", "asserted_number"),
+        # Caller history looks a number up in every column and form it was stored in: newest
+        # first a page at a time, counted from the index alone (siaga112.callers.matching).
+        *(
+            Index(
+                f"ix_calls_{column}_offered_at_id",
+                column,
+                "offered_at",
+                "id",
+                postgresql_include=["incident_id"],
+            )
+            for column in ("caller_e164", "caller_number", "asserted_number")
+        ),
         # Calls whose own locations were never derived (deferred under load, failed, or
         # reconciled): what the location sweep reads.
         Index(

@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import ColumnElement, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from siaga112.api.pagination import keyset, page
+from siaga112.api.pagination import PagedFilter, after_cursor, keyset, page
 from siaga112.calls.models import Call
 from siaga112.errors import NotFound
 
@@ -17,24 +17,31 @@ async def list_calls(
     *,
     session: AsyncSession,
     state: list[str] | None,
-    caller: ColumnElement[bool] | None,
+    caller: PagedFilter | None,
     offered_from: datetime | None,
     offered_to: datetime | None,
     limit: int,
     cursor: str | None,
 ) -> tuple[list[Call], str | None]:
-    stmt = select(Call)
+    where: list[ColumnElement[bool]] = []
     if state:
-        stmt = stmt.where(Call.state.in_(state))
-    if caller is not None:
-        # `siaga112.callers.matching.calls_of_number`: the number in any stored form.
-        stmt = stmt.where(caller)
+        where.append(Call.state.in_(state))
     if offered_from is not None:
-        stmt = stmt.where(Call.offered_at >= offered_from)
+        where.append(Call.offered_at >= offered_from)
     if offered_to is not None:
-        stmt = stmt.where(Call.offered_at < offered_to)
+        where.append(Call.offered_at < offered_to)
+    if caller is not None:
+        # `siaga112.callers.matching.calls_of_number`: the number in any stored form, each
+        # form's column read for no more than the page.
+        after = after_cursor(at=Call.offered_at, ident=Call.id, id_kind="uuid", cursor=cursor)
+        where.append(caller([*where, *([after] if after is not None else [])], limit + 1))
     stmt = keyset(
-        stmt, at=Call.offered_at, ident=Call.id, id_kind="uuid", cursor=cursor, limit=limit
+        select(Call).where(*where),
+        at=Call.offered_at,
+        ident=Call.id,
+        id_kind="uuid",
+        cursor=cursor,
+        limit=limit,
     )
     rows = (await session.scalars(stmt)).all()
     return page(rows, limit=limit, key=lambda c: (c.offered_at, c.id))

@@ -148,6 +148,7 @@ async def _caller_summary(
         actor=actor,
         request_id=rid,
         incident_id=incident.id,
+        with_calls=False,
     )
     return CallerSummaryOut(
         number=history.number,

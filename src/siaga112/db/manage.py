@@ -6,14 +6,19 @@ import asyncio
 import logging
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import asyncpg
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ProgrammingError
 from sqlalchemy.ext.asyncio import AsyncEngine
+
+from siaga112.db.url import asyncpg_dsn, parse, sqlalchemy_url
+
+if TYPE_CHECKING:
+    from siaga112.db.roles import DbRoles
 
 log = logging.getLogger(__name__)
 
@@ -25,26 +30,25 @@ MIGRATIONS_DIR = Path(os.environ.get("SIAGA112_MIGRATIONS_DIR", PROJECT_ROOT / "
 def alembic_config(database_url: str) -> Config:
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
-    cfg.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
+    url = sqlalchemy_url(database_url).render_as_string(hide_password=False)
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     return cfg
 
 
 async def connect(database_url: str, *, database: str | None = None) -> asyncpg.Connection:
-    """A plain asyncpg connection to the URL's server: its database, or ``database``."""
-    url = make_url(database_url)
+    """A plain asyncpg connection to the URL's server (of several, the one its
+    ``target_session_attrs`` accepts): its database, or ``database``."""
+    target = parse(database_url)
     return await asyncpg.connect(
-        host=url.host or "127.0.0.1",
-        port=url.port or 5432,
-        user=url.username or "postgres",
-        password=url.password,
-        database=database or url.database,
+        asyncpg_dsn(database_url),
+        user=target.username or "postgres",
+        database=database or target.database,
     )
 
 
 async def ensure_database(database_url: str) -> bool:
     """Creates the database named in the URL if it does not exist. True when it created it."""
-    url = make_url(database_url)
-    name = url.database
+    name = parse(database_url).database
     if not name:
         raise ValueError("database URL names no database")
     conn = await connect(database_url, database="postgres")
@@ -61,8 +65,7 @@ async def ensure_database(database_url: str) -> bool:
 
 
 async def drop_database(database_url: str) -> None:
-    url = make_url(database_url)
-    name = url.database or ""
+    name = parse(database_url).database or ""
     conn = await connect(database_url, database="postgres")
     try:
         quoted = '"' + name.replace('"', '""') + '"'
@@ -96,7 +99,7 @@ def _check_known(database_url: str) -> None:
     known = {s.revision for s in script.walk_revisions()}
     unknown = asyncio.run(_applied_revisions(database_url)) - known
     if unknown:
-        name = make_url(database_url).database
+        name = parse(database_url).database
         raise UnknownRevision(
             f"database {name} is at revision {', '.join(sorted(unknown))}, which this checkout's "
             f"migrations ({MIGRATIONS_DIR}) do not have: it was migrated by newer or other code. "
@@ -104,11 +107,36 @@ def _check_known(database_url: str) -> None:
         )
 
 
-def upgrade(database_url: str, revision: str = "heads") -> None:
-    """Synchronous on purpose: Alembic's async env runs its own event loop."""
+def upgrade(database_url: str, revision: str = "heads", *, roles: DbRoles | None = None) -> None:
+    """Migrates as the role of ``database_url`` (the schema's owner), then applies the grant
+    policy for ``roles`` (siaga112.db.roles). Synchronous on purpose: Alembic's async env runs
+    its own event loop."""
     asyncio.run(ensure_database(database_url))
     _check_known(database_url)
     command.upgrade(alembic_config(database_url), revision)
+    if roles is not None:
+        asyncio.run(_grant(database_url, roles))
+
+
+async def _grant(database_url: str, roles: DbRoles) -> None:
+    from siaga112.db.roles import apply_grants, missing_roles
+
+    conn = await connect(database_url)
+    try:
+        missing = await missing_roles(conn, roles)
+        if missing:
+            raise MissingRoles(
+                f"roles {', '.join(missing)} do not exist: run `siaga112 db roles` (with "
+                "SIAGA112_DATABASE_ADMIN_URL) first"
+            )
+        async with conn.transaction():
+            await apply_grants(conn, roles)
+    finally:
+        await conn.close()
+
+
+class MissingRoles(RuntimeError):
+    """The configured service or Asterisk role has not been created (`siaga112 db roles`)."""
 
 
 async def pending_migrations(engine: AsyncEngine) -> set[str]:

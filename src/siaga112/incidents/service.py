@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from siaga112.api.pagination import keyset, page
+from siaga112.api.pagination import PagedFilter, after_cursor, keyset, page
 from siaga112.audit.service import record_audit
 from siaga112.auth.roles import Permission
 from siaga112.auth.service import Actor, system_actor
@@ -50,27 +50,35 @@ class IncidentFilter:
     created_from: datetime | None = None
     created_to: datetime | None = None
     # `siaga112.callers.matching.incidents_of_number`: the number in any stored form.
-    caller: ColumnElement[bool] | None = None
+    caller: PagedFilter | None = None
 
 
 async def list_incidents(
     *, session: AsyncSession, filters: IncidentFilter, limit: int, cursor: str | None
 ) -> tuple[list[Incident], str | None]:
-    stmt = select(Incident)
+    where: list[ColumnElement[bool]] = []
     if filters.status:
-        stmt = stmt.where(Incident.status.in_([s.value for s in filters.status]))
+        where.append(Incident.status.in_([s.value for s in filters.status]))
     if filters.category:
-        stmt = stmt.where(Incident.category.in_([c.value for c in filters.category]))
+        where.append(Incident.category.in_([c.value for c in filters.category]))
     if filters.classification:
-        stmt = stmt.where(Incident.classification.in_([c.value for c in filters.classification]))
+        where.append(Incident.classification.in_([c.value for c in filters.classification]))
     if filters.created_from is not None:
-        stmt = stmt.where(Incident.created_at >= filters.created_from)
+        where.append(Incident.created_at >= filters.created_from)
     if filters.created_to is not None:
-        stmt = stmt.where(Incident.created_at < filters.created_to)
+        where.append(Incident.created_at < filters.created_to)
     if filters.caller is not None:
-        stmt = stmt.where(filters.caller)
+        after = after_cursor(
+            at=Incident.created_at, ident=Incident.id, id_kind="int", cursor=cursor
+        )
+        where.append(filters.caller([*where, *([after] if after is not None else [])], limit + 1))
     stmt = keyset(
-        stmt, at=Incident.created_at, ident=Incident.id, id_kind="int", cursor=cursor, limit=limit
+        select(Incident).where(*where),
+        at=Incident.created_at,
+        ident=Incident.id,
+        id_kind="int",
+        cursor=cursor,
+        limit=limit,
     )
     rows = (await session.scalars(stmt)).all()
     return page(rows, limit=limit, key=lambda i: (i.created_at, i.id))

@@ -17,13 +17,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy.engine import make_url
-
 from siaga112.config import LOW_QUEUE_SUFFIX, PbxNode, PbxSettings, Settings, stored_passwords
+from siaga112.db.url import parse as parse_database_url
 from siaga112.pbxconf.prompts import FLAGGED_NOTICE, LANGUAGE, SOUNDS_SUBDIR, prompt
+from siaga112.telephony.ami_call_control import RELOAD_CONTEXT
 from siaga112.telephony.ami_events import OVERFLOW_CONTEXT, OVERFLOW_MEMBER_PREFIX
 from siaga112.telephony.contract import (
     AMI_EVENTS,
+    AMI_QUEUE_EVENTS,
     AMI_SCOPED_EVENTS,
     CDR_CSV_FIELDS,
     RECORDING_NAME,
@@ -33,7 +34,7 @@ __all__ = [
     "AMI_DISABLED_EVENTS",
     "ASTERISK_DATA_DIR",
     "BENCH_AGI_NUMBER",
-    "BENCH_OPERATOR_CONTACT",
+    "BENCH_ANSWER_CONTEXT",
     "BENCH_PLAIN_NUMBER",
     "BENCH_QUEUE",
     "CONFIG_FILES",
@@ -62,16 +63,19 @@ class PbxError(Exception):
 # Benchmark numbers (``PbxSettings.bench_numbers``, bench/surge.py): BENCH_AGI_NUMBER runs the
 # emergency path exactly (Answer, AGI step, Queue); BENCH_PLAIN_NUMBER runs the same path with
 # AGI() replaced by NoOp() (same arguments, nothing sent). Both queue into BENCH_QUEUE, whose
-# BENCH_MEMBERS members are endpoints with a static contact, BENCH_OPERATOR_CONTACT: one SIPp
-# phone answering every call. The queue rings them even while in use (ringinuse), and there are
-# many so that callers do not wait for each other: app_queue lets only as many callers ring at
-# once as members are available (with ringall: one, the head), and the others look again only
-# once a second.
+# BENCH_MEMBERS members are answered inside Asterisk: ``Local/bench-op-NN@BENCH_ANSWER_CONTEXT/n``,
+# a context that answers at once and waits for the caller to hang up. A SIPp phone as the
+# answering side was the bench's ceiling (it fell behind before Asterisk did, issue 13), so
+# the bench measured SIPp; Local members cost only Asterisk, the thing measured, and the same on
+# both paths. The queue rings them even while in use (ringinuse), and there are many so that
+# callers do not wait for each other: app_queue lets only as many callers ring at once as
+# members are available (with ringall: one, the head), and the others look again only once a
+# second. The member's name (bench-op-NN) is what siaga112 records as the answering operator.
 BENCH_AGI_NUMBER = "1129"
 BENCH_PLAIN_NUMBER = "1128"
 BENCH_QUEUE = "siaga112-bench"
 BENCH_MEMBERS = 32
-BENCH_OPERATOR_CONTACT = "sip:bench-operator@127.0.0.1:5071"
+BENCH_ANSWER_CONTEXT = "siaga112-bench-answer"
 
 # Not duration(double)/billsec(double): with those, Asterisk 22.10's cdr_custom writes nothing
 # at all (checked); the double start/answer/end carry the precision anyway.
@@ -216,16 +220,27 @@ def _format_seconds(ms: int) -> str:
 
 
 def _pgsql_values(settings: Settings) -> dict[str, object]:
-    """res_pgsql.conf from ``database_url``: the same database siaga112 writes operators to.
-    The root shares the host's network, so 127.0.0.1 is the host's PostgreSQL."""
+    """res_pgsql.conf from ``database_url`` and ``pbx.db_user``: the database siaga112 writes
+    operators to, read by Asterisk as its own role. The root shares the host's network, so
+    127.0.0.1 is the host's PostgreSQL. res_pgsql takes one server: of several (a primary and
+    its replica), the first; a centre renders with a URL whose host follows the primary (a
+    virtual IP, pgbouncer, a DNS name: docs/operations.md)."""
     # str(): settings built with model_copy(update=...) may hold the URL as a plain string.
-    url = make_url(str(settings.database_url))
+    target = parse_database_url(str(settings.database_url))
+    host, port = target.hosts[0]
+    # Asterisk's own read-only role when configured (`siaga112 db roles` creates it).
+    pbx = settings.pbx
+    user = pbx.db_user or target.username or "postgres"
+    if pbx.db_user:
+        password = pbx.db_password.get_secret_value() if pbx.db_password else ""
+    else:
+        password = target.password or ""
     return {
-        "pg_host": url.host or "127.0.0.1",
-        "pg_port": url.port or 5432,
-        "pg_dbname": url.database or "siaga112",
-        "pg_user": url.username or "postgres",
-        "pg_password": url.password or "",
+        "pg_host": host,
+        "pg_port": port,
+        "pg_dbname": target.database or "siaga112",
+        "pg_user": user,
+        "pg_password": password,
     }
 
 
@@ -243,6 +258,68 @@ STANDARD_DIRECTORIES: dict[str, str] = {
 def node_directories(prefix: str) -> dict[str, str]:
     """The directories of one of several nodes sharing a root: all under ``prefix``."""
     return {key: f"{prefix.rstrip('/')}/{key}" for key in STANDARD_DIRECTORIES}
+
+
+# Of several FastAGI servers, a try that is not the last may take at most this share of the
+# budget: one that accepts and never answers must leave the next a chance. It is above the
+# server's own share (AgiServer answers within 60% of the budget however slow its writes), so a
+# healthy but slow server is never cut for it.
+AGI_TRY_SHARE = 0.7
+# A try with less left than this is not started: the call goes on to the queue.
+AGI_MIN_TRY_S = 0.05
+
+_AGI_ARGS = (
+    "${EXTEN},${SIAGA112_B64_PAI},${SIAGA112_B64_PANI},${SIAGA112_B64_GEO},${CALLERID(pres)},"
+    "${SIAGA112_B64_LOC},${SIAGA112_LOC_METHOD},${SYSTEMNAME}"
+)
+
+
+def _agi_steps(settings: Settings, *, agi_app: str) -> str:
+    """The dialplan lines between ``runagi`` and ``agidone``: one AGI() per target.
+
+    One target renders as it always did: the budget armed, one AGI(). Several: a deadline taken
+    at the first try; each try is armed with what is left (the tries before the last with at
+    most AGI_TRY_SHARE of the budget), and runs only while the one before did not succeed. A
+    try whose time runs out ends in the T extension, which moves on to the next (``agiN``)."""
+    key = settings.agi_secret.get_secret_value()
+    budget_s = settings.agi.budget_ms / 1000
+    targets = settings.agi.agi_targets() if agi_app == "AGI" else settings.agi.agi_targets()[:1]
+
+    def call(target: str) -> str:
+        return f" same => n,{agi_app}(agi://{target}/incoming?key={key},{_AGI_ARGS})\n"
+
+    if len(targets) == 1:
+        return f" same => n,Set(TIMEOUT(absolute)={budget_s:.3f})\n" + call(targets[0])
+    now = "${STRFTIME(,,%s.%3q)}"
+    cap = f"{budget_s * AGI_TRY_SHARE:.3f}"
+    lines = [f" same => n,Set(SIAGA112_AGI_DEADLINE=$[{now} + {budget_s:.3f}])\n"]
+    for i, target in enumerate(targets, start=1):
+        last = i == len(targets)
+        if i > 1:
+            lines.append(f' same => n(agi{i}),GotoIf($["${{AGISTATUS}}" = "SUCCESS"]?agidone)\n')
+        lines.append(f" same => n,Set(SIAGA112_AGI_LEFT=$[${{SIAGA112_AGI_DEADLINE}} - {now}])\n")
+        lines.append(f" same => n,GotoIf($[${{SIAGA112_AGI_LEFT}} < {AGI_MIN_TRY_S}]?queue)\n")
+        left = (
+            "${SIAGA112_AGI_LEFT}"
+            if last
+            else f"$[${{IF($[${{SIAGA112_AGI_LEFT}} < {cap}]?${{SIAGA112_AGI_LEFT}}:{cap})}}]"
+        )
+        lines.append(f" same => n,Set(SIAGA112_AGI_TRY={i})\n")
+        lines.append(f" same => n,Set(TIMEOUT(absolute)={left})\n")
+        lines.append(call(target))
+    return "".join(lines)
+
+
+def _agi_timeout_next(settings: Settings) -> str:
+    """T extension: with several FastAGI servers, a try that ran out of time moves on to the
+    next one (which checks what is left of the budget); after the last, the queue."""
+    tries = len(settings.agi.agi_targets())
+    if tries == 1:
+        return ""
+    return (
+        f" same => n,GotoIf($[${{SIAGA112_AGI_TRY}} < {tries}]"
+        "?${SIAGA112_DIALLED},agi$[${SIAGA112_AGI_TRY} + 1])\n"
+    )
 
 
 def render_config(
@@ -283,11 +360,7 @@ def render_config(
     def emergency(number: str, *, agi_app: str = "AGI", queue: str = "") -> str:
         return emergency_part.substitute(
             number=number,
-            agi_app=agi_app,
-            agi_host=settings.agi.host,
-            agi_port=settings.agi.port,
-            agi_key=settings.agi_secret.get_secret_value(),
-            agi_budget_s=budget_s,
+            agi_steps=_agi_steps(settings, agi_app=agi_app),
             default_queue=queue or "${SIAGA112_DEFAULT_QUEUE}",
             flagged_notice=prompt(FLAGGED_NOTICE).sound,
             recording_name=RECORDING_NAME,
@@ -295,7 +368,7 @@ def render_config(
         )
 
     emergency_extensions = "".join(emergency(number) for number in numbers)
-    bench_extensions = bench_queues = bench_endpoints = ""
+    bench_extensions = bench_queues = bench_answer = ""
     if pbx.bench_numbers:
         bench_extensions = (
             "; Benchmark only (PbxSettings.bench_numbers): the emergency path into the bench\n"
@@ -306,27 +379,23 @@ def render_config(
         members = [f"bench-op-{i:02d}" for i in range(1, BENCH_MEMBERS + 1)]
         # Not from [queue-template]: app_queue takes the first "strategy" line, the template's.
         bench_queues = (
-            "\n; Benchmark only (PbxSettings.bench_numbers): one SIPp phone takes every call.\n"
+            "\n; Benchmark only (PbxSettings.bench_numbers): answered inside Asterisk.\n"
             f"[{BENCH_QUEUE}]\n"
             "strategy = rrmemory\nringinuse = yes\nwrapuptime = 0\ntimeout = 15\nretry = 1\n"
             "joinempty = yes\nleavewhenempty = no\nautofill = yes\nannounce-frequency = 0\n"
             "periodic-announce-frequency = 0\nannounce-holdtime = no\nannounce-position = no\n"
             "reportholdtime = no\nsetinterfacevar = yes\nsetqueuevar = yes\n"
             "setqueueentryvar = yes\nservicelevel = 15\nweight = 10\n"
-            + "".join(f"member => PJSIP/{m}\n" for m in members)
+            + "".join(f"member => Local/{m}@{BENCH_ANSWER_CONTEXT}/n\n" for m in members)
         )
-        bench_endpoints = (
-            "\n; Benchmark only (PbxSettings.bench_numbers): queue members that all reach one\n"
-            "; SIPp phone at a static contact.\n"
-            "[bench-operator-aor]\n"
-            "type = aor\n"
-            f"contact = {BENCH_OPERATOR_CONTACT}\n"
-            + "".join(
-                f"\n[{m}]\ntype = endpoint\ntransport = transport-udp\ncontext = operators\n"
-                "disallow = all\nallow = ulaw,alaw\naors = bench-operator-aor\n"
-                "direct_media = no\nrtp_symmetric = yes\n"
-                for m in members
-            )
+        # The answering side: answer at once, wait for the caller to hang up (never first).
+        # Its own CDR is disabled: the caller's leg carries the call (Local/...;1 as dstchannel).
+        bench_answer = (
+            f"\n[{BENCH_ANSWER_CONTEXT}]\n"
+            "exten => _b.,1,Set(CDR_PROP(disable)=1)\n"
+            " same => n,Answer()\n"
+            " same => n,Wait(120)\n"
+            " same => n,Hangup()\n"
         )
     operator_extensions = "\n".join(
         f"exten => {ext},1,Dial(PJSIP/{ext},30)\n same => n,Hangup()" for ext in pbx.demo_operators
@@ -358,7 +427,7 @@ def render_config(
         "emergency_extensions": emergency_extensions,
         "bench_extensions": bench_extensions,
         "bench_queues": bench_queues,
-        "bench_endpoints": bench_endpoints,
+        "bench_answer": bench_answer,
         "operator_extensions": operator_extensions,
         "queue_name": pbx.queue_name,
         "low_queue_name": pbx.low_queue_name,
@@ -371,10 +440,12 @@ def render_config(
         "overflow_rule_line": overflow.rule_line,
         "overflow_rules": overflow.rules,
         "overflow_context": OVERFLOW_CONTEXT,
+        "reload_context": RELOAD_CONTEXT,
         "overflow_extensions": overflow.extensions,
         "agi_host": settings.agi.host,
         "agi_port": settings.agi.port,
         "agi_budget_s": budget_s,
+        "agi_timeout_next": _agi_timeout_next(settings),
         "ami_bind": node.ami_host,
         "ami_permit_lines": "\n".join(f"permit = {net}" for net in settings.ami.permit),
         "ami_port": node.ami_port,
@@ -385,6 +456,11 @@ def render_config(
             + [
                 f"eventfilter(action(include),name({e}),header({h}),method(starts_with)) = {v}"
                 for e, h, v in AMI_SCOPED_EVENTS
+            ]
+            + [
+                f"eventfilter(action(include),name({e}),header(Queue),method(exact))"
+                f" = {pbx.queue_name}"
+                for e in AMI_QUEUE_EVENTS
             ]
         ),
         "noload_lines": "\n".join(f"noload => {m}.so" for m in NOLOAD_MODULES),

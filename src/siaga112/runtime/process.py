@@ -11,13 +11,14 @@ import os
 import signal
 from collections.abc import Callable
 
-from sqlalchemy.engine import make_url
+from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from siaga112.config import Settings
 from siaga112.db.manage import UnknownRevision, pending_migrations
 from siaga112.db.session import make_engine
+from siaga112.db.url import describe
 
 
 class StartupError(Exception):
@@ -42,7 +43,7 @@ async def open_database(settings: Settings) -> AsyncEngine:
         raise SchemaNotCurrent(str(exc)) from exc
     except (OSError, DBAPIError) as exc:
         await engine.dispose()
-        where = make_url(settings.database_url_str).render_as_string(hide_password=True)
+        where = describe(settings.database_url_str)
         raise DatabaseUnreachable(
             f"PostgreSQL at {where} is not reachable ({type(exc).__name__}: {exc}); "
             "start it (make run does) or set SIAGA112_DATABASE_URL"
@@ -51,6 +52,15 @@ async def open_database(settings: Settings) -> AsyncEngine:
         await engine.dispose()
         raise SchemaNotCurrent(
             f"the database lacks migrations {sorted(pending)}: run `siaga112 db upgrade`"
+        )
+    async with engine.connect() as conn:
+        superuser = await conn.scalar(
+            text("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
+        )
+    if superuser:
+        log.warning(
+            "serving as a PostgreSQL superuser: give the service a role of its own "
+            "(siaga112 db roles, docs/operations.md#database-roles)"
         )
     return engine
 

@@ -55,8 +55,11 @@ INLINE_SWEEP_GRACE = timedelta(seconds=60)
 # - "events": the AMI event stream (call tracker, callbacks, operator states, resync after
 #   every login, putting operators back after an Asterisk restart) and reconciliation from the
 #   CDR file: `siaga112 worker`. Parsing a few dozen AMI events per call took half of serve's
-#   core at 100 calls/s (bench/surge), time the AGI server needs for the calls themselves.
-TelephonyRole = Literal["all", "agi", "events"]
+#   core at 100 calls/s (bench/surge), time the AGI server needs for the calls themselves;
+# - "control": only the AMI link for actions, events off (hang-up, transfer, callbacks, queue
+#   sessions): `siaga112 serve --api-only --call-control`, an API and console instance of
+#   its own, so that the consoles' requests never queue behind (or in front of) AGI requests.
+TelephonyRole = Literal["all", "agi", "events", "control"]
 
 
 class Telephony:
@@ -180,6 +183,7 @@ class Telephony:
             username=self.settings.ami.username,
             secret=self.settings.ami_secret.get_secret_value(),
             on_event=self._on_event if events else _ignore,
+            accept=lambda message: not self.tracker.ignores(message),
             on_login=self.resync if events else events_off,
             metrics=self.metrics,
             min_delay=self.settings.ami.reconnect_min_s,

@@ -15,6 +15,8 @@ from siaga112.callcontrol.protocol import (
 
 # What may go into an AMI header value: no line breaks (a CR/LF would start a new header or
 # action) and, inside a Variable header, no comma (Asterisk splits variables on commas).
+# The dialplan context (rendered into extensions.conf) of the Local channel that runs Reload().
+RELOAD_CONTEXT = "siaga112-reload"
 _HEADER_UNSAFE = re.compile(r"[\r\n]")
 _VARIABLE_UNSAFE = re.compile(r"[\r\n,=]")
 
@@ -75,7 +77,7 @@ SendList = Callable[[Mapping[str, str]], Awaitable[list[Mapping[str, str]]]]
 
 class AmiCallControl:
     """CallControl over AMI actions (QueueAdd, QueueRemove, QueuePause, QueueStatus, Hangup,
-    Redirect, Originate, Reload)."""
+    Redirect, Originate)."""
 
     def __init__(self, *, send_action: SendAction, send_list: SendList) -> None:
         self._send = send_action
@@ -148,7 +150,21 @@ class AmiCallControl:
         # PJSIP realtime endpoints are found without it, but res_pjsip links an endpoint to its
         # registrations' state (hence the device state app_queue rings by) only for endpoints
         # it has seen at load or reload: without this, a new operator stays "Unavailable".
-        await self._ok({"Action": "Reload", "Module": "res_pjsip.so"})
+        # Not the AMI Reload action: it needs the `system` class, which also allows ModuleLoad
+        # (load app_system, then Originate System()). Nor Originate of the Reload application:
+        # Asterisk refuses it to accounts without `system` ("app or data blacklisted"). The
+        # dialplan runs Reload() instead (extensions.conf): `originate` suffices for that.
+        await self._ok(
+            {
+                "Action": "Originate",
+                "Channel": f"Local/answer@{RELOAD_CONTEXT}/n",
+                "Context": RELOAD_CONTEXT,
+                "Exten": "s",
+                "Priority": "1",
+                "Timeout": "4000",
+                "Async": "false",
+            }
+        )
 
     async def originate(
         self,

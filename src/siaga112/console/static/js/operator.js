@@ -211,11 +211,46 @@ async function openIncident(id, popped) {
   rememberMine(id);
   // replaceState, not location.hash: no history entry per call, no reload of the icon.
   history.replaceState(null, "", `#incident-${id}`);
-  const drawn = await loadIncident();
+  if (popped) {
+    // The pop opens at once with what the event and the queue already hold (which incident,
+    // which number); the incident's read completes it.
+    drawPending(id);
+    mark("pop_open", id);
+  }
+  // A popped call's incident is new: its dispatches are read after it is drawn, not before.
+  const drawn = await loadIncident(!popped);
   $("incident").hidden = false;
   $("incident-none").hidden = true;
-  if (popped && drawn) mark("pop", id);
+  if (popped && drawn) {
+    mark("pop", id);
+    reloadDispatchesSoon();
+  }
   map && map.invalidate();
+}
+
+// The incident panel emptied for incident `id`, its number from the queue if it was there:
+// nothing of the previous incident stays on the screen while the new one is read.
+function drawPending(id) {
+  const entry = queueEntries().find((w) => w.incident_id === id);
+  state.incident = null;
+  state.dispatches = [];
+  $("incident").hidden = false;
+  $("incident-none").hidden = true;
+  $("inc-title").textContent = t("incident.title", { id });
+  $("inc-status").textContent = "";
+  const number = entry && (entry.number || entry.caller);
+  const caller = clear($("inc-caller"));
+  caller.append(el("span", { class: number ? "number" : "number none" }, number || t("queue.no_number")));
+  $("inc-callback").textContent = "";
+  clear($("inc-history"));
+  $("inc-kecamatan").textContent = "—";
+  for (const f of ["inc-classification", "inc-category", "inc-priority", "inc-address", "inc-summary"]) {
+    setValue($(f), null);
+  }
+  clear($("locations"));
+  clear($("timeline"));
+  clear($("dispatch-list"));
+  map && map.show([]);
 }
 
 // Events of the open incident come in bursts (answered, located, recorded, ended): one read
@@ -235,20 +270,20 @@ async function reloadDispatches() {
   const dispatches = await api("GET", `/v1/incidents/${id}/dispatches`);
   if (id !== state.incidentId) return;
   state.dispatches = dispatches;
-  renderIncident();
+  if (state.incident) renderIncident();
 }
 
 const reloadIncidentSoon = throttle(reloadIncident, 500);
 const reloadDispatchesSoon = throttle(reloadDispatches, 500);
 
 // True once this incident is on the screen (false when another one was opened meanwhile).
-async function loadIncident() {
+async function loadIncident(withDispatches = true) {
   const id = state.incidentId;
   if (!id) return false;
   try {
     const [inc, dispatches] = await Promise.all([
       api("GET", `/v1/incidents/${id}`),
-      api("GET", `/v1/incidents/${id}/dispatches`),
+      withDispatches ? api("GET", `/v1/incidents/${id}/dispatches`) : [],
     ]);
     if (id !== state.incidentId) return false;
     state.incident = inc;
