@@ -860,7 +860,16 @@ def main(argv: list[str] | None = None) -> int:
         "--ha",
         action="store_true",
         help="the high-availability drill instead (bench/drill_ha.py): two Asterisk nodes "
-        "behind Kamailio, one killed",
+        "behind Kamailio, two siaga112 serve, a PostgreSQL pair; one of each killed in turn",
+    )
+    p.add_argument(
+        "--ha-faults", default="node,instance,pg", help="--ha: its faults, in order (all)"
+    )
+    p.add_argument(
+        "--admin-delay-s", type=float, default=2.0, help="--ha: the primary's crash to promotion"
+    )
+    p.add_argument(
+        "--pg-ports", type=int, nargs=2, default=[5491, 5492], help="--ha: the PostgreSQL pair"
     )
     p.add_argument("--soak-rate", type=float, default=10.0, help="soak calls/s (10)")
     p.add_argument("--sample-every", type=float, default=60.0, help="soak sample interval, s (60)")
