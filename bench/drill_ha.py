@@ -21,8 +21,10 @@ callers (caller-112-proxy.xml) at ``--rate`` calls/s for ``--step-seconds`` s an
   again) and a probe call is answered.
 
 Per phase and in total: calls offered (SIPp and probes), taken (answered by a node), with a call
-row, with an incident, duplicate incidents, calls left open, the time to be whole, and the time
-from the fault until every taken call of the phase had its row and incident ("reconciled").
+row, with an incident, queued and answered (by the operator phone, from the rows), duplicate
+incidents, calls left open, the time to be whole, the time from the fault until every taken call
+of the phase had its row and incident ("reconciled"; includes the rest of the phase's stream),
+and when the last row of a call offered before the fault was written (its backlog).
 Needs root (Asterisk's chroot, PostgreSQL as ``postgres``); run under the sandbox lock.
 """
 
@@ -158,16 +160,32 @@ def _resyncs_completed(instance: Instance) -> float:
     return total
 
 
-async def _figures(database_url: str, since: datetime, until: datetime) -> dict[str, Any]:
+async def _figures(
+    database_url: str, since: datetime, until: datetime, fault: datetime
+) -> dict[str, Any]:
     conn = await asyncpg.connect(asyncpg_dsn(database_url), timeout=5)
     try:
         rows = await conn.fetch(
             "SELECT node, count(*) AS calls, count(incident_id) AS with_incident,"
-            " count(*) FILTER (WHERE ended_at IS NULL) AS open"
+            " count(*) FILTER (WHERE ended_at IS NULL) AS open,"
+            " count(enqueued_at) AS queued, count(answered_at) AS answered"
             " FROM calls WHERE offered_at >= $1 AND offered_at < $2"
             " AND dialled_number = '112' GROUP BY node",
             since,
             until,
+        )
+        sources = await conn.fetch(
+            "SELECT source, count(*) AS n FROM calls WHERE offered_at >= $1 AND offered_at < $2"
+            " AND dialled_number = '112' GROUP BY source",
+            since,
+            until,
+        )
+        # The last row written for a call offered before the fault: how long its backlog took.
+        backlog = await conn.fetchval(
+            "SELECT extract(epoch FROM max(created_at) - $2) FROM calls"
+            " WHERE offered_at >= $1 AND offered_at < $2 AND dialled_number = '112'",
+            since,
+            fault,
         )
         duplicates = await conn.fetchval(
             "SELECT count(*) FROM (SELECT linkedid FROM calls c JOIN incidents i"
@@ -182,14 +200,20 @@ async def _figures(database_url: str, since: datetime, until: datetime) -> dict[
         "rows": sum(r["calls"] for r in rows),
         "with_incident": sum(r["with_incident"] for r in rows),
         "duplicate_incidents": duplicates,
+        "queued": sum(r["queued"] for r in rows),
+        "answered": sum(r["answered"] for r in rows),
+        "by_source": {r["source"]: r["n"] for r in sources},
+        "last_row_before_fault_written_s": None if backlog is None else float(backlog),
         "per_node": {r["node"]: r["calls"] for r in rows},
         "open_on": {r["node"]: r["open"] for r in rows if r["open"]},
     }
 
 
-def _safe_figures(database_url: str, since: datetime, until: datetime) -> dict[str, Any] | None:
+def _safe_figures(
+    database_url: str, since: datetime, until: datetime, fault: datetime
+) -> dict[str, Any] | None:
     try:
-        return asyncio.run(_figures(database_url, since, until))
+        return asyncio.run(_figures(database_url, since, until, fault))
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
         return None
 
@@ -403,6 +427,7 @@ class Drill:
             "instance": self.fault_instance,
             "pg": self.fault_pg,
         }[fault]
+        fault_wall = datetime.now(UTC)
         fault_at, measured = do()
         caller.join()
         probes = measured.get("probes", 0)
@@ -413,11 +438,13 @@ class Drill:
         figures: dict[str, Any] | None = None
         deadline = time.monotonic() + args.settle
         while time.monotonic() < deadline:
-            figures = _safe_figures(self.database_url, since, until) or figures
+            figures = _safe_figures(self.database_url, since, until, fault_wall) or figures
             if figures is not None and figures["with_incident"] >= taken:
                 reconciled = time.monotonic() - fault_at
                 break
             time.sleep(1)
+        time.sleep(2)  # the last calls' hangups, then the figures on record
+        figures = _safe_figures(self.database_url, since, until, fault_wall) or figures
         victim = measured.pop("_victim", None)
         result = {
             "fault": fault,
@@ -492,12 +519,21 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def totals(phases: list[dict[str, Any]]) -> dict[str, Any]:
-    keys = ("offered", "taken", "failed", "rows", "with_incident", "duplicate_incidents")
+    keys = (
+        "offered", "taken", "failed", "rows", "with_incident", "queued", "answered",
+        "duplicate_incidents",
+    )  # fmt: skip
     out: dict[str, Any] = {k: sum(p.get(k) or 0 for p in phases) for k in keys}
     wholes: list[float | None] = [p.get("whole_s") for p in phases]
     known = [w for w in wholes if w is not None]
     out["worst_whole_s"] = None if len(known) < len(wholes) else max(known, default=None)
     return out
+
+
+TABLE_KEYS = (
+    "fault", "offered", "taken", "failed", "rows", "with_incident", "queued", "answered",
+    "duplicate_incidents",
+)  # fmt: skip
 
 
 def _s(value: Any) -> str:
@@ -509,26 +545,24 @@ def report(result: dict[str, Any]) -> str:
         f"HA drill: {result['rate']:g} calls/s through Kamailio to 2 nodes, 2 siaga112 "
         "instances, PostgreSQL primary + replica",
         f"{'fault':<9} {'offered':>7} {'taken':>5} {'failed':>6} {'rows':>5} {'incid.':>6} "
-        f"{'dup':>3} {'whole s':>7} {'reconciled s':>12}",
+        f"{'queued':>6} {'answd':>5} {'dup':>3} {'whole s':>7} {'reconciled s':>12}",
     ]
     for p in result["phases"]:
         lines.append(
             f"{p['fault']:<9} {p['offered']:>7} {p['taken']:>5} {p['failed']:>6} "
             f"{p.get('rows', '-'):>5} {p.get('with_incident', '-'):>6} "
+            f"{p.get('queued', '-'):>6} {p.get('answered', '-'):>5} "
             f"{p.get('duplicate_incidents', '-'):>3} {_s(p.get('whole_s')):>7} "
             f"{_s(p.get('reconciled_s')):>12}"
         )
     t = result["totals"]
     lines.append(
         f"{'total':<9} {t['offered']:>7} {t['taken']:>5} {t['failed']:>6} {t['rows']:>5} "
-        f"{t['with_incident']:>6} {t['duplicate_incidents']:>3} {_s(t['worst_whole_s']):>7}"
+        f"{t['with_incident']:>6} {t['queued']:>6} {t['answered']:>5} "
+        f"{t['duplicate_incidents']:>3} {_s(t['worst_whole_s']):>7}"
     )
     for p in result["phases"]:
-        detail = {
-            k: v
-            for k, v in p.items()
-            if k not in ("fault", "offered", "taken", "failed", "rows", "with_incident")
-        }
+        detail = {k: v for k, v in p.items() if k not in TABLE_KEYS}
         lines.append(f"  {p['fault']}: {json.dumps(detail, default=str)}")
     lines.append(f"left behind at the end: {result.get('left_behind') or 'none'}")
     return "\n".join(lines)
