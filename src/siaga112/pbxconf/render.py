@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from siaga112.config import LOW_QUEUE_SUFFIX, PbxSettings, Settings, stored_passwords
+from siaga112.config import LOW_QUEUE_SUFFIX, PbxNode, PbxSettings, Settings, stored_passwords
 from siaga112.db.url import parse as parse_database_url
 from siaga112.pbxconf.prompts import FLAGGED_NOTICE, LANGUAGE, SOUNDS_SUBDIR, prompt
 from siaga112.telephony.ami_call_control import RELOAD_CONTEXT
@@ -43,8 +43,10 @@ __all__ = [
     "OVERFLOW_RULE",
     "REMOVED_FILES",
     "SECRET_FILES",
+    "STANDARD_DIRECTORIES",
     "STASIS_DECLINED_TYPES",
     "PbxError",
+    "node_directories",
     "operator_credentials",
     "prompt_sounds_dir",
     "render_config",
@@ -242,6 +244,22 @@ def _pgsql_values(settings: Settings) -> dict[str, object]:
     }
 
 
+# Asterisk's directories (asterisk.conf) on a PBX host: Debian's.
+STANDARD_DIRECTORIES: dict[str, str] = {
+    "etc": "/etc/asterisk",
+    "lib": "/var/lib/asterisk",
+    "spool": "/var/spool/asterisk",
+    "run": "/var/run/asterisk",
+    "log": "/var/log/asterisk",
+    "cache": "/var/cache/asterisk",
+}
+
+
+def node_directories(prefix: str) -> dict[str, str]:
+    """The directories of one of several nodes sharing a root: all under ``prefix``."""
+    return {key: f"{prefix.rstrip('/')}/{key}" for key in STANDARD_DIRECTORIES}
+
+
 # Of several FastAGI servers, a try that is not the last may take at most this share of the
 # budget: one that accepts and never answers must leave the next a chance. It is above the
 # server's own share (AgiServer answers within 60% of the budget however slow its writes), so a
@@ -252,7 +270,7 @@ AGI_MIN_TRY_S = 0.05
 
 _AGI_ARGS = (
     "${EXTEN},${SIAGA112_B64_PAI},${SIAGA112_B64_PANI},${SIAGA112_B64_GEO},${CALLERID(pres)},"
-    "${SIAGA112_B64_LOC},${SIAGA112_LOC_METHOD}"
+    "${SIAGA112_B64_LOC},${SIAGA112_LOC_METHOD},${SYSTEMNAME}"
 )
 
 
@@ -309,13 +327,19 @@ def render_config(
     *,
     operator_passwords: Mapping[str, str] | None = None,
     hostname: str | None = None,
+    node: PbxNode | None = None,
+    directories: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     """Render the whole Asterisk configuration: file name -> content.
 
     Keys are file names under ``/etc/asterisk`` of the root, plus ``hosts`` (the root's
     ``/etc/hosts``). Without ``operator_passwords`` the per-machine ones are used (and created
-    on first use); the AMI secret comes from ``settings.ami_secret``.
+    on first use); the AMI secret comes from ``settings.ami_secret``. ``node`` is one of
+    ``settings.pbx_nodes`` (default: the first): its systemname, SIP and AMI addresses.
+    ``directories`` are Asterisk's own (``STANDARD_DIRECTORIES`` unless given).
     """
+    node = node if node is not None else settings.pbx_nodes[0]
+    dirs = dict(directories) if directories is not None else STANDARD_DIRECTORIES
     directory = templates_dir(settings)
     passwords = (
         dict(operator_passwords)
@@ -387,7 +411,15 @@ def render_config(
     values: dict[str, object] = {
         "astdatadir": ASTERISK_DATA_DIR,
         "language": LANGUAGE,
-        "sip_bind": pbx.sip_bind,
+        "sip_bind": node.sip_address,
+        # Every Uniqueid/Linkedid of the node is then "<systemname>-<epoch>.<seq>": ids of two
+        # nodes never collide, and each id says its node.
+        "systemname_line": (
+            f"systemname = {node.systemname}"
+            if node.systemname
+            else "; systemname: unset (one node; ids are <epoch>.<seq>)"
+        ),
+        **{f"dir_{key}": value for key, value in dirs.items()},
         "sip_port": pbx.sip_port,
         "outbound_trunk": pbx.outbound_trunk,
         "carrier_match_lines": "\n".join(f"match = {a}" for a in pbx.carrier_addresses),
@@ -414,9 +446,9 @@ def render_config(
         "agi_port": settings.agi.port,
         "agi_budget_s": budget_s,
         "agi_timeout_next": _agi_timeout_next(settings),
-        "ami_bind": settings.ami.host,
+        "ami_bind": node.ami_host,
         "ami_permit_lines": "\n".join(f"permit = {net}" for net in settings.ami.permit),
-        "ami_port": settings.ami.port,
+        "ami_port": node.ami_port,
         "ami_username": settings.ami.username,
         "ami_secret": settings.ami_secret.get_secret_value(),
         "eventfilter_lines": "\n".join(
@@ -529,13 +561,14 @@ REMOVED_FILES = ("users.conf", "extensions.ael", "extensions.lua")
 SECRET_FILES = frozenset({"manager.conf", "pjsip.conf", "res_pgsql.conf", "extensions.conf"})
 
 
-def write_config(settings: Settings, directory: Path) -> list[Path]:
+def write_config(settings: Settings, directory: Path, *, node: PbxNode | None = None) -> list[Path]:
     """Render the configuration into ``directory`` (an ``/etc/asterisk`` to be, on a PBX host
-    that is not the sandbox): files holding secrets get mode 0640, the others 0644. ``hosts``
-    is the sandbox root's /etc/hosts and is not written. Returns the files written."""
+    that is not the sandbox) for ``node`` (default: the first): files holding secrets get mode
+    0640, the others 0644. ``hosts`` is the sandbox root's /etc/hosts and is not written.
+    Returns the files written."""
     directory.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
-    for name, text in render_config(settings).items():
+    for name, text in render_config(settings, node=node).items():
         if name == "hosts":
             continue
         path = directory / name

@@ -12,6 +12,7 @@ trip for all headers; every header value is base64 (empty when the header is abs
     agi_arg_5  caller presentation, ${CALLERID(pres)} (allowed_not_screened, prohib, ...)
     agi_arg_6  base64(${GEOLOC_PROFILE(effective_location)}), empty without a location
     agi_arg_7  ${GEOLOC_PROFILE(method)} (e.g. gps), empty without a location
+    agi_arg_8  ${SYSTEMNAME} (asterisk.conf): the node; empty on an unnamed single node
 
 The handler may set ``SIAGA112_INCIDENT_ID``, ``SIAGA112_QUEUE`` (empty: default queue) and
 ``SIAGA112_PRIORITY`` (queue priority). The queue step runs whatever the AGI step did.
