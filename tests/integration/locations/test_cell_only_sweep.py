@@ -30,6 +30,7 @@ from siaga112.incidents.models import IncidentEvent
 from siaga112.locations.cells import import_cells
 from siaga112.locations.models import Location
 from siaga112.locations.service import (
+    CallLocationJob,
     derive_cell_only_calls,
     locations_for_call,
     mark_locations_done,
@@ -210,7 +211,7 @@ async def test_a_sweep_takes_a_call_with_a_pidf_lo_one_by_one(
     assert worker.metrics.counters.get("location_batch_failures", 0) == 0
 
 
-async def _pending(sessionmaker: Sessions) -> list[worker_module.CallLocationJob]:
+async def _pending(sessionmaker: Sessions) -> list[CallLocationJob]:
     async with sessionmaker() as session:
         return await pending_location_jobs(
             session=session,
@@ -275,7 +276,7 @@ async def test_set_based_waits_for_a_derivation_of_the_same_call_and_adds_nothin
                 observed_at=job.at,
             )
 
-            async def batch() -> list[worker_module.CallLocationJob]:
+            async def batch() -> list[CallLocationJob]:
                 async with sessions() as session:
                     left = await derive_cell_only_calls(session=session, jobs=[job])
                     await session.commit()
