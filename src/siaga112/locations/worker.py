@@ -14,7 +14,10 @@ anywhere that reaches the database:
   process that answered the AGI request, and a sweep after every reconciliation pass.
 
 Either way a derivation is idempotent and serialised per call (the call row is locked), so
-several processes may sweep the same database.
+several processes may sweep the same database. A sweep derives the calls whose only location is
+their network cell (most calls) together, in a handful of statements for all of them
+(``derive_cell_only_calls``); a call with a PIDF-LO, a reference to fetch or AML that may wait
+for it goes through the per-call path.
 """
 
 from __future__ import annotations
