@@ -371,6 +371,14 @@ class PbxSettings(BaseModel):
         "directory's `cdr-custom/`) and reconciliation reads. The tests and benchmarks use "
         "their own, so that their calls never reach a development database.",
     )
+    node_lost_after_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="A node whose AMI session has been down this long is taken as lost: the "
+        "calls still open on it are ended as cut by the node's loss (outcome `node_lost`) and "
+        "those with a caller number go on the callback worklist. A node that comes back "
+        "after a restart has its calls from before that restart ended the same way at once.",
+    )
     reconcile_from: AwareDatetime | None = Field(
         default=None,
         description="Calls Asterisk recorded before this time (ISO 8601 with offset) are never "
