@@ -24,6 +24,7 @@ from siaga112.incidents.models import IncidentEvent
 from siaga112.metrics import Metrics
 from siaga112.runtime.telephony import Telephony
 from siaga112.telephony.ami_events import parse_event
+from tests.integration.telephony.test_reconcile import cdr_line
 
 Sessions = async_sessionmaker[AsyncSession]
 
@@ -253,8 +254,8 @@ async def test_node_back_from_a_restart_ends_the_calls_it_no_longer_has(
 async def test_the_nodes_own_record_of_the_end_replaces_the_loss(
     settings: Settings, sessionmaker: Sessions, tmp_path: Path
 ) -> None:
-    """A node only unreachable, not dead: its CDR line, read when it is back, says how the
-    call really ended, and the call leaves the worklist."""
+    """A node only unreachable, not dead: its CDR line, read by reconciliation when it is back,
+    says how the call really ended, and the call leaves the worklist."""
     conf = _nodes(settings, tmp_path)
     t0 = datetime.now(UTC) - timedelta(minutes=1)
     uid = await _call(sessionmaker, node="nodea", at=t0 - timedelta(seconds=5), state="answered")
@@ -262,25 +263,17 @@ async def test_the_nodes_own_record_of_the_end_replaces_the_loss(
     await follower.check_node_lost(now=t0)
     assert await follower.check_node_lost(now=t0 + timedelta(seconds=10)) == 1
     end = t0 + timedelta(seconds=40)
-    async with sessionmaker() as session:
-        await apply_progress(
-            session=session,
-            updates=[
-                CallProgress(
-                    uniqueid=uid,
-                    state="ended",
-                    enqueued_at=None,
-                    ringing_at=None,
-                    answered_at=None,
-                    ended_at=end,
-                    queue=None,
-                    operator="6001",
-                    hangup_cause=None,
-                    outcome="answered",
-                )
-            ],
-            actor="system:reconcile",
+    follower.reconciler.path.parent.mkdir(parents=True, exist_ok=True)
+    follower.reconciler.path.write_text(
+        cdr_line(
+            uid,
+            start=f"{(t0 - timedelta(seconds=5)).timestamp():.6f}",
+            answer=f"{(t0 - timedelta(seconds=5)).timestamp():.6f}",
+            end=f"{end.timestamp():.6f}",
+            siaga112_enqueued=f"{(t0 - timedelta(seconds=5)).timestamp():.6f}",
+            siaga112_answered=f"{(t0 - timedelta(seconds=4)).timestamp():.6f}",
         )
-        await session.commit()
+    )
+    await follower.reconciler.run_once()
     call = (await _calls(sessionmaker, [uid]))[uid]
     assert (call.state, call.outcome, call.ended_at) == ("ended", "answered", end)
