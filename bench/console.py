@@ -4,7 +4,7 @@
 One run, about two minutes with the defaults (bench/README.md says what it does):
 
 1. the real stack of ``bench.realstack`` (a database of its own, the Asterisk sandbox with the
-   benchmark numbers, one SIPp phone answering for the bench queue's 32 members,
+   benchmark numbers, the bench queue's 32 members answered inside Asterisk,
    ``siaga112 serve`` as a subprocess with its workers);
 2. five console users, each linked to one member of the bench queue (``bench-op-01`` ..
    ``bench-op-05``: the extension Asterisk names as the one that answered), each signed in to

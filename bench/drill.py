@@ -3,7 +3,7 @@ processes, the AMI connection, Asterisk and PostgreSQL fail (``python -m bench.d
 
 One phase per fault (bench/README.md, section "bench/drill", says what each does and how the
 figures are defined): SIPp callers at ``--rate`` calls/s with distinct numbers for
-``--step-seconds`` s into the bench queue (answered at once by one SIPp phone behind 32
+``--step-seconds`` s into the bench queue (answered at once inside Asterisk by 32
 members), the fault ``--fault-at`` s into the phase, then what an admin or a supervisor would do
 about it. Per phase and in total: calls offered, taken by Asterisk, queued, answered by an
 operator, with a call row and an incident, duplicate incidents, calls missing from the live
@@ -856,6 +856,12 @@ def main(argv: list[str] | None = None) -> int:
         "--faults", type=_faults, default=list(FAULTS), help="comma-separated, default all"
     )
     p.add_argument("--soak", type=_duration, default=0.0, help="soak instead: e.g. 30m")
+    p.add_argument(
+        "--ha",
+        action="store_true",
+        help="the high-availability drill instead (bench/drill_ha.py): two Asterisk nodes "
+        "behind Kamailio, one killed",
+    )
     p.add_argument("--soak-rate", type=float, default=10.0, help="soak calls/s (10)")
     p.add_argument("--sample-every", type=float, default=60.0, help="soak sample interval, s (60)")
     p.add_argument(
@@ -867,6 +873,10 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.rate <= 0 or args.step_seconds <= args.fault_at:
         p.error("--rate must be positive and --step-seconds longer than --fault-at")
+    if args.ha:
+        from bench import drill_ha
+
+        return bench_main(args, drill_ha.run, drill_ha.report)
     return bench_main(args, run, report)
 
 

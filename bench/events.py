@@ -5,7 +5,8 @@ One run, about three minutes with the defaults (bench/README.md says what it doe
 figures are defined):
 
 1. the real stack of ``bench.realstack`` (a database of its own, the Asterisk sandbox with the
-   benchmark numbers, one SIPp operator phone, ``siaga112 serve`` as a subprocess);
+   benchmark numbers (the bench queue answered inside Asterisk), ``siaga112 serve`` as a
+   subprocess);
 2. the cost of writing ``call_offered`` in the AGI statement: the statement with and without
    that row, alternately, against the bench database;
 3. SSE clients on ``/v1/events/stream`` (``call_offered``, ``call_answered``, ``call_ended``,

@@ -1,6 +1,6 @@
 """The real stack the benchmarks run calls through (``bench.surge``, ``bench.events``): a database
 of their own, the Asterisk sandbox with the benchmark numbers (``PbxSettings.bench_numbers``),
-one SIPp operator phone that answers every call at once, ``siaga112 serve`` as a subprocess,
+the bench queue answered inside Asterisk (Local members), ``siaga112 serve`` as a subprocess,
 SIPp callers in steps of a given rate, and Asterisk's CDR file as the count of what arrived.
 
 ``bench_stack`` sets it all up and leaves the sandbox as it was found (normal configuration, or
@@ -16,6 +16,7 @@ import json
 import math
 import os
 import platform
+import resource
 import shlex
 import shutil
 import signal
@@ -33,6 +34,7 @@ from typing import Any
 
 from sqlalchemy.engine import make_url
 
+from bench.cpu import CpuMeter, per_call, profile_processes, top_frames, wait_quiet
 from siaga112.config import Settings
 from siaga112.db.manage import drop_database, upgrade
 from siaga112.db.session import asyncpg_dsn, make_engine, make_sessionmaker
@@ -93,12 +95,26 @@ def _ancestors() -> set[int]:
     return pids
 
 
+def _lock_waiters() -> set[int]:
+    """Processes blocked waiting for a file lock (``/proc/locks`` lines with ``->``): a bench
+    run with ``--lock`` waiting for its turn is not using the sandbox."""
+    waiters = set()
+    try:
+        for line in Path("/proc/locks").read_text().splitlines():
+            parts = line.split()
+            if len(parts) > 5 and parts[1] == "->" and parts[5].isdigit():
+                waiters.add(int(parts[5]))
+    except OSError:
+        pass
+    return waiters
+
+
 def busy_processes() -> list[str]:
     """Other users of the sandbox's ports: a running service, SIPp, a test run, a bench.
 
     A command still waiting for the sandbox's lock (``flock /tmp/siaga112-pbx.lock ...``) does
     not count: once it has the lock, what it runs shows as a process of its own."""
-    own = _ancestors()
+    own = _ancestors() | _lock_waiters()
     found: list[str] = []
     for args in (["pgrep", "-af", "siaga112 serve"], ["pgrep", "-ax", "sipp"],
                  ["pgrep", "-af", "pytest"], ["pgrep", "-af", "bench.surge"],
@@ -275,6 +291,10 @@ class Step:
     answer_max_s: float | None = None
     sustained: bool = False
     why_not: list[str] = field(default_factory=list)
+    cpu: dict[str, Any] = field(default_factory=dict)
+    """CPU ms per call of each process over the step, machine busy % and load (bench.cpu)."""
+    profile: dict[str, list[tuple[str, float, float]]] = field(default_factory=dict)
+    """py-spy over the step (``--profile``): per process, the functions most on the stack."""
     uniqueids: list[str] = field(default_factory=list, repr=False)
     starts: dict[str, float] = field(default_factory=dict, repr=False)
 
@@ -303,8 +323,28 @@ class Step:
             f"  {self.variant:8} {self.rate:5g}/s x {self.seconds:g}s: {self.planned:>5} placed,"
             f" {self.sipp_successful:>5} ok, {self.sipp_failed:>4} failed, arrived"
             f" {self.achieved_cps:6.1f}/s, operator {self.served_by_operator:>5}{incident},"
-            f" 200 OK p99 {ms(self.answer_p99_s)} -> {verdict}"
+            f" 200 OK p99 {ms(self.answer_p99_s)}{self.load_text()} -> {verdict}"
         )
+
+    def load_text(self) -> str:
+        if not self.cpu:
+            return ""
+        return (
+            f", load {self.cpu['load_start']:.2f}->{self.cpu['load_end']:.2f},"
+            f" busy {self.cpu['machine_busy_pct']}%"
+        )
+
+    def cpu_line(self) -> str:
+        """CPU ms per call of each process, siaga112's total beside Asterisk's."""
+        if not self.cpu:
+            return ""
+        parts = ", ".join(f"{k} {v:.2f}" for k, v in sorted(self.cpu["ms_per_call"].items()))
+        total = self.cpu.get("siaga112_total_ms")
+        ast = self.cpu.get("asterisk_ms")
+        verdict = ""
+        if total is not None and ast:
+            verdict = f" | siaga112 {total:.2f} vs Asterisk {ast:.2f} ({total / ast:.2f}x)"
+        return f"      CPU ms/call: {parts}{verdict}"
 
 
 def run_step(
@@ -319,6 +359,8 @@ def run_step(
     rate: float,
     seconds: float,
     hold_ms: int,
+    meter: CpuMeter | None = None,
+    profile: bool = False,
 ) -> Step:
     planned = max(1, round(rate * seconds))
     step = Step(variant=variant, rate=rate, seconds=seconds, caller=caller, planned=planned)
@@ -327,6 +369,9 @@ def run_step(
     # Calls still unanswered 10 s after a message was due fail (-recv_timeout); SIPp ends when
     # the last call is over, or at the absolute timeout.
     limit = int(rate * (hold_ms / 1000 + 12)) + 100
+    spies = _start_profilers(meter, directory, seconds) if profile else {}
+    before = meter.snapshot() if meter is not None else None
+    children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.monotonic()
     result = run_caller(
         settings,
@@ -351,6 +396,20 @@ def run_step(
         cwd=directory,
     )
     step.wall_s = time.monotonic() - started
+    # SIPp is the only child this process reaps while it runs (serve, the operator phone and
+    # py-spy live on): the children's CPU over the run is the caller side's.
+    children_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    for label, (spy, out) in spies.items():
+        try:
+            spy.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            spy.kill()
+            spy.wait(5)
+        if out.exists():
+            step.profile[label] = top_frames(out)
+    sipp_cpu_s = (children_after.ru_utime - children_before.ru_utime) + (
+        children_after.ru_stime - children_before.ru_stime
+    )
     (directory / "sipp.out").write_text(result.output)
     step.sipp_returncode = result.returncode
     step.sipp_successful = result.successful
@@ -375,8 +434,40 @@ def run_step(
     step.answer_p50_s = q(rtt, 0.5)
     step.answer_p99_s = q(rtt, 0.99)
     step.answer_max_s = max(rtt) if rtt else None
+    if meter is not None and before is not None:
+        settled = meter.settle()
+        step.cpu = per_call(before, meter.snapshot(), step.arrived, sipp_cpu_s)
+        step.cpu["settle_s"] = round(settled, 1)
     step.judge()
     return step
+
+
+def _start_profilers(
+    meter: CpuMeter | None, directory: Path, seconds: float
+) -> dict[str, tuple[subprocess.Popen[bytes], Path]]:
+    """py-spy (non-blocking, raw collapsed stacks) on serve and each worker for the step."""
+    serve = meter.serve_pid() if meter is not None else None
+    spy = Path(sys.executable).parent / "py-spy"
+    if serve is None or not spy.exists():
+        return {}
+    out: dict[str, tuple[subprocess.Popen[bytes], Path]] = {}
+    for label, pid in profile_processes(serve).items():
+        path = directory / f"py-spy-{label.replace(' ', '-').replace(',', '+')}.txt"
+        cmd = [str(spy), "record", "-p", str(pid), "-d", str(max(1, int(seconds))), "-r", "100",
+               "--nonblocking", "-f", "raw", "-o", str(path)]  # fmt: skip
+        out[label] = (
+            subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
+            path,
+        )
+    return out
+
+
+def profile_lines(step: Step) -> list[str]:
+    lines = []
+    for label, frames in step.profile.items():
+        lines.append(f"      py-spy {label} (share of samples on the stack / as the leaf):")
+        lines += [f"        {inc * 100:5.1f}% {own * 100:5.1f}%  {f}" for f, inc, own in frames]
+    return lines
 
 
 # ---------------------------------------------------------------------------------------------
@@ -637,6 +728,8 @@ class BenchStack:
     service: Service
     result: dict[str, Any]
     """Filled with the command, run directory, database, machine and (at the end) CDR."""
+    meter: CpuMeter
+    """CPU time of Asterisk, serve, its workers and their PostgreSQL backends (bench.cpu)."""
 
 
 @contextlib.contextmanager
@@ -685,8 +778,10 @@ def bench_stack(
     pbx.up(settings)
     result["machine"] = machine_facts(settings)
     result["machine"]["postgresql"] = asyncio.run(_server_version(database_url))
+    asterisk_pid = pbx.status(settings).pid
     cdr = CdrTail(settings.pbx.cdr_path or settings.cdr_file)
     asyncio.run(_skip_history(settings))
+    service = Service(settings, database_url, workdir / "siaga112-serve.log")
     stack = BenchStack(
         base=base,
         settings=settings,
@@ -695,14 +790,23 @@ def bench_stack(
         scenario=scenario,
         cdr=cdr,
         operator=SippOperator(settings, OPERATOR, ring_ms=0, log_dir=workdir),
-        service=Service(settings, database_url, workdir / "siaga112-serve.log"),
+        service=service,
         result=result,
+        meter=CpuMeter(
+            asterisk_pid=lambda: asterisk_pid,
+            serve_pid=lambda: service.pid,
+            database_url=database_url,
+            database=make_url(database_url).database or default_database,
+        ),
     )
     try:
         stack.operator.start()
         log("siaga112 serve: starting")
         stack.service.start()
         result["service_pid"] = stack.service.pid
+        if stack.service.pid is not None:
+            waited = wait_quiet(stack.service.pid, children=2, connected=stack.meter.connected)
+            log(f"siaga112 serve: ready, workers started and quiet after {waited:.0f} s")
         yield stack
     finally:
         stack.service.stop()

@@ -84,6 +84,18 @@ if [ "$WANT_PBX" = 1 ]; then
   apt_install mmdebstrap sip-tester espeak-ng sox
 fi
 
+# 3b. The high-availability tier (several Asterisk nodes behind a SIP proxy; tests/e2e/test_nodes.py,
+#     bench/takeover): Debian's kamailio, whose base package has the dispatcher module. The
+#     sandbox starts its own Kamailio; the packaged service would take port 5060 on every
+#     address, so it is never left enabled.
+WANT_HA=${WANT_HA:-$WANT_PBX}
+if [ "$WANT_HA" = 1 ] && ! dpkg -s kamailio >/dev/null 2>&1; then
+  apt_install kamailio
+  if [ -d /run/systemd/system ]; then
+    as_root systemctl disable --now kamailio >/dev/null 2>&1 || true
+  fi
+fi
+
 # 4. The console's front-end files (Leaflet, the offline basemap) from the npm registry, pinned
 #    by package-lock.json; reinstalled when the lockfile changes. Node is needed only here.
 #    Debian's chromium runs the browser tests (Playwright's own browser download is never used).

@@ -245,8 +245,16 @@ def _cmd_pbx_render(settings: Settings, args: argparse.Namespace) -> int:
     if not args.to and not args.sounds_to:
         print("error: give --to DIR, --sounds-to DIR or both", file=sys.stderr)
         return 2
+    names = [n.name for n in settings.pbx_nodes]
+    if args.node is None and len(names) > 1:
+        print(f"error: give --node, one of {', '.join(names)}", file=sys.stderr)
+        return 2
+    if args.node is not None and args.node not in names:
+        print(f"error: no node {args.node!r} (nodes: {', '.join(names)})", file=sys.stderr)
+        return 2
+    node = settings.pbx_node(args.node) if args.node is not None else None
     try:
-        written = write_config(settings, Path(args.to)) if args.to else []
+        written = write_config(settings, Path(args.to), node=node) if args.to else []
         if args.sounds_to:
             written += write_sounds(Path(args.sounds_to), prompts_dir=settings.pbx.prompts_dir)
     except (PbxError, PromptError, OSError) as exc:
@@ -353,6 +361,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="write the 112 centre's Asterisk configuration (/etc/asterisk) and its prompts",
     )
     render.add_argument("--to", metavar="DIR", help="the configuration files (/etc/asterisk)")
+    render.add_argument(
+        "--node",
+        metavar="NAME",
+        help="the node of `pbx.nodes` to render for (its systemname, SIP and AMI addresses); "
+        "required when several are configured",
+    )
     render.add_argument(
         "--sounds-to",
         metavar="DIR",

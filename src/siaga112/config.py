@@ -13,6 +13,7 @@ import os
 import re
 import secrets
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
@@ -252,6 +253,48 @@ _OVERFLOW_ENDPOINT = re.compile(r"PJSIP/[A-Za-z0-9_-]{1,40}")
 _OVERFLOW_NUMBER = re.compile(r"\+?[0-9]{2,20}")
 
 
+# A PBX node's name: Asterisk's `systemname` (asterisk.conf), which prefixes every Uniqueid and
+# Linkedid the node makes (`<name>-<epoch>.<seq>`), so that calls of two nodes never share an id.
+NODE_NAME_PATTERN = r"^[a-z][a-z0-9-]{0,30}$"
+# The one node of a deployment that configures none: today's settings, no systemname (its ids
+# stay `<epoch>.<seq>`).
+DEFAULT_NODE_NAME = "pbx"
+
+
+@dataclass(frozen=True, slots=True)
+class PbxNode:
+    """A node as siaga112 uses it (`Settings.pbx_nodes`)."""
+
+    name: str
+    # Rendered into asterisk.conf; None for the implicit single node (unprefixed ids).
+    systemname: str | None
+    ami_host: str
+    ami_port: int
+    sip_address: str
+    cdr_file: Path
+
+
+class PbxNodeSettings(BaseModel):
+    """One Asterisk node of several (`pbx.nodes`): where siaga112 reaches it and reads its CDR."""
+
+    name: str = Field(
+        pattern=NODE_NAME_PATTERN,
+        description="The node's name, rendered as Asterisk's `systemname`: every Uniqueid and "
+        "Linkedid of the node starts with it, and each call records it as its node.",
+    )
+    ami_host: str = Field(description="The node's AMI address (manager.conf `bindaddr`).")
+    ami_port: int = Field(default=5038, ge=1, le=65535, description="The node's AMI port.")
+    sip_address: str = Field(
+        description="Address of the node's PJSIP UDP transport (the port is `pbx.sip_port`): "
+        "where the SIP proxy sends calls and operators' registrations."
+    )
+    cdr_path: Path | None = Field(
+        default=None,
+        description="The node's CDR CSV as siaga112's host sees it (a copy or a shared mount). "
+        "Default: the sandbox's per-node file.",
+    )
+
+
 class PbxSettings(BaseModel):
     """Values that differ per site and are rendered into the Asterisk configuration."""
 
@@ -353,6 +396,14 @@ class PbxSettings(BaseModel):
         description="Call recordings (Asterisk's `monitor/siaga112`) as this host sees them: "
         "read for downloads, written by the purge; elsewhere a shared mount.",
     )
+    nodes: list[PbxNodeSettings] = Field(
+        default_factory=list,
+        description="The Asterisk nodes siaga112 follows (JSON list, e.g. "
+        '`[{"name":"pbx-a","ami_host":"10.0.0.11","sip_address":"10.0.0.11"}, ...]`): one AMI '
+        "event follower, CDR reconciliation and call control per node. Empty: one node, "
+        f"`{DEFAULT_NODE_NAME}`, from `ami.host`/`ami.port`, `pbx.sip_bind` and the CDR file, "
+        "with Asterisk's ids unprefixed.",
+    )
     # Two extra numbers in [from-carrier] run the emergency path into a queue whose one member
     # (the first demo operator) is rung even while in use -- one with the AGI step, one without.
     db_user: str | None = Field(
@@ -389,6 +440,19 @@ class PbxSettings(BaseModel):
                 raise ValueError(f"overflow target {key!r} is given twice")
             keys.add(key)
         return targets
+
+    @field_validator("nodes")
+    @classmethod
+    def _distinct_nodes(cls, nodes: list[PbxNodeSettings]) -> list[PbxNodeSettings]:
+        for what in ("name", "sip_address"):
+            seen = [getattr(n, what) for n in nodes]
+            twice = {v for v in seen if seen.count(v) > 1}
+            if twice:
+                raise ValueError(f"node {what} {sorted(twice)[0]!r} is given twice")
+        ami = [(n.ami_host, n.ami_port) for n in nodes]
+        if len(set(ami)) != len(ami):
+            raise ValueError("two nodes have the same AMI address and port")
+        return nodes
 
     @property
     def low_queue_name(self) -> str:
@@ -857,6 +921,45 @@ class Settings(BaseSettings):
             )
             if h
         ]
+
+    @property
+    def pbx_nodes(self) -> list[PbxNode]:
+        """The Asterisk nodes followed: `pbx.nodes`, else the one node of today's settings."""
+        if not self.pbx.nodes:
+            return [
+                PbxNode(
+                    name=DEFAULT_NODE_NAME,
+                    systemname=None,
+                    ami_host=self.ami.host,
+                    ami_port=self.ami.port,
+                    sip_address=self.pbx.sip_bind,
+                    cdr_file=self.cdr_file,
+                )
+            ]
+        return [
+            PbxNode(
+                name=n.name,
+                systemname=n.name,
+                ami_host=n.ami_host,
+                ami_port=n.ami_port,
+                sip_address=n.sip_address,
+                cdr_file=n.cdr_path
+                if n.cdr_path is not None
+                else self.node_state_root(n.name) / "log" / "cdr-custom" / self.pbx.cdr_file_name,
+            )
+            for n in self.pbx.nodes
+        ]
+
+    def pbx_node(self, name: str) -> PbxNode:
+        for node in self.pbx_nodes:
+            if node.name == name:
+                return node
+        raise KeyError(name)
+
+    def node_state_root(self, name: str) -> Path:
+        """The sandbox's own directories of node ``name`` (config, run, spool, log, lib), inside
+        the shared root so that the node's chrooted Asterisk sees them."""
+        return self.pbx_root / "var" / "lib" / "siaga112-nodes" / name
 
     @property
     def pbx_root(self) -> Path:

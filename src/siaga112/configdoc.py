@@ -45,6 +45,8 @@ DESCRIBED_DEFAULTS: dict[str, str] = {
     "SIAGA112_PBX__TEMPLATES_DIR": "the package's `siaga112/pbxconf/templates/`",
     "SIAGA112_PBX__PROMPTS_DIR": "none: every prompt spoken from its text",
     "SIAGA112_PBX__RECONCILE_FROM": "when the database was created",
+    "SIAGA112_PBX__NODES__CDR_PATH": "the sandbox node's "
+    "`<root>/var/lib/siaga112-nodes/<name>/log/cdr-custom/<cdr file name>`",
     "SIAGA112_PBX__CDR_PATH": "the sandbox's `<root>/var/log/asterisk/cdr-custom/siaga112-cdr.csv`",
     "SIAGA112_PBX__RECORDINGS_PATH": "the sandbox's `<root>/var/spool/asterisk/monitor/siaga112`",
     "SIAGA112_DATABASE_OWNER_URL": "none: `SIAGA112_DATABASE_URL`",
@@ -166,6 +168,8 @@ def _kind(annotation: Any) -> str:
         return " or ".join(_kind(a) for a in get_args(annotation) if a is not type(None))
     if origin is list:
         (item,) = get_args(annotation)
+        if _models_in(item):
+            return "JSON list of objects (entries below)"
         return f"JSON list of {_kind(item)}"
     if origin is tuple:
         items = get_args(annotation)

@@ -69,6 +69,12 @@ async def serve(
     if with_telephony:
         # The AMI event stream is followed by `siaga112 worker` unless configured otherwise.
         role: TelephonyRole = "agi" if settings.ami.events_in == "worker" else "all"
+        if role == "all" and len(settings.pbx_nodes) > 1:
+            # serve's own loop follows one event stream; several nodes need the workers.
+            raise StartupError(
+                "SIAGA112_AMI__EVENTS_IN=serve follows one PBX node; with several "
+                "(SIAGA112_PBX__NODES) leave it at `worker`"
+            )
         telephony = Telephony(
             settings=settings, sessionmaker=sessionmaker, metrics=metrics, role=role
         )

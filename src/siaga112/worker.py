@@ -23,7 +23,10 @@ import time
 from collections.abc import Sequence
 from typing import Literal
 
-from siaga112.config import Settings
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from siaga112.config import PbxNode, Settings
 from siaga112.db.session import asyncpg_dsn, make_sessionmaker
 from siaga112.events.retention import purge_forever
 from siaga112.locations.worker import LocationWorker
@@ -42,9 +45,65 @@ from siaga112.runtime.telephony import Telephony
 log = logging.getLogger(__name__)
 
 
-def events_lease_name(settings: Settings) -> str:
-    """The lease of one PBX's AMI event stream and CDR file: one follower per PBX."""
-    return f"ami-events:{settings.ami.host}:{settings.ami.port}"
+def events_lease_name(settings: Settings, node: PbxNode | None = None) -> str:
+    """The lease of one PBX node's AMI event stream and CDR file: one follower per node."""
+    node = node if node is not None else settings.pbx_nodes[0]
+    if node.systemname is None:
+        # The one node of a deployment without nodes: the name it always had.
+        return f"ami-events:{node.ami_host}:{node.ami_port}"
+    return f"ami-events:{node.name}"
+
+
+class NodeFollower:
+    """One node's AMI events and CDR file, followed while this process holds the node's lease.
+    While another process holds it, this one stands by warm: its telephony side is built
+    (imports done, tracker and reconciler ready, the database pool open), so a takeover costs
+    an AMI login, the resync and a CDR read, not a process start."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        metrics: Metrics,
+        node: PbxNode,
+    ) -> None:
+        self.settings = settings
+        self.sessionmaker = sessionmaker
+        self.metrics = metrics
+        self.node = node
+        self._ready: Telephony | None = None
+
+    async def prepare(self) -> None:
+        if self._ready is None:
+            self._ready = Telephony(
+                settings=self.settings,
+                sessionmaker=self.sessionmaker,
+                metrics=self.metrics,
+                role="events",
+                node=self.node,
+            )
+            # Warm the pool: a connection is open when the lease comes.
+            async with self.sessionmaker() as session:
+                await session.execute(text("SELECT 1"))
+
+    async def start(self) -> Telephony:
+        await self.prepare()
+        telephony, self._ready = self._ready, None
+        assert telephony is not None
+        started = time.monotonic()
+        await telephony.start()
+        log.info(
+            "following node %s (%s:%d) %.0f ms after taking its lease",
+            self.node.name,
+            self.node.ami_host,
+            self.node.ami_port,
+            (time.monotonic() - started) * 1000,
+        )
+        return telephony
+
+    async def stop(self, telephony: Telephony) -> None:
+        await telephony.stop()
 
 
 class MetricsServer:
@@ -141,28 +200,23 @@ async def work(
     metrics = Metrics()
     follows_events = "events" in duties and with_telephony and settings.ami.events_in == "worker"
 
-    async def follow() -> Telephony:
-        telephony = Telephony(
-            settings=settings, sessionmaker=sessionmaker, metrics=metrics, role="events"
-        )
-        await telephony.start()
-        return telephony
-
-    async def unfollow(telephony: Telephony) -> None:
-        await telephony.stop()
-
-    # One follower per PBX, whoever started it and wherever it runs (siaga112.runtime.lease).
-    events = (
+    # One follower per PBX node, whoever started it and wherever it runs; the others stand by
+    # (siaga112.runtime.lease).
+    followers = [
+        NodeFollower(settings=settings, sessionmaker=sessionmaker, metrics=metrics, node=node)
+        for node in (settings.pbx_nodes if follows_events else [])
+    ]
+    leases = [
         Lease(
             dsn=asyncpg_dsn(settings.database_url_str),
-            name=events_lease_name(settings),
-            start=follow,
-            stop=unfollow,
+            name=events_lease_name(settings, follower.node),
+            start=follower.start,
+            stop=follower.stop,
+            prepare=follower.prepare,
             metrics=metrics,
         )
-        if follows_events
-        else None
-    )
+        for follower in followers
+    ]
     locations = (
         LocationWorker(settings=settings, sessionmaker=sessionmaker, metrics=metrics)
         if "locations" in duties and settings.locations.derive_in == "worker"
@@ -188,15 +242,15 @@ async def work(
         loop.add_signal_handler(sig, stopping.set)
     log.info(
         "worker: AMI events %s, locations %s, recordings %s",
-        "on" if events is not None else "off",
+        f"on ({', '.join(f.node.name for f in followers)})" if followers else "off",
         "on"
         if locations is not None
         else ("off (derived inline)" if "locations" in duties else "off"),
         "on" if recorder is not None and settings.recordings.enabled else "off",
     )
     try:
-        if events is not None:
-            tasks.append(loop.create_task(events.run()))
+        for lease in leases:
+            tasks.append(loop.create_task(lease.run()))
         if "events" in duties:
             # Whatever follows the AMI events also keeps the live stream's table bounded.
             tasks.append(

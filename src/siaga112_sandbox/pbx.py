@@ -27,7 +27,7 @@ from siaga112.config import RECORDINGS_SUBDIR, Settings
 from siaga112.pbxconf.prompts import PromptError, write_sounds
 from siaga112.pbxconf.render import (
     BENCH_AGI_NUMBER,
-    BENCH_OPERATOR_CONTACT,
+    BENCH_ANSWER_CONTEXT,
     BENCH_PLAIN_NUMBER,
     BENCH_QUEUE,
     REMOVED_FILES,
@@ -40,7 +40,7 @@ from siaga112.pbxconf.render import (
 
 __all__ = [
     "BENCH_AGI_NUMBER",
-    "BENCH_OPERATOR_CONTACT",
+    "BENCH_ANSWER_CONTEXT",
     "BENCH_PLAIN_NUMBER",
     "BENCH_QUEUE",
     "PbxError",
@@ -50,6 +50,7 @@ __all__ = [
     "ensure_root",
     "log_file",
     "operator_credentials",
+    "prepare_root",
     "reload_dialplan",
     "status",
     "up",
@@ -289,7 +290,9 @@ def reload_dialplan(settings: Settings) -> None:
     cli(settings, "dialplan reload")
 
 
-def _prepare_root(settings: Settings, rendered: Mapping[str, str]) -> None:
+def prepare_root(settings: Settings, rendered: Mapping[str, str]) -> None:
+    """Asterisk's directories in the root, the ``rendered`` files (``/etc/asterisk`` and the
+    root's ``/etc/hosts``) and the prompts."""
     root = settings.pbx_root
     uid, gid = _asterisk_ids(root)
     # /var/run is a symlink to /run inside the root: never resolve it on the host.
@@ -388,7 +391,7 @@ def up(settings: Settings, *, timeout: float = _START_TIMEOUT_S) -> PbxStatus:
     _require_root()
     root = ensure_root(settings)
     rendered = render_config(settings)
-    _prepare_root(settings, rendered)
+    prepare_root(settings, rendered)
     if _read_pid(settings) is not None or _responds(root):
         cli(settings, "core reload")
         return status(settings)

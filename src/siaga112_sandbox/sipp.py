@@ -93,6 +93,7 @@ def run_caller(
     extra_args: tuple[str, ...] = (),
     cwd: Path | None = None,
     keys: Mapping[str, str] | None = None,
+    target: str | None = None,
 ) -> SippResult:
     """Place ``calls`` calls with a caller scenario from ``sip-conf/`` and wait for SIPp to end.
 
@@ -100,10 +101,11 @@ def run_caller(
     ``keys``: more ``-key name value`` pairs for the scenario's ``[name]`` fields; ``pani``
     (caller-112.xml's P-Access-Network-Info) is :data:`DEFAULT_PANI` unless given here.
     ``cwd``: where SIPp runs, and so where its trace files (``-trace_rtt`` ...) land.
+    ``target``: ``host:port`` to call (default: the sandbox's PJSIP address), e.g. a proxy.
     """
     cmd = [
         "sipp",
-        _sip_target(settings),
+        target or _sip_target(settings),
         "-sf",
         str(SIP_CONF / scenario),
         "-i",

@@ -161,6 +161,51 @@ async def test_one_follower_at_a_time_and_the_next_takes_over(database_url: str)
     assert running == []
 
 
+async def test_a_standby_is_built_while_it_waits_and_is_granted_the_lease_without_polling(
+    database_url: str,
+) -> None:
+    dsn = asyncpg_dsn(database_url)
+    events: list[str] = []
+
+    def lease(who: str) -> Lease[str]:
+        async def prepare() -> None:
+            events.append(f"{who} prepared")
+
+        async def start() -> str:
+            events.append(f"{who} started")
+            return who
+
+        async def stop(_: str) -> None:
+            events.append(f"{who} stopped")
+
+        # A retry far longer than the test: only the server's grant can hand the lease over.
+        return Lease(
+            dsn=dsn, name="test:standby", start=start, stop=stop, prepare=prepare,
+            metrics=Metrics(), retry_s=600, check_s=0.2,
+        )  # fmt: skip
+
+    t1 = asyncio.create_task(lease("first").run())
+    for _ in range(50):
+        if events:
+            break
+        await asyncio.sleep(0.05)
+    t2 = asyncio.create_task(lease("second").run())
+    for _ in range(50):
+        if "second prepared" in events:
+            break
+        await asyncio.sleep(0.05)
+    assert events == ["first started", "second prepared"]
+    t1.cancel()
+    await asyncio.gather(t1, return_exceptions=True)
+    for _ in range(100):
+        if events[-1] == "second started":
+            break
+        await asyncio.sleep(0.05)
+    assert events == ["first started", "second prepared", "first stopped", "second started"]
+    t2.cancel()
+    await asyncio.gather(t2, return_exceptions=True)
+
+
 async def test_a_holder_whose_session_is_cut_stops_following(database_url: str) -> None:
     dsn = asyncpg_dsn(database_url)
     events: list[str] = []

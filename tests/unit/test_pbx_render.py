@@ -20,7 +20,7 @@ from siaga112.config import (
 )
 from siaga112.pbxconf.render import OVERFLOW_PENALTY, OVERFLOW_RULE, render_config, write_config
 from siaga112.telephony.ami_events import parse_event
-from siaga112.telephony.contract import AMI_EVENTS
+from siaga112.telephony.contract import AMI_EVENTS, AMI_QUEUE_EVENTS
 
 
 def _settings(tmp_path: Path, **pbx: object) -> Settings:
@@ -86,6 +86,17 @@ def test_manager_is_loopback_with_the_secret_and_only_tracked_events(tmp_path: P
         "eventfilter(action(include),name(DialEnd),header(Uniqueid),method(starts_with))"
         " = siaga112-cb-"
     ) in manager
+    # Queue member events only of the operators' queue: operator states follow no other.
+    queue = _settings(tmp_path).pbx.queue_name
+    scoped = re.findall(
+        r"^eventfilter\(action\(include\),name\((\w+)\),header\(Queue\),method\(exact\)\)"
+        r" = (\S+)$",
+        manager,
+        re.M,
+    )
+    assert sorted(scoped) == sorted((e, queue) for e in AMI_QUEUE_EVENTS)
+    assert {"QueueMemberStatus", "QueueMemberPause"} <= set(AMI_QUEUE_EVENTS)
+    assert not filtered & set(AMI_QUEUE_EVENTS)
 
 
 def test_ami_permits_the_service_hosts_of_a_deployment(tmp_path: Path) -> None:
@@ -344,7 +355,11 @@ def test_events_asterisk_never_builds_are_none_siaga112_reads(tmp_path: Path) ->
     from siaga112.pbxconf.render import AMI_DISABLED_EVENTS, STASIS_DECLINED_TYPES
     from siaga112.telephony.contract import AMI_SCOPED_EVENTS
 
-    read = {e.lower() for e in AMI_EVENTS} | {e.lower() for e, _, _ in AMI_SCOPED_EVENTS}
+    read = (
+        {e.lower() for e in AMI_EVENTS}
+        | {e.lower() for e, _, _ in AMI_SCOPED_EVENTS}
+        | {e.lower() for e in AMI_QUEUE_EVENTS}
+    )
     assert not read & {e.lower() for e in AMI_DISABLED_EVENTS}
     # VarSet, AGIExec*, HangupHandler*, RTCP*: events of the declined message types.
     assert not read & {"varset", "agiexecstart", "agiexecend", "rtcpsent", "rtcpreceived"}

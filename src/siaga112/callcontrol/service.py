@@ -73,7 +73,7 @@ async def hangup(
         )
     await session.flush()
     try:
-        await ctl.hangup(channel=channel)
+        await ctl.hangup(channel=channel, node=call.node)
     except (CallControlError, TimeoutError) as exc:
         raise TelephonyUnavailable(str(exc) or "Asterisk did not answer in time") from exc
     return call
@@ -123,7 +123,7 @@ async def transfer(
         )
     await session.flush()
     try:
-        await ctl.redirect(channel=channel, context=TRANSFER_CONTEXT, exten=number)
+        await ctl.redirect(channel=channel, context=TRANSFER_CONTEXT, exten=number, node=call.node)
     except (CallControlError, TimeoutError) as exc:
         raise TelephonyUnavailable(str(exc) or "Asterisk did not answer in time") from exc
     return call, number

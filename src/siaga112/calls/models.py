@@ -62,6 +62,9 @@ class Call(TimestampMixin, Base):
     state: Mapped[str] = mapped_column(String(20))
     # How the row came to be: agi (live), ami (tracker saw it first), reconciled (after downtime).
     source: Mapped[str] = mapped_column(String(20))
+    # The PBX node (Asterisk systemname) that took the call: where call control finds its
+    # channel. NULL for calls recorded before nodes were recorded.
+    node: Mapped[str | None] = mapped_column(String(31))
     queue: Mapped[str | None] = mapped_column(String(80))
     operator: Mapped[str | None] = mapped_column(String(80))
     outcome: Mapped[str | None] = mapped_column(String(30))

@@ -52,12 +52,13 @@ WITH inc AS (
 INSERT INTO calls (id, uniqueid, linkedid, channel, caller_number, caller_name, caller_e164,
                    asserted_number, presentation, caller_id_available, dialled_number, pai_raw,
                    pani_raw, geolocation_raw, geoloc_effective, geoloc_method, state, source,
-                   offered_at, incident_id, created_at, updated_at)
+                   node, offered_at, incident_id, created_at, updated_at)
 VALUES (:id, :uniqueid, :linkedid, :channel, :caller_number, :caller_name, :caller_e164,
         :asserted_number, :presentation, :caller_id_available, :dialled_number, :pai, :pani,
-        :geolocation, :geoloc_effective, :geoloc_method, 'offered', :source, :at,
+        :geolocation, :geoloc_effective, :geoloc_method, 'offered', :source, :node, :at,
         (SELECT id FROM iid), clock_timestamp(), clock_timestamp())
 ON CONFLICT (uniqueid) DO UPDATE SET
+    node = COALESCE(calls.node, EXCLUDED.node),
     caller_e164 = COALESCE(calls.caller_e164, EXCLUDED.caller_e164),
     asserted_number = COALESCE(calls.asserted_number, EXCLUDED.asserted_number),
     presentation = COALESCE(calls.presentation, EXCLUDED.presentation),
@@ -109,6 +110,8 @@ class CallFacts:
     # location sweep when that step was deferred.
     geoloc_effective: str | None = None
     geoloc_method: str | None = None
+    # The PBX node that took the call (its systemname); None when not known.
+    node: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +158,7 @@ async def record_incoming(
         "caller_id_available": facts.caller_id_available,
         "dialled_number": facts.dialled_number,
         "source": source,
+        "node": facts.node,
     }
     params = {
         "id": call_id,
@@ -177,6 +181,7 @@ async def record_incoming(
         "at": at,
         "actor": actor,
         "source": source,
+        "node": _clip(facts.node, 31),
         "repeat_window_min": repeat_window_min,
         "event_data": json.dumps(event_data),
         "offered_data": json.dumps(offered_data),

@@ -24,6 +24,9 @@ class CallOut(Output):
     geolocation_raw: str | None
     state: str
     source: str
+    node: str | None = Field(
+        description="the PBX node (Asterisk systemname) that took the call; null when unknown"
+    )
     queue: str | None
     operator: str | None
     outcome: str | None
@@ -45,8 +48,8 @@ class CallOut(Output):
             "examples": [
                 {
                     "id": "0b7f7d0e-6c53-4b8e-9d8e-2f3c1a9b5e11",
-                    "uniqueid": "1763886662.118",
-                    "linkedid": "1763886662.118",
+                    "uniqueid": "pbx-a-1763886662.118",
+                    "linkedid": "pbx-a-1763886662.118",
                     "channel": "PJSIP/carrier-00000076",
                     "caller_number": "081234567890",
                     "caller_name": None,
@@ -59,6 +62,7 @@ class CallOut(Output):
                     "geolocation_raw": None,
                     "state": "ended",
                     "source": "agi",
+                    "node": "pbx-a",
                     "queue": "emergency",
                     "operator": "6001",
                     "outcome": "answered",

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import sys
+from pathlib import Path
+from urllib.parse import parse_qs, urlencode, urlsplit
+
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -26,6 +31,7 @@ def make_engine(settings: Settings) -> AsyncEngine:
         # Statement parameters are callers' numbers and locations: never in an exception's
         # text, so never in a log line.
         hide_parameters=True,
+        connect_args={"server_settings": {"application_name": application_name()}},
     )
 
 
@@ -33,6 +39,24 @@ def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
 
 
+def application_name() -> str:
+    """How this process's connections name themselves in ``pg_stat_activity``: the command and
+    the pid, ``siaga112 serve [1234]``, ``siaga112 worker [1240]``. A DBA (and bench/surge,
+    which counts the CPU of each process's backends) can tell serve and each worker apart. Only
+    the subcommand is taken from the command line, never its arguments."""
+    argv = sys.argv or [""]
+    prog = Path(argv[0]).name
+    if prog in ("siaga112", "__main__.py") and len(argv) > 1 and argv[1].isidentifier():
+        role = f"siaga112 {argv[1]}"
+    else:
+        role = prog or "python"
+    return f"{role[:40]} [{os.getpid()}]"
+
+
 def asyncpg_dsn(database_url: str) -> str:
-    """The SQLAlchemy URL as a plain libpq/asyncpg DSN (for LISTEN on a raw connection)."""
-    return db_url.asyncpg_dsn(database_url)
+    """The SQLAlchemy URL as a plain libpq/asyncpg DSN (for LISTEN on a raw connection), naming
+    the process as ``application_name`` does (asyncpg takes unknown query keys as settings)."""
+    dsn = db_url.asyncpg_dsn(database_url)
+    if "application_name" in parse_qs(urlsplit(dsn).query):
+        return dsn
+    return dsn + ("&" if "?" in dsn else "?") + urlencode({"application_name": application_name()})

@@ -411,6 +411,30 @@ async def attach_pending_aml(
     return len(rows)
 
 
+async def numbers_with_unmatched_aml(*, session: AsyncSession, since: datetime) -> frozenset[str]:
+    """The E.164 numbers that have an unmatched AML message received since ``since``: a sweep
+    asks once, so that a call whose number has none skips ``attach_pending_aml`` (its advisory
+    lock and query). A message stored after this read, for a call derived in the same sweep,
+    is the race ``rematch_unmatched`` is there for: the next sweep attaches it."""
+    rows = await session.scalars(
+        select(AmlRow.number_e164)
+        .where(AmlRow.status == "unmatched", AmlRow.reference_at >= since)
+        .distinct()
+    )
+    return frozenset(n for n in rows if n)
+
+
+def may_have_pending_aml(number: str | None, pending: frozenset[str] | None) -> bool:
+    """Whether ``attach_pending_aml`` can find anything for ``number`` (always, without the
+    sweep's ``pending`` numbers)."""
+    if number is None:
+        return False
+    if pending is None:
+        return True
+    e164 = normalise_indonesian_number(number)
+    return e164 is not None and e164 in pending
+
+
 async def rematch_unmatched(
     *, session: AsyncSession, policy: AmlPolicy, since: datetime, limit: int = 200
 ) -> int:

@@ -28,7 +28,13 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from siaga112.config import Settings
-from siaga112.locations.aml_service import AmlPolicy, attach_pending_aml, rematch_unmatched
+from siaga112.locations.aml_service import (
+    AmlPolicy,
+    attach_pending_aml,
+    may_have_pending_aml,
+    numbers_with_unmatched_aml,
+    rematch_unmatched,
+)
 from siaga112.locations.georef import fetch_location_reference, fetchable_reference
 from siaga112.locations.service import (
     CallLocationJob,
@@ -108,10 +114,11 @@ class LocationWorker:
                 task.cancel()
 
     # -- one call ----------------------------------------------------------------------------
-    async def derive(self, job: CallLocationJob) -> None:
+    async def derive(self, job: CallLocationJob, *, aml: frozenset[str] | None = None) -> None:
         """Everything the call's signalling gives (cell, PIDF-LO by value, AML that came
         first, by-reference fetch when configured), then the call is marked done. A failure
-        leaves it unmarked: the sweep tries again."""
+        leaves it unmarked: the sweep tries again. ``aml``: the numbers with unmatched AML
+        messages, when the caller (a sweep) has read them; None: look for every call."""
         self._locating.add(job.call_id)
         try:
             conf = self.settings.locations
@@ -120,13 +127,15 @@ class LocationWorker:
                 if conf.fetch_geolocation_by_reference
                 else None
             )
-            await self._signalled(job, done=reference is None)
+            await self._signalled(job, done=reference is None, aml=aml)
             if reference is not None:
                 await self._referenced(job, reference.uri)
         finally:
             self._locating.discard(job.call_id)
 
-    async def _signalled(self, job: CallLocationJob, *, done: bool) -> None:
+    async def _signalled(
+        self, job: CallLocationJob, *, done: bool, aml: frozenset[str] | None = None
+    ) -> None:
         conf = self.settings.locations
         async with self._slots:
             started = time.perf_counter()
@@ -142,8 +151,10 @@ class LocationWorker:
                     gnb_id_bits=conf.gnb_id_bits,
                     min_radius_m=conf.cell_min_radius_m,
                 )
-                # An AML message that came before the call was recorded waits for it.
-                if job.aml_number is not None:
+                # An AML message that came before the call was recorded waits for it. Most
+                # callers' numbers have none: the sweep's one read spares them the advisory
+                # lock and the query (bench/locderive).
+                if job.aml_number is not None and may_have_pending_aml(job.aml_number, aml):
                     policy = AmlPolicy.from_settings(conf)
                     await attach_pending_aml(
                         session=session,
@@ -213,6 +224,14 @@ class LocationWorker:
                 matched = await rematch_unmatched(
                     session=session, policy=policy, since=now - policy.match_after_end
                 )
+                # After the rematch: what it matched is no longer unmatched. The window is the
+                # oldest job's offer less how long before a call its AML may come.
+                aml: frozenset[str] | None = None
+                if any(j.aml_number for j in jobs):
+                    oldest = min(j.at for j in jobs)
+                    aml = await numbers_with_unmatched_aml(
+                        session=session, since=oldest - policy.match_before
+                    )
                 await session.commit()
         except Exception:
             self.metrics.inc("location_failures")
@@ -227,7 +246,9 @@ class LocationWorker:
             for j in jobs
             if j.call_id not in self._locating and self._retry_at.get(j.call_id, 0.0) <= clock
         ]
-        results = await asyncio.gather(*(self.derive(j) for j in jobs), return_exceptions=True)
+        results = await asyncio.gather(
+            *(self.derive(j, aml=aml) for j in jobs), return_exceptions=True
+        )
         failed = []
         for job, result in zip(jobs, results, strict=True):
             if isinstance(result, BaseException):

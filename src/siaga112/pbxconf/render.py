@@ -17,13 +17,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from siaga112.config import LOW_QUEUE_SUFFIX, PbxSettings, Settings, stored_passwords
+from siaga112.config import LOW_QUEUE_SUFFIX, PbxNode, PbxSettings, Settings, stored_passwords
 from siaga112.db.url import parse as parse_database_url
 from siaga112.pbxconf.prompts import FLAGGED_NOTICE, LANGUAGE, SOUNDS_SUBDIR, prompt
 from siaga112.telephony.ami_call_control import RELOAD_CONTEXT
 from siaga112.telephony.ami_events import OVERFLOW_CONTEXT, OVERFLOW_MEMBER_PREFIX
 from siaga112.telephony.contract import (
     AMI_EVENTS,
+    AMI_QUEUE_EVENTS,
     AMI_SCOPED_EVENTS,
     CDR_CSV_FIELDS,
     RECORDING_NAME,
@@ -33,7 +34,7 @@ __all__ = [
     "AMI_DISABLED_EVENTS",
     "ASTERISK_DATA_DIR",
     "BENCH_AGI_NUMBER",
-    "BENCH_OPERATOR_CONTACT",
+    "BENCH_ANSWER_CONTEXT",
     "BENCH_PLAIN_NUMBER",
     "BENCH_QUEUE",
     "CONFIG_FILES",
@@ -42,8 +43,10 @@ __all__ = [
     "OVERFLOW_RULE",
     "REMOVED_FILES",
     "SECRET_FILES",
+    "STANDARD_DIRECTORIES",
     "STASIS_DECLINED_TYPES",
     "PbxError",
+    "node_directories",
     "operator_credentials",
     "prompt_sounds_dir",
     "render_config",
@@ -60,16 +63,19 @@ class PbxError(Exception):
 # Benchmark numbers (``PbxSettings.bench_numbers``, bench/surge.py): BENCH_AGI_NUMBER runs the
 # emergency path exactly (Answer, AGI step, Queue); BENCH_PLAIN_NUMBER runs the same path with
 # AGI() replaced by NoOp() (same arguments, nothing sent). Both queue into BENCH_QUEUE, whose
-# BENCH_MEMBERS members are endpoints with a static contact, BENCH_OPERATOR_CONTACT: one SIPp
-# phone answering every call. The queue rings them even while in use (ringinuse), and there are
-# many so that callers do not wait for each other: app_queue lets only as many callers ring at
-# once as members are available (with ringall: one, the head), and the others look again only
-# once a second.
+# BENCH_MEMBERS members are answered inside Asterisk: ``Local/bench-op-NN@BENCH_ANSWER_CONTEXT/n``,
+# a context that answers at once and waits for the caller to hang up. A SIPp phone as the
+# answering side was the bench's ceiling (it fell behind before Asterisk did, issue 13), so
+# the bench measured SIPp; Local members cost only Asterisk, the thing measured, and the same on
+# both paths. The queue rings them even while in use (ringinuse), and there are many so that
+# callers do not wait for each other: app_queue lets only as many callers ring at once as
+# members are available (with ringall: one, the head), and the others look again only once a
+# second. The member's name (bench-op-NN) is what siaga112 records as the answering operator.
 BENCH_AGI_NUMBER = "1129"
 BENCH_PLAIN_NUMBER = "1128"
 BENCH_QUEUE = "siaga112-bench"
 BENCH_MEMBERS = 32
-BENCH_OPERATOR_CONTACT = "sip:bench-operator@127.0.0.1:5071"
+BENCH_ANSWER_CONTEXT = "siaga112-bench-answer"
 
 # Not duration(double)/billsec(double): with those, Asterisk 22.10's cdr_custom writes nothing
 # at all (checked); the double start/answer/end carry the precision anyway.
@@ -238,6 +244,22 @@ def _pgsql_values(settings: Settings) -> dict[str, object]:
     }
 
 
+# Asterisk's directories (asterisk.conf) on a PBX host: Debian's.
+STANDARD_DIRECTORIES: dict[str, str] = {
+    "etc": "/etc/asterisk",
+    "lib": "/var/lib/asterisk",
+    "spool": "/var/spool/asterisk",
+    "run": "/var/run/asterisk",
+    "log": "/var/log/asterisk",
+    "cache": "/var/cache/asterisk",
+}
+
+
+def node_directories(prefix: str) -> dict[str, str]:
+    """The directories of one of several nodes sharing a root: all under ``prefix``."""
+    return {key: f"{prefix.rstrip('/')}/{key}" for key in STANDARD_DIRECTORIES}
+
+
 # Of several FastAGI servers, a try that is not the last may take at most this share of the
 # budget: one that accepts and never answers must leave the next a chance. It is above the
 # server's own share (AgiServer answers within 60% of the budget however slow its writes), so a
@@ -248,7 +270,7 @@ AGI_MIN_TRY_S = 0.05
 
 _AGI_ARGS = (
     "${EXTEN},${SIAGA112_B64_PAI},${SIAGA112_B64_PANI},${SIAGA112_B64_GEO},${CALLERID(pres)},"
-    "${SIAGA112_B64_LOC},${SIAGA112_LOC_METHOD}"
+    "${SIAGA112_B64_LOC},${SIAGA112_LOC_METHOD},${SYSTEMNAME}"
 )
 
 
@@ -305,13 +327,19 @@ def render_config(
     *,
     operator_passwords: Mapping[str, str] | None = None,
     hostname: str | None = None,
+    node: PbxNode | None = None,
+    directories: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     """Render the whole Asterisk configuration: file name -> content.
 
     Keys are file names under ``/etc/asterisk`` of the root, plus ``hosts`` (the root's
     ``/etc/hosts``). Without ``operator_passwords`` the per-machine ones are used (and created
-    on first use); the AMI secret comes from ``settings.ami_secret``.
+    on first use); the AMI secret comes from ``settings.ami_secret``. ``node`` is one of
+    ``settings.pbx_nodes`` (default: the first): its systemname, SIP and AMI addresses.
+    ``directories`` are Asterisk's own (``STANDARD_DIRECTORIES`` unless given).
     """
+    node = node if node is not None else settings.pbx_nodes[0]
+    dirs = dict(directories) if directories is not None else STANDARD_DIRECTORIES
     directory = templates_dir(settings)
     passwords = (
         dict(operator_passwords)
@@ -340,7 +368,7 @@ def render_config(
         )
 
     emergency_extensions = "".join(emergency(number) for number in numbers)
-    bench_extensions = bench_queues = bench_endpoints = ""
+    bench_extensions = bench_queues = bench_answer = ""
     if pbx.bench_numbers:
         bench_extensions = (
             "; Benchmark only (PbxSettings.bench_numbers): the emergency path into the bench\n"
@@ -351,27 +379,23 @@ def render_config(
         members = [f"bench-op-{i:02d}" for i in range(1, BENCH_MEMBERS + 1)]
         # Not from [queue-template]: app_queue takes the first "strategy" line, the template's.
         bench_queues = (
-            "\n; Benchmark only (PbxSettings.bench_numbers): one SIPp phone takes every call.\n"
+            "\n; Benchmark only (PbxSettings.bench_numbers): answered inside Asterisk.\n"
             f"[{BENCH_QUEUE}]\n"
             "strategy = rrmemory\nringinuse = yes\nwrapuptime = 0\ntimeout = 15\nretry = 1\n"
             "joinempty = yes\nleavewhenempty = no\nautofill = yes\nannounce-frequency = 0\n"
             "periodic-announce-frequency = 0\nannounce-holdtime = no\nannounce-position = no\n"
             "reportholdtime = no\nsetinterfacevar = yes\nsetqueuevar = yes\n"
             "setqueueentryvar = yes\nservicelevel = 15\nweight = 10\n"
-            + "".join(f"member => PJSIP/{m}\n" for m in members)
+            + "".join(f"member => Local/{m}@{BENCH_ANSWER_CONTEXT}/n\n" for m in members)
         )
-        bench_endpoints = (
-            "\n; Benchmark only (PbxSettings.bench_numbers): queue members that all reach one\n"
-            "; SIPp phone at a static contact.\n"
-            "[bench-operator-aor]\n"
-            "type = aor\n"
-            f"contact = {BENCH_OPERATOR_CONTACT}\n"
-            + "".join(
-                f"\n[{m}]\ntype = endpoint\ntransport = transport-udp\ncontext = operators\n"
-                "disallow = all\nallow = ulaw,alaw\naors = bench-operator-aor\n"
-                "direct_media = no\nrtp_symmetric = yes\n"
-                for m in members
-            )
+        # The answering side: answer at once, wait for the caller to hang up (never first).
+        # Its own CDR is disabled: the caller's leg carries the call (Local/...;1 as dstchannel).
+        bench_answer = (
+            f"\n[{BENCH_ANSWER_CONTEXT}]\n"
+            "exten => _b.,1,Set(CDR_PROP(disable)=1)\n"
+            " same => n,Answer()\n"
+            " same => n,Wait(120)\n"
+            " same => n,Hangup()\n"
         )
     operator_extensions = "\n".join(
         f"exten => {ext},1,Dial(PJSIP/{ext},30)\n same => n,Hangup()" for ext in pbx.demo_operators
@@ -387,7 +411,15 @@ def render_config(
     values: dict[str, object] = {
         "astdatadir": ASTERISK_DATA_DIR,
         "language": LANGUAGE,
-        "sip_bind": pbx.sip_bind,
+        "sip_bind": node.sip_address,
+        # Every Uniqueid/Linkedid of the node is then "<systemname>-<epoch>.<seq>": ids of two
+        # nodes never collide, and each id says its node.
+        "systemname_line": (
+            f"systemname = {node.systemname}"
+            if node.systemname
+            else "; systemname: unset (one node; ids are <epoch>.<seq>)"
+        ),
+        **{f"dir_{key}": value for key, value in dirs.items()},
         "sip_port": pbx.sip_port,
         "outbound_trunk": pbx.outbound_trunk,
         "carrier_match_lines": "\n".join(f"match = {a}" for a in pbx.carrier_addresses),
@@ -395,7 +427,7 @@ def render_config(
         "emergency_extensions": emergency_extensions,
         "bench_extensions": bench_extensions,
         "bench_queues": bench_queues,
-        "bench_endpoints": bench_endpoints,
+        "bench_answer": bench_answer,
         "operator_extensions": operator_extensions,
         "queue_name": pbx.queue_name,
         "low_queue_name": pbx.low_queue_name,
@@ -414,9 +446,9 @@ def render_config(
         "agi_port": settings.agi.port,
         "agi_budget_s": budget_s,
         "agi_timeout_next": _agi_timeout_next(settings),
-        "ami_bind": settings.ami.host,
+        "ami_bind": node.ami_host,
         "ami_permit_lines": "\n".join(f"permit = {net}" for net in settings.ami.permit),
-        "ami_port": settings.ami.port,
+        "ami_port": node.ami_port,
         "ami_username": settings.ami.username,
         "ami_secret": settings.ami_secret.get_secret_value(),
         "eventfilter_lines": "\n".join(
@@ -424,6 +456,11 @@ def render_config(
             + [
                 f"eventfilter(action(include),name({e}),header({h}),method(starts_with)) = {v}"
                 for e, h, v in AMI_SCOPED_EVENTS
+            ]
+            + [
+                f"eventfilter(action(include),name({e}),header(Queue),method(exact))"
+                f" = {pbx.queue_name}"
+                for e in AMI_QUEUE_EVENTS
             ]
         ),
         "noload_lines": "\n".join(f"noload => {m}.so" for m in NOLOAD_MODULES),
@@ -524,13 +561,14 @@ REMOVED_FILES = ("users.conf", "extensions.ael", "extensions.lua")
 SECRET_FILES = frozenset({"manager.conf", "pjsip.conf", "res_pgsql.conf", "extensions.conf"})
 
 
-def write_config(settings: Settings, directory: Path) -> list[Path]:
+def write_config(settings: Settings, directory: Path, *, node: PbxNode | None = None) -> list[Path]:
     """Render the configuration into ``directory`` (an ``/etc/asterisk`` to be, on a PBX host
-    that is not the sandbox): files holding secrets get mode 0640, the others 0644. ``hosts``
-    is the sandbox root's /etc/hosts and is not written. Returns the files written."""
+    that is not the sandbox) for ``node`` (default: the first): files holding secrets get mode
+    0640, the others 0644. ``hosts`` is the sandbox root's /etc/hosts and is not written.
+    Returns the files written."""
     directory.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
-    for name, text in render_config(settings).items():
+    for name, text in render_config(settings, node=node).items():
         if name == "hosts":
             continue
         path = directory / name

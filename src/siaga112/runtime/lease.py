@@ -3,11 +3,13 @@ held on a connection of its own.
 
 Exactly one process may follow a PBX's AMI event stream and reconcile its CDR file: two
 followers write the same calls twice over and deadlock on their progress. Whoever takes the
-lease follows; the others wait and try again every ``retry_s``. The lock lives as long as its
-connection: when the holder dies (even ``kill -9``) the server ends the session and the next
-process takes over within ``retry_s``. The holder checks its connection every ``check_s``; once
-it is gone (PostgreSQL restarted or unreachable) the lock may be someone else's, so the holder
-stops following and competes again like everyone else.
+lease follows; the others are warm standbys: what they will run is built beforehand
+(``prepare``), and each waits inside ``pg_advisory_lock`` on its own connection. The lock lives
+as long as its connection: when the holder dies (even ``kill -9``) the server ends the session
+and grants the lock to a waiter at once, with no polling interval in between. The holder
+checks its connection every ``check_s``; once it is gone (PostgreSQL restarted or unreachable)
+the lock may be someone else's, so the holder stops following and competes again like
+everyone else.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import os
 from collections.abc import Awaitable, Callable
 from typing import Any, Generic, TypeVar
 
@@ -26,6 +29,9 @@ from siaga112.metrics import Metrics
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+# How long a standby's lock wait runs before it is renewed (proving its connection alive).
+STANDBY_CHECK_S = 5.0
 
 
 def lease_key(name: str) -> int:
@@ -47,12 +53,14 @@ class Lease(Generic[T]):
         metrics: Metrics,
         retry_s: float = 1.0,
         check_s: float = 1.0,
+        prepare: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.dsn = dsn
         self.name = name
         self.key = lease_key(name)
         self._start = start
         self._stop = stop
+        self._prepare = prepare
         self.metrics = metrics
         self.retry_s = retry_s
         self.check_s = check_s
@@ -63,12 +71,20 @@ class Lease(Generic[T]):
         while True:
             conn: Any = None
             try:
-                conn = await asyncpg.connect(self.dsn, timeout=5)
-                while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", self.key):
+                conn = await asyncpg.connect(
+                    self.dsn,
+                    timeout=5,
+                    # Who holds a lease, as pg_stat_activity shows it (drills, an admin).
+                    server_settings={"application_name": f"siaga112 lease pid {os.getpid()}"},
+                )
+                if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", self.key):
+                    if self._prepare is not None:
+                        await self._prepare()
                     if not waiting_logged:
-                        log.info("lease %s is held by another process; waiting", self.name)
+                        log.info("lease %s is held by another process; standing by", self.name)
                         waiting_logged = True
-                    await asyncio.sleep(self.retry_s)
+                    self.metrics.inc("lease_standby")
+                    await self._wait_for_lock(conn)
                 waiting_logged = False
                 await self._hold(conn)
             except asyncio.CancelledError:
@@ -81,6 +97,22 @@ class Lease(Generic[T]):
                 if conn is not None:
                     with contextlib.suppress(Exception):
                         await asyncio.wait_for(conn.close(), 2)
+
+    async def _wait_for_lock(self, conn: Any) -> None:
+        """Granted by the server the moment the holder's session ends. The wait is cut every
+        ``STANDBY_CHECK_S`` by ``lock_timeout`` and taken up again at once, so that a
+        connection that died silently is found out (the client times it out) rather than
+        waited on for ever."""
+        await conn.execute(f"SET lock_timeout = '{int(STANDBY_CHECK_S * 1000)}ms'")
+        while True:
+            try:
+                await asyncio.wait_for(
+                    conn.fetchval("SELECT pg_advisory_lock($1)", self.key), STANDBY_CHECK_S + 5
+                )
+            except asyncpg.LockNotAvailableError:
+                continue
+            await conn.execute("RESET lock_timeout")
+            return
 
     async def _hold(self, conn: Any) -> None:
         self.held = True

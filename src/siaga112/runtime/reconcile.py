@@ -65,8 +65,11 @@ def progress_from_cdr(record: CdrRecord) -> CallProgress:
     )
 
 
-async def apply_record(session: AsyncSession, record: CdrRecord) -> bool:
-    """Writes one caller leg; True when the call had no row before (siaga112 missed it)."""
+async def apply_record(
+    session: AsyncSession, record: CdrRecord, *, node: str | None = None
+) -> bool:
+    """Writes one caller leg of ``node``'s CDR file; True when the call had no row before
+    (siaga112 missed it)."""
     facts = facts_from_env(
         {
             "agi_uniqueid": record.uniqueid,
@@ -80,6 +83,7 @@ async def apply_record(session: AsyncSession, record: CdrRecord) -> bool:
             "agi_arg_4": _b64(record.geolocation),
             "agi_arg_5": record.presentation,
             "agi_arg_6": _b64(record.location),
+            "agi_arg_8": node or "",
         }
     )
     at = record.start or record.end
@@ -117,8 +121,11 @@ class CdrReconciler:
         metrics: Metrics,
         name: str = "asterisk-cdr",
         not_before: datetime | None = None,
+        node: str | None = None,
     ) -> None:
         self.path = path
+        # The node whose CDR file this is: its calls record it.
+        self.node = node
         self.sessionmaker = sessionmaker
         self.metrics = metrics
         self.name = name
@@ -184,7 +191,9 @@ class CdrReconciler:
                 legs = kept
             complete = await _complete_calls(session, [r.uniqueid for r in legs])
             for record in legs:
-                if record.uniqueid not in complete and await apply_record(session, record):
+                if record.uniqueid not in complete and await apply_record(
+                    session, record, node=self.node
+                ):
                     created += 1
             await self._save_position(session, file_id, position + consumed)
             await session.commit()

@@ -6,11 +6,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from siaga112.callcontrol.protocol import CallControl
 from siaga112.calls.recorder import (
     CallFacts,
     CallProgress,
@@ -18,7 +20,7 @@ from siaga112.calls.recorder import (
     apply_progress,
     record_incoming,
 )
-from siaga112.config import Settings
+from siaga112.config import PbxNode, Settings
 from siaga112.locations.service import CallLocationJob, aml_number
 from siaga112.locations.worker import LocationWorker
 from siaga112.metrics import Metrics
@@ -30,6 +32,7 @@ from siaga112.telephony.agi_server import AgiServer
 from siaga112.telephony.ami_call_control import AmiCallControl, parse_queue_members
 from siaga112.telephony.ami_client import AmiLink
 from siaga112.telephony.ami_events import AmiEvent, FullyBooted, QueueMemberChanged
+from siaga112.telephony.node_control import NodeCallControl
 from siaga112.telephony.operator_states import OperatorStates, OperatorStateWriter, Pending
 from siaga112.telephony.resync import (
     connected_caller_events,
@@ -67,8 +70,12 @@ class Telephony:
         sessionmaker: async_sessionmaker[AsyncSession],
         metrics: Metrics,
         role: TelephonyRole = "all",
+        node: PbxNode | None = None,
     ) -> None:
         self.settings = settings
+        # The node whose events and CDR file this process follows (role events/all); actions
+        # reach every node (role agi/all).
+        self.node = node if node is not None else settings.pbx_nodes[0]
         self.role = role
         self.follows_events = role in ("all", "events")
         self.answers_agi = role in ("all", "agi")
@@ -95,23 +102,33 @@ class Telephony:
             write=self._write_operator_states, metrics=metrics
         )
         self.reconciler = CdrReconciler(
-            path=settings.cdr_file,
+            path=self.node.cdr_file,
             sessionmaker=sessionmaker,
             metrics=metrics,
+            # The one node of a deployment without nodes keeps its read position's old name.
+            name="asterisk-cdr"
+            if self.node.systemname is None
+            else f"asterisk-cdr:{self.node.name}",
+            node=self.node.name,
         )
-        self.ami = AmiLink(
-            host=settings.ami.host,
-            port=settings.ami.port,
-            username=settings.ami.username,
-            secret=settings.ami_secret.get_secret_value(),
-            on_event=self._on_event,
-            on_login=self.resync if self.follows_events else self._events_off,
-            metrics=metrics,
-            min_delay=settings.ami.reconnect_min_s,
-            max_delay=settings.ami.reconnect_max_s,
-        )
-        self.control = AmiCallControl(
-            send_action=self.ami.send_action, send_list=self.ami.send_list
+        # One AMI session per node this process acts on: the followed node's carries its
+        # events; the others (role agi/all with several nodes) are actions-only.
+        acts_on = settings.pbx_nodes if self.answers_agi else [self.node]
+        if self.node.name not in {n.name for n in acts_on}:
+            acts_on = [self.node, *acts_on]
+        self.links: dict[str, AmiLink] = {
+            n.name: self._link(n, events=self.follows_events and n.name == self.node.name)
+            for n in acts_on
+        }
+        self.ami = self.links[self.node.name]
+        controls = {
+            name: AmiCallControl(send_action=link.send_action, send_list=link.send_list)
+            for name, link in self.links.items()
+        }
+        self.control: CallControl = (
+            controls[self.node.name]
+            if len(controls) == 1
+            else NodeCallControl(controls=controls, is_up=lambda name: self.links[name].ready)
         )
         self._periodic: asyncio.Task[None] | None = None
         # Callers' locations beside the AGI server only when configured so; by default a
@@ -147,14 +164,32 @@ class Telephony:
             # the AGI server's start.
             self._kick_sweep()
             await self.agi.start()
-        await self.ami.start()
+        for link in self.links.values():
+            await link.start()
         self._periodic = asyncio.get_running_loop().create_task(self._reconcile_forever())
 
-    async def _events_off(self) -> None:
-        """An actions-only AMI session: Asterisk sends it no events at all (the manager user's
-        event filter is shared with the session that follows them)."""
-        await self.ami.send_action({"Action": "Events", "EventMask": "off"})
-        self.metrics.inc("ami_events_off")
+    def _link(self, node: PbxNode, *, events: bool) -> AmiLink:
+        link: AmiLink
+
+        async def events_off() -> None:
+            """An actions-only AMI session: Asterisk sends it no events at all (the manager
+            user's event filter is shared with the session that follows them)."""
+            await link.send_action({"Action": "Events", "EventMask": "off"})
+            self.metrics.inc("ami_events_off")
+
+        link = AmiLink(
+            host=node.ami_host,
+            port=node.ami_port,
+            username=self.settings.ami.username,
+            secret=self.settings.ami_secret.get_secret_value(),
+            on_event=self._on_event if events else _ignore,
+            accept=lambda message: not self.tracker.ignores(message),
+            on_login=self.resync if events else events_off,
+            metrics=self.metrics,
+            min_delay=self.settings.ami.reconnect_min_s,
+            max_delay=self.settings.ami.reconnect_max_s,
+        )
+        return link
 
     def _on_event(self, event: AmiEvent) -> None:
         if not self.follows_events:
@@ -195,7 +230,8 @@ class Telephony:
             self._periodic.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._periodic
-        await self.ami.stop()
+        for link in self.links.values():
+            await link.stop()
         await self.agi.stop()
         await self.tracker.stop()
         await self.callbacks.stop()
@@ -223,6 +259,8 @@ class Telephony:
             self.metrics.inc("ami_resync_connected_callers")
         self.metrics.inc("ami_resyncs")
         await self.reconciler.run_once()
+        # Whole again: logged in, the live state read back, the CDR backlog written.
+        self.metrics.inc("ami_resyncs_completed")
         self._kick_sweep()
 
     async def _reconcile_forever(self) -> None:
@@ -238,6 +276,15 @@ class Telephony:
             await self._sweep_locations()
 
     async def readiness_ami(self) -> tuple[bool, str]:
+        if len(self.links) > 1:
+            # Ready while any node can be acted on: one node down must not take the API's
+            # call control (and this process's readiness) with it.
+            up = [name for name, link in self.links.items() if link.ready]
+            down = [name for name in self.links if name not in up]
+            text = f"logged in to {', '.join(up) or 'no node'}"
+            if down:
+                text += f"; not connected to {', '.join(down)}"
+            return bool(up), text
         if not self.ami.ready:
             return False, "not connected"
         return True, "logged in" if self.follows_events else "logged in (actions only)"
@@ -247,6 +294,9 @@ class Telephony:
 
     # -- database side ---------------------------------------------------------------------
     async def _record_call(self, facts: CallFacts, at: datetime) -> RecordedCall:
+        if facts.node is None and len(self.settings.pbx_nodes) == 1:
+            # A single node without a systemname: the call is that node's.
+            facts = replace(facts, node=self.node.name)
         # One self-contained statement: no BEGIN/COMMIT round trips on the AGI path.
         async with self._agi_sessions() as session:
             recorded = await record_incoming(
@@ -295,6 +345,8 @@ class Telephony:
             await self.locations.sweep(grace=INLINE_SWEEP_GRACE)
 
     async def _create_call(self, facts: CallFacts, at: datetime) -> None:
+        # Seen first on this node's event stream: the call is this node's.
+        facts = replace(facts, node=facts.node or self.node.name)
         async with self.sessionmaker() as session:
             await record_incoming(
                 session=session, facts=facts, at=at, actor="system:ami", source="ami"
@@ -312,6 +364,10 @@ class Telephony:
             missing = await apply_progress(session=session, updates=updates)
             await session.commit()
             return missing
+
+
+def _ignore(_event: AmiEvent) -> None:
+    """Events of an actions-only session (none are sent; one racing the EventMask is dropped)."""
 
 
 def _autocommit(

@@ -33,6 +33,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from siaga112.callers.numbers import NO_NUMBER_WORDS, is_short_code, normalise_indonesian_number
+from siaga112.telephony.ids import is_node_name, node_of_id
 
 __all__ = [
     "IncomingCall",
@@ -52,6 +53,7 @@ _LIMITS: dict[str, int] = {
     "agi_dnid": 32,
     "agi_arg_5": 40,
     "agi_arg_7": 40,
+    "agi_arg_8": 31,  # ${SYSTEMNAME}: the node
     "agi_arg_2": 1000,  # P-Asserted-Identity
     "agi_arg_3": 1000,  # P-Access-Network-Info
     "agi_arg_4": 2000,  # Geolocation
@@ -115,6 +117,9 @@ class IncomingCall:
     geoloc_effective: str
     """${GEOLOC_PROFILE(effective_location)}, e.g. ``shape="Circle",crs="2d",pos="lat lon",...``."""
     geoloc_method: str
+    node: str | None
+    """The PBX node that took the call: agi_arg_8 (``${SYSTEMNAME}``), else the systemname the
+    Uniqueid starts with; None for a node without one."""
     problems: tuple[str, ...]
     """Notes on what was missing or could not be decoded; empty when all went well."""
 
@@ -165,6 +170,8 @@ def parse_incoming_call(env: Mapping[str, object]) -> IncomingCall:
     geoloc_effective = _b64_arg(env, "agi_arg_6", "GEOLOC_PROFILE(effective_location)", problems)
     geoloc_method = text("agi_arg_7")
 
+    node = _node(text("agi_arg_8"), uniqueid, problems)
+
     presentation = _presentation(text("agi_arg_5"), text("agi_callingpres"), problems)
     restricted = presentation.startswith("prohib") or presentation == "unavailable"
 
@@ -207,6 +214,7 @@ def parse_incoming_call(env: Mapping[str, object]) -> IncomingCall:
         geolocation=geolocation,
         geoloc_effective=geoloc_effective,
         geoloc_method=geoloc_method,
+        node=node,
         problems=tuple(problems),
     )
 
@@ -235,6 +243,20 @@ def parse_pai(value: str) -> tuple[str | None, str | None]:
 
 
 # --- helpers ---------------------------------------------------------------------------------
+
+
+def _node(arg: str, uniqueid: str, problems: list[str]) -> str | None:
+    from_id = node_of_id(uniqueid)
+    if not arg:
+        return from_id
+    if not is_node_name(arg):
+        problems.append(f"agi_arg_8 (node) {arg!r} is not a node name; ignored")
+        return from_id
+    if from_id is not None and from_id != arg:
+        # The id is Asterisk's own making; an argument can be mistyped in a dialplan.
+        problems.append(f"agi_arg_8 (node) {arg!r} differs from the Uniqueid's {from_id!r}")
+        return from_id
+    return arg
 
 
 def _text(raw: object, key: str, limit: int, problems: list[str]) -> str:

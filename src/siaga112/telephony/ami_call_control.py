@@ -129,10 +129,13 @@ class AmiCallControl:
     async def queue_entries(self) -> list[QueueEntryState]:
         return parse_queue_entries(await self._send_list({"Action": "QueueStatus"}))
 
-    async def hangup(self, *, channel: str) -> None:
+    # One node's AMI: ``node`` was chosen by whoever routed the action here.
+    async def hangup(self, *, channel: str, node: str | None = None) -> None:
         await self._ok({"Action": "Hangup", "Channel": channel, "Cause": "16"})
 
-    async def redirect(self, *, channel: str, context: str, exten: str) -> None:
+    async def redirect(
+        self, *, channel: str, context: str, exten: str, node: str | None = None
+    ) -> None:
         await self._ok(
             {
                 "Action": "Redirect",

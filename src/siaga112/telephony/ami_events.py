@@ -37,6 +37,7 @@ from typing import TypeAlias, TypedDict
 from siaga112.callcontrol.protocol import OVERFLOW_MEMBER_PREFIX
 
 __all__ = [
+    "MEMBER_CHANGE_EVENTS",
     "OVERFLOW_CONTEXT",
     "OVERFLOW_MEMBER_PREFIX",
     "USED_EVENTS",
@@ -357,7 +358,11 @@ def overflow_target(interface: str) -> str | None:
 
 def _fields(msg: Mapping[str, object]) -> _Fields:
     fields: _Fields = {}
-    for key, value in msg.items():
+    # panoramisk's Message keeps (key, value) pairs in a dict under ``_store``: read straight
+    # from it, the same pairs in the same order as items() gives, without a lookup per key.
+    store = getattr(msg, "_store", None)
+    pairs = store.values() if isinstance(store, dict) else msg.items()
+    for key, value in pairs:
         if not isinstance(key, str):
             continue
         if isinstance(value, list):
@@ -575,6 +580,9 @@ _OWN_PARSER_EVENTS = ("FullyBooted", "OriginateResponse")
 # Every event parse_event turns into a domain event (as Asterisk spells them): the manager's
 # event filter is rendered from this list, so what passes the filter is what is parsed.
 USED_EVENTS: tuple[str, ...] = (*_OWN_PARSER_EVENTS, *_CALL_EVENTS, *_MEMBER_CHANGE_EVENTS)
+# The queue member events (QueueMemberChanged): operator states follow the operators' queue
+# only (siaga112.telephony.operator_states), so they pass the filter for that queue only.
+MEMBER_CHANGE_EVENTS: tuple[str, ...] = tuple(_MEMBER_CHANGE_EVENTS)
 
 # AMI event names are matched case-insensitively.
 _BUILDERS = {name.lower(): build for name, build in _CALL_EVENTS.items()}

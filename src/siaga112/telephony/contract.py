@@ -12,6 +12,7 @@ trip for all headers; every header value is base64 (empty when the header is abs
     agi_arg_5  caller presentation, ${CALLERID(pres)} (allowed_not_screened, prohib, ...)
     agi_arg_6  base64(${GEOLOC_PROFILE(effective_location)}), empty without a location
     agi_arg_7  ${GEOLOC_PROFILE(method)} (e.g. gps), empty without a location
+    agi_arg_8  ${SYSTEMNAME} (asterisk.conf): the node; empty on an unnamed single node
 
 The handler may set ``SIAGA112_INCIDENT_ID``, ``SIAGA112_QUEUE`` (empty: default queue) and
 ``SIAGA112_PRIORITY`` (queue priority). The queue step runs whatever the AGI step did.
@@ -29,10 +30,11 @@ from __future__ import annotations
 
 from siaga112.callbacks.legs import CALLBACK_ID_PREFIX
 from siaga112.config import CDR_FILE_NAME, RECORDINGS_SUBDIR
-from siaga112.telephony.ami_events import USED_EVENTS
+from siaga112.telephony.ami_events import MEMBER_CHANGE_EVENTS, USED_EVENTS
 
 __all__ = [
     "AMI_EVENTS",
+    "AMI_QUEUE_EVENTS",
     "AMI_SCOPED_EVENTS",
     "CDR_CSV_FIELDS",
     "CDR_FILE_NAME",
@@ -41,8 +43,14 @@ __all__ = [
 ]
 
 # Events that pass the AMI eventfilter: exactly those the adapters parse (one list, kept by
-# siaga112.telephony.ami_events), nothing else.
-AMI_EVENTS: tuple[str, ...] = USED_EVENTS
+# siaga112.telephony.ami_events), nothing else; the queue member events only as below.
+AMI_EVENTS: tuple[str, ...] = tuple(e for e in USED_EVENTS if e not in MEMBER_CHANGE_EVENTS)
+
+# Events that pass only for the operators' queue (``PbxSettings.queue_name``; advanced
+# eventfilter: header Queue, exact): operator states follow that queue alone. Every operator is
+# a member of the low-priority queue too, and each change of a phone's state is one event per
+# queue; the other queues' copies (and the benchmark queue's) never leave Asterisk.
+AMI_QUEUE_EVENTS: tuple[str, ...] = MEMBER_CHANGE_EVENTS
 
 # Events that pass only for some channels (advanced eventfilter: name, header, starts_with):
 # DialEnd of callback legs, whose Uniqueid siaga112 chose. app_queue raises DialEnd for every

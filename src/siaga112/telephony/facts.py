@@ -26,6 +26,7 @@ def facts_from(call: IncomingCall) -> CallFacts:
         geolocation=call.geolocation or None,
         geoloc_effective=call.geoloc_effective or None,
         geoloc_method=call.geoloc_method or None,
+        node=call.node,
     )
 
 

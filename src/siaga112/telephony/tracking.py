@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
+from siaga112.callbacks.legs import token_of
 from siaga112.calls.recorder import CallFacts, CallProgress
 from siaga112.metrics import Metrics
 from siaga112.telephony.ami_events import AmiEvent, ChannelCreated, parse_event
@@ -23,6 +24,9 @@ log = logging.getLogger(__name__)
 # A call whose progress fails this many times in a row for its own data (not because the
 # database is away) is given up, logged and counted.
 MAX_WRITE_ATTEMPTS = 5
+
+# Channel events (lower-case names) that say something only about the channel they name.
+_CHANNEL_EVENTS = frozenset({"newchannel", "newstate", "hangup"})
 
 # Writes progress; returns the uniqueids that had no call row.
 WriteProgress = Callable[[list[CallProgress]], Awaitable[set[str]]]
@@ -97,6 +101,28 @@ class CallTracker:
             self._wake.set()
         if new.state.is_terminal:
             self._terminal_since.setdefault(key, time.monotonic())
+
+    def ignores(self, message: Mapping[str, object]) -> bool:
+        """True for a raw AMI message that ``feed`` (and the callback tracker) would drop after
+        parsing it: a channel event (Newchannel, Newstate, Hangup) of a leg another channel
+        started -- an operator's leg, a Local member's halves -- that no tracked call is keyed
+        by and that is no callback leg. Every queued call brings several; skipping them before
+        parsing changes nothing else (``apply_event`` opens a call only for an originating
+        leg or a queue event). Anything unexpected is not ignored."""
+        name = message.get("Event")
+        if not isinstance(name, str) or name.lower() not in _CHANNEL_EVENTS:
+            return False
+        uniqueid, linkedid = message.get("Uniqueid"), message.get("Linkedid")
+        if not isinstance(uniqueid, str) or not isinstance(linkedid, str):
+            return False
+        uniqueid, linkedid = uniqueid.strip(), linkedid.strip()
+        return (
+            bool(uniqueid)
+            and bool(linkedid)
+            and linkedid != uniqueid
+            and uniqueid not in self.states
+            and token_of(uniqueid) is None
+        )
 
     def feed_raw(self, message: Mapping[str, str]) -> None:
         event = parse_event(message, received_at=datetime.now(UTC))

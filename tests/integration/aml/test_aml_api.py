@@ -11,6 +11,8 @@ import urllib.parse
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -18,6 +20,7 @@ from pydantic import SecretStr
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+import siaga112.locations.worker as worker_module
 from siaga112.app import create_app
 from siaga112.audit.models import AuditEvent
 from siaga112.auth.roles import Role
@@ -25,8 +28,15 @@ from siaga112.calls.models import Call
 from siaga112.config import AmlSenderSettings, Settings
 from siaga112.incidents.models import Incident, IncidentEvent
 from siaga112.locations.aml_models import AmlMessage
-from siaga112.locations.aml_service import AmlPolicy, attach_pending_aml, rematch_unmatched
+from siaga112.locations.aml_service import (
+    AmlPolicy,
+    attach_pending_aml,
+    may_have_pending_aml,
+    numbers_with_unmatched_aml,
+    rematch_unmatched,
+)
 from siaga112.locations.models import Location
+from siaga112.locations.worker import LocationWorker
 from siaga112.metrics import Metrics
 from tests.conftest import auth
 
@@ -616,3 +626,68 @@ async def test_unmatched_list_needs_a_key(aml_client: httpx.AsyncClient) -> None
     r = await aml_client.get("/v1/aml/unmatched")
     assert r.status_code == 401
     assert r.json()["code"] == "unauthorized"
+
+
+async def test_the_location_sweep_looks_up_aml_only_for_numbers_that_have_some(
+    aml_client: httpx.AsyncClient, sessionmaker: Sessions, settings: Settings, tmp_path: Path
+) -> None:
+    """The worker's sweep reads once which numbers have unmatched messages: a call of another
+    number is located without the AML look-up, and the message is attached to its call all
+    the same."""
+    with_message, without = new_number(), new_number()
+    now = datetime.now(UTC)
+    r = await aml_client.post(
+        "/aml/v1/https", content=signed(https_fields(with_message, at=now)), headers=FORM
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["status"] == "unmatched"
+    async with sessionmaker() as session:
+        pending = await numbers_with_unmatched_aml(
+            session=session, since=now - timedelta(minutes=1)
+        )
+    assert with_message in pending
+    assert without not in pending
+    assert may_have_pending_aml("0" + with_message[3:], pending)
+    assert not may_have_pending_aml("0" + without[3:], pending)
+    assert may_have_pending_aml("0" + without[3:], None)  # inline: always looked up
+    looked_up: list[str | None] = []
+    real_attach = attach_pending_aml
+
+    async def counting_attach(**kwargs: Any) -> int:
+        looked_up.append(kwargs["number"])
+        return await real_attach(**kwargs)
+
+    worker = LocationWorker(
+        settings=settings.model_copy(update={"state_dir": tmp_path}),
+        sessionmaker=sessionmaker,
+        metrics=Metrics(),
+    )
+    # One call per sweep: the test's sessions share one connection (no concurrent derivations).
+    calls = {}
+    for number in (without, with_message):
+        call_id, _ = await add_call(
+            sessionmaker,
+            caller_number="0" + number[3:],
+            caller_e164=number,
+            offered_at=now - timedelta(seconds=1),  # due for the sweep
+        )
+        async with sessionmaker() as session:  # something to locate: the sweep's calls
+            call = await session.get(Call, call_id)
+            assert call is not None
+            call.pani_raw = "3GPP-E-UTRAN-FDD; utran-cell-id-3gpp=5101000A1B2C3D4E"
+            await session.commit()
+        calls[number] = call_id
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(worker_module, "attach_pending_aml", counting_attach)
+            await worker.sweep(grace=timedelta(0))
+    assert "0" + without[3:] not in looked_up
+    async with sessionmaker() as session:
+        message = await session.scalar(
+            select(AmlMessage).where(AmlMessage.number_e164 == with_message)
+        )
+        assert message is not None
+        assert (message.status, message.call_id) == ("matched", calls[with_message])
+        for call_id in calls.values():
+            call = await session.get(Call, call_id)
+            assert call is not None
+            assert call.locations_done_at is not None

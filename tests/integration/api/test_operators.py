@@ -69,10 +69,12 @@ class FakeControl:
     async def queue_entries(self) -> list[QueueEntryState]:
         return list(self.entries)
 
-    async def hangup(self, *, channel: str) -> None:
+    async def hangup(self, *, channel: str, node: str | None = None) -> None:
         self.actions.append(("hangup", channel))
 
-    async def redirect(self, *, channel: str, context: str, exten: str) -> None:
+    async def redirect(
+        self, *, channel: str, context: str, exten: str, node: str | None = None
+    ) -> None:
         if self.fail:
             raise CallControlError("Redirect failed: No such channel")
         self.actions.append(("redirect", channel, context, exten))

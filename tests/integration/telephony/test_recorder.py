@@ -270,3 +270,23 @@ async def test_a_call_operators_handled_has_no_overflow(
         ).all()
     assert call.overflowed_at is None
     assert "call_overflowed" not in kinds
+
+
+async def test_a_call_keeps_the_node_that_took_it(
+    sessionmaker: async_sessionmaker,  # type: ignore[type-arg]
+) -> None:
+    uid = f"pbx-b-1763884800.{uuid.uuid4().int % 100000}"
+    async with sessionmaker() as session:
+        first = await record_incoming(session=session, facts=facts(uid, node="pbx-b"), at=T0)
+        # A replay that does not know the node (an AMI-first row, say) leaves it as it was.
+        again = await record_incoming(session=session, facts=facts(uid), at=T0, source="ami")
+        assert again.call_id == first.call_id
+        call = await session.get(Call, first.call_id)
+        assert call is not None
+        await session.refresh(call)
+        assert (call.uniqueid, call.linkedid, call.node) == (uid, uid, "pbx-b")
+    async with sessionmaker() as session:
+        other = await record_incoming(session=session, facts=facts(None), at=T0)
+        row = await session.get(Call, other.call_id)
+        assert row is not None
+        assert row.node is None
