@@ -64,6 +64,15 @@ class ApiSettings(BaseModel):
     auth_failures_window_s: float = Field(
         default=60.0, gt=0, description="The window of `auth_failures_max`, in seconds."
     )
+    queue_snapshot_s: float = Field(
+        default=0.5,
+        ge=0,
+        le=5,
+        description="`GET /v1/queue` is computed at most once in this many seconds per process "
+        "and the same snapshot is answered to every reader meanwhile (each read is still "
+        "audited on its own): five consoles and a wallboard cost one computation, not six. "
+        "0: computed for every request.",
+    )
     stream_key_check_s: float = Field(
         default=2.0,
         gt=0,
@@ -740,6 +749,17 @@ class ConsoleSettings(BaseModel):
     )
     session_max_h: int = Field(
         default=12, ge=1, le=72, description="A console session ends after this many hours."
+    )
+    session_cache_s: float = Field(
+        default=3.0,
+        ge=0,
+        le=30,
+        description="A console session verified against the database is trusted for reads "
+        "(GET) for up to this many seconds per process without asking the database again. "
+        "Signing out ends it at once on the instance that signed it out; a session ended "
+        "elsewhere (`siaga112 user disable`, sign-out through another instance) may still read "
+        "for up to this long there, never write: every write checks the database. 0: every "
+        "request checks the database.",
     )
     lockout_after: int = Field(
         default=5,
