@@ -16,6 +16,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from siaga112 import __version__
+from siaga112.accounts.cache import SessionCache
 from siaga112.accounts.service import SessionUser, find_session
 from siaga112.agencies.router import router as agencies_router
 from siaga112.api.middleware import BodyLimitMiddleware, RequestIdMiddleware
@@ -45,6 +46,7 @@ from siaga112.metrics import Metrics
 from siaga112.net import METRICS_FORBIDDEN, address_in, outbound_policy
 from siaga112.operators.router import router as operators_router
 from siaga112.queue.router import router as queue_router
+from siaga112.queue.service import QueueSnapshot
 from siaga112.recordings.router import router as recordings_router
 from siaga112.reports.router import router as reports_router
 from siaga112.stats.router import router as stats_router
@@ -137,9 +139,11 @@ def create_app(
     app.state.call_control = call_control
     # Where webhooks may go (checked when set, and again at every delivery).
     app.state.outbound = outbound_policy(settings)
-    app.state.find_console_session = functools.partial(
-        _find_console_session, settings=settings.console
+    app.state.find_console_session = SessionCache(
+        functools.partial(_find_console_session, settings=settings.console),
+        ttl_s=settings.console.session_cache_s,
     )
+    app.state.queue_snapshot = QueueSnapshot(max_age_s=settings.api.queue_snapshot_s)
     app.state.auth_limiter = AuthFailureLimiter(
         max_failures=settings.api.auth_failures_max, window_s=settings.api.auth_failures_window_s
     )

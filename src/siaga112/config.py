@@ -64,6 +64,15 @@ class ApiSettings(BaseModel):
     auth_failures_window_s: float = Field(
         default=60.0, gt=0, description="The window of `auth_failures_max`, in seconds."
     )
+    queue_snapshot_s: float = Field(
+        default=0.5,
+        ge=0,
+        le=5,
+        description="`GET /v1/queue` is computed at most once in this many seconds per process "
+        "and the same snapshot is answered to every reader meanwhile (each read is still "
+        "audited on its own): five consoles and a wallboard cost one computation, not six. "
+        "0: computed for every request.",
+    )
     stream_key_check_s: float = Field(
         default=2.0,
         gt=0,
@@ -370,6 +379,14 @@ class PbxSettings(BaseModel):
         description="Name of the CSV file Asterisk writes its CDR to (cdr_custom, in its log "
         "directory's `cdr-custom/`) and reconciliation reads. The tests and benchmarks use "
         "their own, so that their calls never reach a development database.",
+    )
+    node_lost_after_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="A node whose AMI session has been down this long is taken as lost: the "
+        "calls still open on it are ended as cut by the node's loss (outcome `node_lost`) and "
+        "those with a caller number go on the callback worklist. A node that comes back "
+        "after a restart has its calls from before that restart ended the same way at once.",
     )
     reconcile_from: AwareDatetime | None = Field(
         default=None,
@@ -732,6 +749,17 @@ class ConsoleSettings(BaseModel):
     )
     session_max_h: int = Field(
         default=12, ge=1, le=72, description="A console session ends after this many hours."
+    )
+    session_cache_s: float = Field(
+        default=3.0,
+        ge=0,
+        le=30,
+        description="A console session verified against the database is trusted for reads "
+        "(GET) for up to this many seconds per process without asking the database again. "
+        "Signing out ends it at once on the instance that signed it out; a session ended "
+        "elsewhere (`siaga112 user disable`, sign-out through another instance) may still read "
+        "for up to this long there, never write: every write checks the database. 0: every "
+        "request checks the database.",
     )
     lockout_after: int = Field(
         default=5,

@@ -110,10 +110,13 @@ async def serve(
     if spawn_worker:
         # One process follows the AMI events, another does the rest: neither waits on the
         # other's work (siaga112.worker.DUTIES).
-        # Both at a lower CPU priority than serve (and Asterisk): under a surge the AGI step
-        # of the next call matters more than a location or a progress line a moment later.
+        # The events worker at serve's own priority: the call progress it writes is what an
+        # operator's screen pops on, and its CPU follows the call rate (it has no backlog to
+        # hog a core with), so under a surge it should not wait behind consoles and browsers.
+        # The locations and recordings one lower than serve (and Asterisk): the AGI step of
+        # the next call matters more than a location a moment later.
         if with_telephony and settings.ami.events_in == "worker":
-            children.append(WorkerProcess(metrics=metrics, duties=("events",), nice=5))
+            children.append(WorkerProcess(metrics=metrics, duties=("events",)))
         children.append(
             WorkerProcess(
                 metrics=metrics,

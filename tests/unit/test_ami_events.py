@@ -216,6 +216,12 @@ def test_fully_booted_needs_no_channel() -> None:
     assert e == FullyBooted(at=RECEIVED, received_at=RECEIVED, status="Fully Booted")
 
 
+def test_fully_booted_says_how_long_asterisk_has_been_running() -> None:
+    e = parse(ami("Event: FullyBooted\nUptime: 64\nLastReload: 1\nStatus: Fully Booted\n"))
+    assert isinstance(e, FullyBooted)
+    assert e.uptime_s == 64
+
+
 def test_without_timestamp_header_the_receive_time_is_used() -> None:
     e = parse(event("Newchannel", CALLER, stamp=None))
     assert isinstance(e, ChannelCreated)

@@ -61,6 +61,8 @@ class SessionUser:
     agency_code: str | None
     extension: str | None
     csrf_token: str
+    # When the session ends at the latest (its hard limit); None for one just signed in.
+    expires_at: datetime | None = None
 
     @property
     def actor(self) -> Actor:
@@ -367,6 +369,7 @@ async def find_session(
         agency_code=agency_code,
         extension=user.operator_extension,
         csrf_token=sess.csrf_token,
+        expires_at=sess.expires_at,
     )
 
 

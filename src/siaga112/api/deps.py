@@ -50,10 +50,17 @@ class CookieUser(Protocol):
     def csrf_token(self) -> str: ...
 
 
-# How a session cookie becomes its user: `siaga112.accounts.service.find_session`, handed in by
-# the composition root (app.state.find_console_session): the accounts capability builds on the
-# API's shared pieces, so it is not imported here.
-FindConsoleSession = Callable[[AsyncSession, str], Awaitable[CookieUser | None]]
+class FindConsoleSession(Protocol):
+    """How a session cookie becomes its user: `siaga112.accounts.cache.SessionCache` over
+    `accounts.service.find_session`, handed in by the composition root
+    (app.state.find_console_session): the accounts capability builds on the API's shared
+    pieces, so it is not imported here. `fresh` asks the database, never a kept session."""
+
+    async def __call__(
+        self, session: AsyncSession, token: str, *, fresh: bool = False
+    ) -> CookieUser | None: ...
+
+    def forget(self, token: str) -> None: ...
 
 
 async def console_user(request: Request, session: AsyncSession) -> CookieUser | None:
@@ -63,9 +70,20 @@ async def console_user(request: Request, session: AsyncSession) -> CookieUser | 
         return cached
     token = request.cookies.get(SESSION_COOKIE)
     find: FindConsoleSession | None = getattr(request.app.state, "find_console_session", None)
-    user = await find(session, token) if token and find is not None else None
+    # A write always asks the database: a session ended elsewhere may read a few seconds
+    # longer from a kept copy (console.session_cache_s), but never change anything.
+    fresh = request.method not in _SAFE_METHODS
+    user = await find(session, token, fresh=fresh) if token and find is not None else None
     request.state.console_user = user
     return user
+
+
+def forget_console_session(request: Request) -> None:
+    """After signing out: this instance must not answer the ended session from its cache."""
+    token = request.cookies.get(SESSION_COOKIE)
+    find: FindConsoleSession | None = getattr(request.app.state, "find_console_session", None)
+    if token and find is not None:
+        find.forget(token)
 
 
 def csrf_matches(expected: str, given: str | None) -> bool:

@@ -211,7 +211,9 @@ async def record_incoming(
 
 # Call progress from the AMI tracker (or reconciliation). Facts only move one way: first times
 # stay first (LEAST ignores NULLs), the end only later, a terminal state is never left for a live
-# one, and the first operator who answered is kept. The row is locked FOR NO KEY UPDATE, as the
+# one, and the first operator who answered is kept. A call taken as lost with its node
+# (siaga112.calls.lost) is the one exception: the node's own record of how it ended, should
+# that come after all, replaces the guess. The row is locked FOR NO KEY UPDATE, as the
 # UPDATE itself would: FOR UPDATE waits for the KEY SHARE lock a location (or callback, recording)
 # being stored for the call holds, and that transaction's own UPDATE of the call then waits
 # behind it: a deadlock (bench/drill, reconciliation beside the location worker).
@@ -219,6 +221,8 @@ _PROGRESS_SQL = text(
     """
 UPDATE calls SET
     state = CASE
+        WHEN calls.outcome = 'node_lost' AND CAST(:state AS text) IN ('ended', 'abandoned')
+            THEN CAST(:state AS text)
         WHEN calls.state = 'abandoned' THEN calls.state
         WHEN calls.state = 'ended' AND CAST(:state AS text) <> 'abandoned' THEN calls.state
         WHEN CAST(:state AS text) IN ('ended', 'abandoned') THEN CAST(:state AS text)
@@ -236,6 +240,8 @@ UPDATE calls SET
     operator = COALESCE(calls.operator, CAST(:operator AS text)),
     hangup_cause = COALESCE(CAST(:hangup_cause AS text), calls.hangup_cause),
     outcome = CASE WHEN CAST(:outcome AS text) IS NULL THEN calls.outcome
+                   WHEN calls.outcome = 'node_lost'
+                        AND CAST(:state AS text) NOT IN ('ended', 'abandoned') THEN calls.outcome
                    WHEN calls.outcome = 'abandoned' THEN calls.outcome
                    ELSE CAST(:outcome AS text) END,
     updated_at = now()

@@ -114,12 +114,23 @@ async def create_incident(
     summary="One incident with its calls, locations and timeline",
 )
 async def get_incident(
-    incident_id: IncidentId, request: Request, session: SessionDep, actor: Reader, rid: RequestId
+    incident_id: IncidentId,
+    request: Request,
+    session: SessionDep,
+    actor: Reader,
+    rid: RequestId,
+    caller_history: Annotated[
+        bool,
+        Query(
+            description="false: `caller_history` is left out (null) and not read, nor audited: "
+            "for a client reading the incident again that already shows the caller's history"
+        ),
+    ] = True,
 ) -> IncidentDetail:
     d = await casefile_service.get_details(
         session=session, incident_id=incident_id, actor=actor, request_id=rid
     )
-    summary = await _caller_summary(session, d.incident, actor, rid)
+    summary = await _caller_summary(session, d.incident, actor, rid) if caller_history else None
     await session.commit()
     base = _out(d.incident, actor)
     return IncidentDetail(

@@ -17,7 +17,14 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from siaga112.accounts.service import SessionUser, SignInRefused, sign_in, sign_out
-from siaga112.api.deps import SESSION_COOKIE, SessionDep, console_user, csrf_matches, request_id
+from siaga112.api.deps import (
+    SESSION_COOKIE,
+    SessionDep,
+    console_user,
+    csrf_matches,
+    forget_console_session,
+    request_id,
+)
 from siaga112.auth.roles import Role
 from siaga112.config import Settings
 from siaga112.console.i18n import LANGUAGES, catalog, pick_language
@@ -192,6 +199,7 @@ async def logout(request: Request, session: SessionDep, user: CurrentUser) -> Re
             return Response(status_code=403, content="csrf_failed")
         await sign_out(session=session, user=user, request_id=request_id(request))
         await session.commit()
+        forget_console_session(request)
     response.delete_cookie(SESSION_COOKIE, path="/")
     return response
 

@@ -31,13 +31,13 @@ import gzip
 import io
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Any, cast
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from siaga112.locations.models import CellTower
@@ -48,6 +48,7 @@ __all__ = [
     "ImportProgress",
     "ImportReport",
     "find_cell",
+    "find_cells",
     "import_cells",
     "parse_cell_row",
 ]
@@ -393,3 +394,48 @@ async def find_cell(*, session: AsyncSession, cell: CellGlobalId) -> CellPositio
     return CellPosition(
         lat=row.lat, lon=row.lon, range_m=row.range_m, samples=row.samples, updated=row.updated
     )
+
+
+CellKey = tuple[str, int, int, int, int]
+
+# One statement for a whole sweep's cells; its text is the same whatever their number.
+_FIND_CELLS = text(
+    """
+SELECT k.radio, k.mcc, k.net, k.area, k.cell, t.lat, t.lon, t.range_m, t.samples, t.updated
+FROM unnest(CAST(:radios AS text[]), CAST(:mccs AS integer[]), CAST(:nets AS integer[]),
+            CAST(:areas AS integer[]), CAST(:cells AS bigint[])) AS k(radio, mcc, net, area, cell)
+JOIN cell_towers t ON t.radio = k.radio AND t.mcc = k.mcc AND t.net = k.net
+                  AND t.area = k.area AND t.cell = k.cell
+"""
+)
+
+
+def cell_key(cell: CellGlobalId) -> CellKey:
+    """The cell table's key of a cell (as :func:`find_cell` looks it up)."""
+    return (cell.radio.value, int(cell.mcc), int(cell.mnc), cell.area, cell.cell)
+
+
+async def find_cells(
+    *, session: AsyncSession, cells: Iterable[CellGlobalId]
+) -> dict[CellKey, CellPosition]:
+    """Where the cell table puts each of ``cells``, by :func:`cell_key`; a cell not in the
+    table is not in the answer."""
+    keys = sorted({cell_key(c) for c in cells})
+    if not keys:
+        return {}
+    rows = await session.execute(
+        _FIND_CELLS,
+        {
+            "radios": [k[0] for k in keys],
+            "mccs": [k[1] for k in keys],
+            "nets": [k[2] for k in keys],
+            "areas": [k[3] for k in keys],
+            "cells": [k[4] for k in keys],
+        },
+    )
+    return {
+        (r.radio, r.mcc, r.net, r.area, r.cell): CellPosition(
+            lat=r.lat, lon=r.lon, range_m=r.range_m, samples=r.samples, updated=r.updated
+        )
+        for r in rows
+    }

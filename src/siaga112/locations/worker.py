@@ -14,7 +14,10 @@ anywhere that reaches the database:
   process that answered the AGI request, and a sweep after every reconciliation pass.
 
 Either way a derivation is idempotent and serialised per call (the call row is locked), so
-several processes may sweep the same database.
+several processes may sweep the same database. A sweep derives the calls whose only location is
+their network cell (most calls) together, in a handful of statements for all of them
+(``derive_cell_only_calls``); a call with a PIDF-LO, a reference to fetch or AML that may wait
+for it goes through the per-call path.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from siaga112.locations.aml_service import (
 from siaga112.locations.georef import fetch_location_reference, fetchable_reference
 from siaga112.locations.service import (
     CallLocationJob,
+    derive_cell_only_calls,
     locations_for_call,
     mark_locations_done,
     pending_location_jobs,
@@ -246,6 +250,19 @@ class LocationWorker:
             for j in jobs
             if j.call_id not in self._locating and self._retry_at.get(j.call_id, 0.0) <= clock
         ]
+        cell_only = [j for j in jobs if self.cell_only(j, aml)]
+        batched = 0
+        if cell_only:
+            cell_only_ids = {j.call_id for j in cell_only}
+            jobs = [j for j in jobs if j.call_id not in cell_only_ids]
+            # A failed batch leaves its calls to the per-call path, where one bad call fails
+            # alone and backs off alone.
+            left = await self._derive_cell_only(cell_only)
+            batched = len(cell_only) - len(left)
+            for call_id in cell_only_ids - {j.call_id for j in left}:
+                self._tries.pop(call_id, None)
+                self._retry_at.pop(call_id, None)
+            jobs += left
         results = await asyncio.gather(
             *(self.derive(j, aml=aml) for j in jobs), return_exceptions=True
         )
@@ -263,10 +280,48 @@ class LocationWorker:
                 self._retry_at.pop(job.call_id, None)
         if failed:
             self.metrics.inc("location_failures", len(failed))
-        done = len(jobs) - len(failed) + matched
+        done = batched + len(jobs) - len(failed) + matched
         if done:
             self.metrics.inc("locations_swept", done)
         return done
+
+    def cell_only(self, job: CallLocationJob, aml: frozenset[str] | None) -> bool:
+        """Whether a call's whole derivation is its network cell (or nothing): no PIDF-LO,
+        no by-reference location to fetch, no AML message that may wait for it. Such calls
+        are derived together, set-based; any other goes through :meth:`derive`."""
+        if job.geoloc_effective and job.geoloc_effective.strip():
+            return False
+        if self.settings.locations.fetch_geolocation_by_reference and (
+            fetchable_reference(job.geolocation) is not None
+        ):
+            return False
+        return not may_have_pending_aml(job.aml_number, aml)
+
+    async def _derive_cell_only(self, jobs: list[CallLocationJob]) -> list[CallLocationJob]:
+        """Derives ``jobs`` (all :meth:`cell_only`) in one transaction; returns those left to
+        the per-call path: all of them when the transaction failed."""
+        conf = self.settings.locations
+        ids = {j.call_id for j in jobs}
+        self._locating |= ids
+        try:
+            async with self._slots:
+                started = time.perf_counter()
+                async with self.sessionmaker() as session:
+                    left = await derive_cell_only_calls(
+                        session=session,
+                        jobs=jobs,
+                        gnb_id_bits=conf.gnb_id_bits,
+                        min_radius_m=conf.cell_min_radius_m,
+                    )
+                    await session.commit()
+                self.metrics.observe("location_batch_derivation", time.perf_counter() - started)
+        except Exception:
+            self.metrics.inc("location_batch_failures")
+            log.exception("sweep: deriving %d calls together failed; one by one instead", len(jobs))
+            return jobs
+        finally:
+            self._locating -= ids
+        return left
 
     async def run(self, *, poll_s: float) -> None:
         """The worker's loop: every ``poll_s`` (at once again while there is more to do),

@@ -5,7 +5,10 @@ many callers wait: no query per caller."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 from sqlalchemy import select
@@ -157,3 +160,35 @@ async def live_queue(
         longest_wait_s=max((w.wait_s for w in waiting), default=0),
         operators_by_state=dict(by_state),
     )
+
+
+class QueueSnapshot:
+    """One live queue shared by every reader of this process for `max_age_s`: each console and
+    wallboard polls it, and the answer does not depend on who asks (any reader sees every
+    waiting caller; the target and call control are the instance's), so one computation serves
+    them all. Concurrent readers of a stale snapshot wait for the one computation under way.
+    Auditing stays with each request (the router)."""
+
+    def __init__(self, *, max_age_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._max_age_s = max_age_s
+        self._clock = clock
+        self._taken = 0.0
+        self._queue: LiveQueue | None = None
+        self._lock = asyncio.Lock()
+
+    async def get(self, compute: Callable[[], Awaitable[LiveQueue]]) -> LiveQueue:
+        if self._max_age_s <= 0:
+            return await compute()
+        if (queue := self._fresh()) is not None:
+            return queue
+        async with self._lock:
+            if (queue := self._fresh()) is not None:
+                return queue
+            queue = await compute()
+            self._queue, self._taken = queue, self._clock()
+            return queue
+
+    def _fresh(self) -> LiveQueue | None:
+        if self._queue is not None and self._clock() - self._taken < self._max_age_s:
+            return self._queue
+        return None

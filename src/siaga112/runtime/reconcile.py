@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from siaga112.auth.service import system_actor
 from siaga112.calls.cursors import ReadCursor, RecordStart
+from siaga112.calls.lost import NODE_LOST
 from siaga112.calls.models import Call
 from siaga112.calls.recorder import CallProgress, apply_progress, record_incoming
 from siaga112.locations.service import locations_for_call
@@ -219,6 +220,8 @@ async def _complete_calls(session: AsyncSession, uniqueids: list[str]) -> set[st
             Call.uniqueid.in_(uniqueids),
             Call.source == "agi",
             Call.state.in_(("ended", "abandoned")),
+            # Ended by siaga112 as lost with its node: the node's own record is the truth.
+            Call.outcome.is_distinct_from(NODE_LOST),
             Call.incident_id.is_not(None),
         )
     )

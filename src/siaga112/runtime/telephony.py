@@ -6,13 +6,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Mapping
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from siaga112.auth.service import system_actor
 from siaga112.callcontrol.protocol import CallControl
+from siaga112.calls.lost import end_calls_of_lost_node
 from siaga112.calls.recorder import (
     CallFacts,
     CallProgress,
@@ -44,6 +47,7 @@ from siaga112.telephony.tracking import CallTracker
 log = logging.getLogger(__name__)
 
 RECONCILE_EVERY_S = 30.0
+NODE_ACTOR = system_actor("node-watch")
 # Inline location derivation: calls younger than this are left to their own task by the sweep.
 INLINE_SWEEP_GRACE = timedelta(seconds=60)
 
@@ -140,6 +144,13 @@ class Telephony:
         )
         self._sweeps: set[asyncio.Task[None]] = set()
         self._reapplying: set[asyncio.Task[None]] = set()
+        # The followed node's loss (siaga112.calls.lost): since when its AMI session is down,
+        # whether that outage was already taken as the node's loss, and when the Asterisk
+        # process now running started (FullyBooted's Uptime).
+        self._down_since: datetime | None = None
+        self._loss_handled = False
+        self._booted_at: datetime | None = None
+        self._watch: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         if self.follows_events:
@@ -167,6 +178,8 @@ class Telephony:
         for link in self.links.values():
             await link.start()
         self._periodic = asyncio.get_running_loop().create_task(self._reconcile_forever())
+        if self.follows_events:
+            self._watch = asyncio.get_running_loop().create_task(self._watch_node_forever())
 
     def _link(self, node: PbxNode, *, events: bool) -> AmiLink:
         link: AmiLink
@@ -202,6 +215,8 @@ class Telephony:
         self.tracker.feed(event)
         self.callbacks.feed(event)
         if isinstance(event, FullyBooted):
+            if event.uptime_s is not None:
+                self._booted_at = event.received_at - timedelta(seconds=event.uptime_s)
             # Sent on every AMI login and when Asterisk has (re)started with empty dynamic
             # queues: put logged-in operators back (idempotent).
             task = asyncio.get_running_loop().create_task(self._reapply_sessions())
@@ -226,10 +241,11 @@ class Telephony:
             task.cancel()
         # A sweep cut off leaves its calls unmarked: the next start's sweep does them.
         await asyncio.gather(*sweeps, return_exceptions=True)
-        if self._periodic is not None:
-            self._periodic.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._periodic
+        for own in (self._periodic, self._watch):
+            if own is not None:
+                own.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await own
         for link in self.links.values():
             await link.stop()
         await self.agi.stop()
@@ -245,6 +261,7 @@ class Telephony:
         file."""
         now = datetime.now(UTC)
         entries = await self.ami.send_list({"Action": "QueueStatus"})
+        alive = {_uniqueid(e) for e in entries}
         self.operator_writer.push(
             self.operator_states.apply_snapshot(parse_queue_members(entries), at=now)
         )
@@ -253,12 +270,19 @@ class Telephony:
             if message is not None:
                 self.tracker.feed_raw(message)
         channels = await self.ami.send_list({"Action": "CoreShowChannels"})
+        alive |= {_uniqueid(c) for c in channels}
         for caller in connected_callers(channels, now=now):
             for message in connected_caller_events(caller, now=now):
                 self.tracker.feed_raw(message)
             self.metrics.inc("ami_resync_connected_callers")
         self.metrics.inc("ami_resyncs")
         await self.reconciler.run_once()
+        if self._booted_at is not None:
+            # After the CDR file, which ends properly what a clean restart hung up: what is
+            # still open from before this Asterisk started can only have died with the last one.
+            await self.end_lost_calls(
+                before=self._booted_at, at=self._booted_at, reason="restarted", alive=alive
+            )
         # Whole again: logged in, the live state read back, the CDR backlog written.
         self.metrics.inc("ami_resyncs_completed")
         self._kick_sweep()
@@ -274,6 +298,68 @@ class Telephony:
                     log.exception("periodic reconciliation failed")
                 await self.callbacks.sweep()
             await self._sweep_locations()
+
+    async def _watch_node_forever(self) -> None:
+        every = min(1.0, self.settings.pbx.node_lost_after_s / 4)
+        while True:
+            await asyncio.sleep(every)
+            try:
+                await self.check_node_lost(now=datetime.now(UTC))
+            except Exception:
+                self.metrics.inc("node_loss_failures")
+                log.exception("ending the calls of lost node %s failed", self.node.name)
+
+    async def check_node_lost(self, *, now: datetime) -> int:
+        """Called every second or so: once the followed node's AMI session has been down
+        ``pbx.node_lost_after_s``, its calls from before the outage are taken as lost (once
+        per outage; a failure is retried at the next call). Returns the calls ended."""
+        if self.ami.ready:
+            self._down_since, self._loss_handled = None, False
+            return 0
+        if self._down_since is None:
+            self._down_since = now
+        lost_after = timedelta(seconds=self.settings.pbx.node_lost_after_s)
+        if self._loss_handled or now - self._down_since < lost_after:
+            return 0
+        self.metrics.inc("nodes_lost")
+        log.warning(
+            "node %s unreachable since %s: taking it as lost",
+            self.node.name,
+            self._down_since.isoformat(),
+        )
+        ended = await self.end_lost_calls(
+            before=self._down_since, at=self._down_since, reason="unreachable"
+        )
+        self._loss_handled = True
+        return ended
+
+    async def end_lost_calls(
+        self, *, before: datetime, at: datetime, reason: str, alive: set[str] | None = None
+    ) -> int:
+        """Ends this node's open calls offered before ``before`` and not in ``alive`` as cut by
+        the node's loss (siaga112.calls.lost); returns how many."""
+        async with self.sessionmaker() as session:
+            lost = await end_calls_of_lost_node(
+                session=session,
+                node=self.node.name,
+                before=before,
+                at=at,
+                reason=reason,
+                actor=NODE_ACTOR.label,
+                alive=alive or (),
+            )
+            await session.commit()
+        if lost.uniqueids:
+            self.metrics.inc("calls_lost_with_node", len(lost.uniqueids))
+            self.metrics.inc("calls_lost_with_node_for_callback", lost.with_number)
+            log.warning(
+                "node %s %s: ended %d open call(s) as node_lost (%d with a number to call back)",
+                self.node.name,
+                reason,
+                len(lost.uniqueids),
+                lost.with_number,
+            )
+        return len(lost.uniqueids)
 
     async def readiness_ami(self) -> tuple[bool, str]:
         if len(self.links) > 1:
@@ -364,6 +450,11 @@ class Telephony:
             missing = await apply_progress(session=session, updates=updates)
             await session.commit()
             return missing
+
+
+def _uniqueid(message: Mapping[str, object]) -> str:
+    value = message.get("Uniqueid")
+    return value.strip() if isinstance(value, str) else ""
 
 
 def _ignore(_event: AmiEvent) -> None:

@@ -219,9 +219,13 @@ class QueueMemberChanged(_Timed):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class FullyBooted(_Timed):
-    """FullyBooted: sent on login and after Asterisk (re)starts; a cue to resynchronise."""
+    """FullyBooted: sent on login and after Asterisk (re)starts; a cue to resynchronise.
+
+    ``uptime_s``: seconds since this Asterisk process started (None when absent): whatever
+    channel siaga112 knew from before that start is gone."""
 
     status: str
+    uptime_s: int | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -294,7 +298,12 @@ def parse_event(msg: Mapping[str, object], *, received_at: datetime) -> AmiEvent
     at = _timestamp(fields.get("timestamp", "")) or received_at
     lowered = name.lower()
     if lowered == "fullybooted":
-        return FullyBooted(at=at, received_at=received_at, status=fields.get("status", ""))
+        return FullyBooted(
+            at=at,
+            received_at=received_at,
+            status=fields.get("status", ""),
+            uptime_s=_int(fields.get("uptime")),
+        )
     if lowered == "originateresponse":
         return OriginateResult(
             at=at,

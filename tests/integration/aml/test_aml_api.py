@@ -691,3 +691,48 @@ async def test_the_location_sweep_looks_up_aml_only_for_numbers_that_have_some(
             call = await session.get(Call, call_id)
             assert call is not None
             assert call.locations_done_at is not None
+
+
+async def test_a_call_with_aml_waiting_is_not_taken_by_the_sweeps_set_based_path(
+    aml_client: httpx.AsyncClient, sessionmaker: Sessions, settings: Settings, tmp_path: Path
+) -> None:
+    """Calls whose derivation is their cell alone are derived together; a call whose number
+    has a message waiting is not one of them: its message is attached to it by its own
+    derivation (the rematch, which would also find it, is left out here)."""
+    with_message, without = new_number(), new_number()
+    now = datetime.now(UTC)
+    r = await aml_client.post(
+        "/aml/v1/https", content=signed(https_fields(with_message, at=now)), headers=FORM
+    )
+    assert r.json()["status"] == "unmatched"
+    calls = {}
+    for number in (without, with_message):
+        call_id, _ = await add_call(
+            sessionmaker,
+            caller_number="0" + number[3:],
+            caller_e164=number,
+            offered_at=now - timedelta(seconds=1),
+        )
+        async with sessionmaker() as session:
+            call = await session.get(Call, call_id)
+            assert call is not None
+            call.pani_raw = "3GPP-E-UTRAN-FDD; utran-cell-id-3gpp=5101000A1B2C3D4E"
+            await session.commit()
+        calls[number] = call_id
+
+    async def no_rematch(**kwargs: Any) -> int:
+        return 0
+
+    worker = LocationWorker(
+        settings=settings.model_copy(update={"state_dir": tmp_path}),
+        sessionmaker=sessionmaker,
+        metrics=Metrics(),
+    )
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(worker_module, "rematch_unmatched", no_rematch)
+        assert await worker.sweep(grace=timedelta(0)) == 2
+    sources = {
+        number: sorted(loc.source for loc in await locations_of(sessionmaker, call_id))
+        for number, call_id in calls.items()
+    }
+    assert sources == {with_message: ["aml_https", "network_cell"], without: ["network_cell"]}

@@ -311,6 +311,20 @@ async def test_incident_detail_carries_the_callers_history_in_brief(
     assert [(e.entity_id, (e.after or {}).get("incident_id")) for e in events] == [
         (NUMBER, world.emergency)
     ]
+    # Read again without it (a console that shows it already): not read, not audited again.
+    r = await client.get(f"/v1/incidents/{world.emergency}?caller_history=false", headers=h)
+    assert r.status_code == 200, r.text
+    assert r.json()["caller_history"] is None
+    assert r.json()["id"] == world.emergency
+    async with sessionmaker() as session:
+        again = (
+            await session.scalars(
+                select(AuditEvent).where(
+                    AuditEvent.action == "caller.history.read", AuditEvent.entity_id == NUMBER
+                )
+            )
+        ).all()
+    assert len(again) == 1
 
 
 @pytest.mark.parametrize("short", ["112", "1500", "14045", "1500123"])

@@ -20,6 +20,7 @@ from siaga112.calls.models import Call
 from siaga112.config import Settings
 from siaga112.incidents.models import Incident
 from siaga112.locations.models import Location
+from siaga112.queue.service import QueueSnapshot
 from tests.conftest import auth
 from tests.integration.api.test_operators import FakeControl
 
@@ -36,10 +37,39 @@ async def api(
     sessionmaker: async_sessionmaker,  # type: ignore[type-arg]
     control: FakeControl,
 ) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(settings, engine=engine, sessionmaker=sessionmaker, call_control=control)
+    # Each read computed afresh: these tests change the queue between reads.
+    fresh = settings.model_copy(
+        update={"api": settings.api.model_copy(update={"queue_snapshot_s": 0.0})}
+    )
+    app = create_app(fresh, engine=engine, sessionmaker=sessionmaker, call_control=control)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://siaga112.test") as c:
         yield c
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+async def shared(
+    settings: Settings,
+    engine: AsyncEngine,
+    sessionmaker: async_sessionmaker,  # type: ignore[type-arg]
+    control: FakeControl,
+) -> AsyncIterator[tuple[httpx.AsyncClient, Clock]]:
+    """A client of an app with the shared snapshot as configured, on a clock of the test's."""
+    assert settings.api.queue_snapshot_s > 0
+    app = create_app(settings, engine=engine, sessionmaker=sessionmaker, call_control=control)
+    clock = Clock()
+    app.state.queue_snapshot = QueueSnapshot(max_age_s=settings.api.queue_snapshot_s, clock=clock)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://siaga112.test") as c:
+        yield c, clock
 
 
 async def add_call(
@@ -337,3 +367,50 @@ async def test_overflow_destinations_in_the_queue_are_not_listed_as_operators(
     listed = [ext for exts in body["operators_by_state"].values() for ext in exts]
     assert "7303" in body["operators_by_state"]["idle"]
     assert not [ext for ext in listed if "9001" in ext or "622155" in ext], listed
+
+
+async def test_readers_within_the_snapshot_time_share_one_computation_each_audited(
+    shared: tuple[httpx.AsyncClient, Clock],
+    settings: Settings,
+    keys: dict[Role, str],
+    control: FakeControl,
+    engine: AsyncEngine,
+    sessionmaker: async_sessionmaker,  # type: ignore[type-arg]
+) -> None:
+    api, clock = shared
+    call = await add_call(sessionmaker, state="queued", priority=1, waited_s=40)
+    control.entries = [
+        QueueEntryState("emergency", 1, "PJSIP/c", call.uniqueid, "+6281299900011", 42)
+    ]
+    statements: list[str] = []
+
+    def count(*args: object) -> None:
+        statements.append(str(args[2]))
+
+    first = await api.get("/v1/queue", headers=auth(keys[Role.OPERATOR]))
+    assert first.status_code == 200, first.text
+    control.entries = []
+    event.listen(engine.sync_engine, "before_cursor_execute", count)
+    try:
+        second = await api.get("/v1/queue", headers=auth(keys[Role.SUPERVISOR]))
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", count)
+    # The same snapshot for the second reader, not computed again ...
+    assert second.json() == first.json()
+    assert statements
+    assert not [s for s in statements if "FROM calls" in s]
+    # ... but each reader's sight of the location audited as its own.
+    async with sessionmaker() as session:
+        actors = (
+            await session.scalars(
+                select(AuditEvent.actor)
+                .where(AuditEvent.action == "location.read", AuditEvent.entity_type == "queue")
+                .order_by(AuditEvent.id)
+            )
+        ).all()
+    assert len(actors) == 2
+    assert actors[0] != actors[1]
+    # Past the snapshot's time the queue is read again.
+    clock.now += settings.api.queue_snapshot_s
+    third = await api.get("/v1/queue", headers=auth(keys[Role.OPERATOR]))
+    assert third.json()["waiting"] == []

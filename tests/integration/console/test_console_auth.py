@@ -1,21 +1,26 @@
 """Console sign-in and its session cookie as a client of /v1: wrong passwords, lock-out, CSRF on
-every write, no session fixation, disabled accounts and signed-out sessions refused at once,
+every write, no session fixation, disabled accounts refused at once for writes and within the
+session cache's time for reads, signed-out sessions refused at once,
 audit of every sign-in and sign-out, and the pages' security headers."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
+from siaga112.accounts.cache import SessionCache
 from siaga112.accounts.service import create_user, set_disabled
 from siaga112.api.deps import SESSION_COOKIE
+from siaga112.app import create_app
 from siaga112.audit.models import AuditEvent
 from siaga112.auth.roles import Role
 from siaga112.auth.service import system_actor
+from siaga112.config import Settings
 from siaga112.incidents.models import Incident
 
 PASSWORD = "correct horse 112"
@@ -186,10 +191,45 @@ async def test_sign_in_never_adopts_a_planted_session_cookie(
     assert client.cookies.get(SESSION_COOKIE) not in (None, planted, issued)
 
 
-async def test_disabled_accounts_and_signed_out_sessions_stop_at_once(
-    client: httpx.AsyncClient,
+class Clock:
+    """The session cache's clock, moved on by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+async def clocked(
+    settings: Settings,
+    engine: AsyncEngine,
+    sessionmaker: async_sessionmaker,  # type: ignore[type-arg]
+) -> AsyncIterator[tuple[httpx.AsyncClient, Clock]]:
+    """A client of an app whose session cache runs on a clock of the test's."""
+    app = create_app(settings, engine=engine, sessionmaker=sessionmaker)
+    clock = Clock()
+    cache: SessionCache = app.state.find_console_session
+    cache.clock = clock
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://siaga112.test") as c:
+        yield c, clock
+
+
+async def _csrf(client: httpx.AsyncClient) -> str:
+    page = await client.get("/console/operator")
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+    assert csrf is not None
+    return csrf.group(1)
+
+
+async def test_disabled_accounts_stop_writing_at_once_and_reading_within_the_cache_time(
+    clocked: tuple[httpx.AsyncClient, Clock],
+    settings: Settings,
     sessionmaker: async_sessionmaker,  # type: ignore[type-arg]
 ) -> None:
+    client, clock = clocked
     await _user(sessionmaker, "eko")
     assert (await _sign_in(client, "eko", PASSWORD)).status_code == 303
     assert (await client.get("/v1/incidents")).status_code == 200
@@ -198,8 +238,12 @@ async def test_disabled_accounts_and_signed_out_sessions_stop_at_once(
             session=session, username="eko", disabled=True, actor=system_actor("tests")
         )
         await session.commit()
-    r = await client.get("/v1/incidents")
-    assert r.status_code == 401
+    # Disabled by another process (the CLI): a read may be answered from the session kept in
+    # memory, for session_cache_s at most.
+    assert settings.console.session_cache_s > 0
+    assert (await client.get("/v1/incidents")).status_code == 200
+    clock.now += settings.console.session_cache_s
+    assert (await client.get("/v1/incidents")).status_code == 401
     assert (await client.get("/console/operator")).headers["location"] == "/console/login"
     # Enabled again, the old session stays revoked: a new sign-in is needed.
     async with sessionmaker() as session:
@@ -210,17 +254,40 @@ async def test_disabled_accounts_and_signed_out_sessions_stop_at_once(
     assert (await client.get("/v1/incidents")).status_code == 401
     client.cookies.clear()
     assert (await _sign_in(client, "eko", PASSWORD)).status_code == 303
+    csrf = await _csrf(client)
+    assert (await client.get("/v1/incidents")).status_code == 200
+    async with sessionmaker() as session:
+        await set_disabled(
+            session=session, username="eko", disabled=True, actor=system_actor("tests")
+        )
+        await session.commit()
+    # A write always asks the database: refused at once, and the kept copy is dropped with it.
+    before = await _incident_count(sessionmaker)
+    body = {"channel": "walk_in", "summary": "Pohon tumbang"}
+    r = await client.post("/v1/incidents", json=body, headers={"X-CSRF-Token": csrf})
+    assert r.status_code == 401
+    assert await _incident_count(sessionmaker) == before
+    assert (await client.get("/v1/incidents")).status_code == 401
+
+
+async def test_a_signed_out_session_ends_at_once_on_its_instance(
+    clocked: tuple[httpx.AsyncClient, Clock],
+    sessionmaker: async_sessionmaker,  # type: ignore[type-arg]
+) -> None:
+    client, _ = clocked
+    await _user(sessionmaker, "eko")
+    assert (await _sign_in(client, "eko", PASSWORD)).status_code == 303
     token = client.cookies.get(SESSION_COOKIE)
-    csrf = re.search(
-        r'name="csrf_token" value="([^"]+)"', (await client.get("/console/operator")).text
-    )
-    assert csrf is not None
-    r = await client.post("/console/logout", data={"csrf_token": csrf.group(1)})
+    csrf = await _csrf(client)
+    # Kept in memory by these reads; the clock does not move.
+    assert (await client.get("/v1/incidents")).status_code == 200
+    r = await client.post("/console/logout", data={"csrf_token": csrf})
     assert r.status_code == 303
     [signout] = await _audits(sessionmaker, "console.signout")
     assert signout.actor == "user:eko"
     client.cookies.set(SESSION_COOKIE, token or "", domain="siaga112.test")
     assert (await client.get("/v1/incidents")).status_code == 401
+    assert (await client.get("/console/operator")).headers["location"] == "/console/login"
 
 
 async def test_login_form_needs_its_own_token(client: httpx.AsyncClient) -> None:

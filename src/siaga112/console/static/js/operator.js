@@ -255,11 +255,15 @@ function drawPending(id) {
 
 // Events of the open incident come in bursts (answered, located, recorded, ended): one read
 // of the incident per 500 ms at most, and its dispatches only when a dispatch changed.
+// The caller's history was read with the incident when it opened: a re-read leaves it out
+// (the heaviest part of the read, and nothing during the call changes it).
 async function reloadIncident() {
   const id = state.incidentId;
   if (!id) return;
-  const inc = await api("GET", `/v1/incidents/${id}`);
+  const known = state.incident && state.incident.id === id ? state.incident : null;
+  const inc = await api("GET", `/v1/incidents/${id}${known ? "?caller_history=false" : ""}`);
   if (id !== state.incidentId) return;
+  if (known) inc.caller_history = known.caller_history;
   state.incident = inc;
   renderIncident();
 }
