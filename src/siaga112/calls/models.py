@@ -35,6 +35,14 @@ class Call(TimestampMixin, Base):
                 "OR geoloc_effective IS NOT NULL OR geolocation_raw IS NOT NULL)"
             ),
         ),
+        # A node's calls still open: what the lost-node rule reads at every AMI login
+        # (siaga112.calls.lost), without scanning the centre's whole call history.
+        Index(
+            "ix_calls_open_by_node",
+            "node",
+            "offered_at",
+            postgresql_where=text("state NOT IN ('ended', 'abandoned')"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)

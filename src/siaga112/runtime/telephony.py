@@ -117,7 +117,10 @@ class Telephony:
         )
         # One AMI session per node this process acts on: the followed node's carries its
         # events; the others (role agi/all with several nodes) are actions-only.
-        acts_on = settings.pbx_nodes if self.answers_agi else [self.node]
+        # A call-control instance (role "control") acts on every node too: a hang-up for a
+        # call on node B sent to node A's link could cut another call of the same channel name.
+        acts_on = settings.pbx_nodes if self.answers_agi or role == "control" else [self.node]
+        self._other_nodes = any(n.name != self.node.name for n in settings.pbx_nodes)
         if self.node.name not in {n.name for n in acts_on}:
             acts_on = [self.node, *acts_on]
         self.links: dict[str, AmiLink] = {
@@ -315,6 +318,12 @@ class Telephony:
         per outage; a failure is retried at the next call). Returns the calls ended."""
         if self.ami.ready:
             self._down_since, self._loss_handled = None, False
+            return 0
+        if not self._other_nodes:
+            # With one node, an unreachable AMI session is far likelier a network blip or a
+            # slow reconnect than a dead PBX (whose calls then died with the whole centre): its
+            # live calls must not be ended and offered for callback while operators talk to
+            # them. The restart rule in resync() and the CDR file end them if it really died.
             return 0
         if self._down_since is None:
             self._down_since = now

@@ -277,3 +277,40 @@ async def test_the_nodes_own_record_of_the_end_replaces_the_loss(
     await follower.reconciler.run_once()
     call = (await _calls(sessionmaker, [uid]))[uid]
     assert (call.state, call.outcome, call.ended_at) == ("ended", "answered", end)
+
+
+async def test_one_node_unreachable_ends_no_call(
+    settings: Settings, sessionmaker: Sessions, tmp_path: Path
+) -> None:
+    """With one node (no `pbx.nodes`), an AMI session down for longer than
+    `node_lost_after_s` is a blip or a slow reconnect, not a dead PBX: its calls stay open."""
+    conf = settings.model_copy(
+        update={
+            "ami": AmiSettings(secret=SecretStr("test")),
+            "state_dir": tmp_path,
+            "pbx": settings.pbx.model_copy(update={"node_lost_after_s": 10.0}),
+        }
+    )
+    (only,) = conf.pbx_nodes
+    t0 = datetime.now(UTC) - timedelta(minutes=1)
+    talking = await _call(
+        sessionmaker, node=only.name, at=t0 - timedelta(seconds=20), state="answered"
+    )
+    follower = _follower(conf, sessionmaker, only.name)
+    assert await follower.check_node_lost(now=t0) == 0
+    assert await follower.check_node_lost(now=t0 + timedelta(seconds=60)) == 0
+    call = (await _calls(sessionmaker, [talking]))[talking]
+    assert (call.state, call.outcome) == ("answered", None)
+    assert await _lost_lines(sessionmaker) == 0
+
+
+async def test_a_call_control_instance_acts_on_every_node(
+    settings: Settings, sessionmaker: Sessions, tmp_path: Path
+) -> None:
+    """`serve --api-only --call-control` with several nodes: a link per node, and call control
+    that sends each action to the call's own node (never node A's link for node B's call)."""
+    conf = _nodes(settings, tmp_path)
+    control = Telephony(settings=conf, sessionmaker=sessionmaker, metrics=Metrics(), role="control")
+    assert set(control.links) == {"nodea", "nodeb"}
+    assert not control.follows_events
+    assert type(control.control).__name__ == "NodeCallControl"
