@@ -383,10 +383,12 @@ class PbxSettings(BaseModel):
     node_lost_after_s: float = Field(
         default=10.0,
         gt=0,
-        description="A node whose AMI session has been down this long is taken as lost: the "
-        "calls still open on it are ended as cut by the node's loss (outcome `node_lost`) and "
-        "those with a caller number go on the callback worklist. A node that comes back "
-        "after a restart has its calls from before that restart ended the same way at once.",
+        description="With several nodes (`pbx.nodes`), a node whose AMI session has been down "
+        "this long is taken as lost: the calls still open on it are ended as cut by the node's "
+        "loss (outcome `node_lost`) and those with a caller number go on the callback "
+        "worklist. With one node an unreachable AMI session ends no call (a blip is likelier "
+        "than a dead PBX). Any node that comes back after a restart has its calls from before "
+        "that restart ended the same way at once.",
     )
     reconcile_from: AwareDatetime | None = Field(
         default=None,
