@@ -389,7 +389,7 @@ class Telephony:
 
     # -- database side ---------------------------------------------------------------------
     async def _record_call(self, facts: CallFacts, at: datetime) -> RecordedCall:
-        if facts.node is None and len(self.settings.pbx_nodes) == 1:
+        if facts.node is None and not self._other_nodes:
             # A single node without a systemname: the call is that node's.
             facts = replace(facts, node=self.node.name)
         # One self-contained statement: no BEGIN/COMMIT round trips on the AGI path.
