@@ -31,7 +31,17 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 # How long a standby's lock wait runs before it is renewed (proving its connection alive).
-STANDBY_CHECK_S = 5.0
+# Each renewal is a "canceling statement due to lock timeout" ERROR in PostgreSQL's log, so
+# not every few seconds: a dead server is found sooner by the keepalives below.
+STANDBY_CHECK_S = 60.0
+# Per session, so that a lease's host that vanishes (no FIN, no RST) frees its lock within
+# seconds rather than when the server's default TCP timeouts give up, whatever postgresql.conf
+# says (the settings are the session's own; ignored on a Unix socket).
+KEEPALIVES = {
+    "tcp_keepalives_idle": "2",
+    "tcp_keepalives_interval": "1",
+    "tcp_keepalives_count": "3",
+}
 
 
 def lease_key(name: str) -> int:
@@ -75,7 +85,10 @@ class Lease(Generic[T]):
                     self.dsn,
                     timeout=5,
                     # Who holds a lease, as pg_stat_activity shows it (drills, an admin).
-                    server_settings={"application_name": f"siaga112 lease pid {os.getpid()}"},
+                    server_settings={
+                        "application_name": f"siaga112 lease pid {os.getpid()}",
+                        **KEEPALIVES,
+                    },
                 )
                 if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", self.key):
                     if self._prepare is not None:
