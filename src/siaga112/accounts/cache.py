@@ -52,10 +52,6 @@ class SessionCache:
     def forget(self, token: str) -> None:
         self._kept.pop(hash_token(token), None)
 
-    def forget_user(self, user_id: int) -> None:
-        for key in [k for k, (_, u) in self._kept.items() if u.user_id == user_id]:
-            del self._kept[key]
-
     def _prune(self, now: float) -> None:
         for key in [k for k, (until, _) in self._kept.items() if until <= now]:
             del self._kept[key]
