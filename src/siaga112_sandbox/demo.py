@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 from sqlalchemy import select
 
+import siaga112.models  # noqa: F401 - every model mapped: an API key refers to agencies
 from siaga112.auth.roles import Role
 from siaga112.auth.service import create_key, revoke_key, system_actor
 from siaga112.calls.models import Call
