@@ -49,6 +49,9 @@ class Incident(TimestampMixin, Base):
     caller_number: Mapped[str | None] = mapped_column(String(64))
     caller_name: Mapped[str | None] = mapped_column(String(200))
     address: Mapped[str | None] = mapped_column(String(500))
+    # What the caller says is near (a mosque, a market, a school): how a crew finds the place
+    # where the street address is unknown or wrong.
+    landmark: Mapped[str | None] = mapped_column(String(300))
     # Derived for reports (siaga112.incidents.kecamatan): from the address, else a location.
     kecamatan: Mapped[str | None] = mapped_column(String(80))
     summary: Mapped[str | None] = mapped_column(String(4000))
