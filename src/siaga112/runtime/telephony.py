@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Literal
@@ -19,6 +19,7 @@ from siaga112.calls.lost import end_calls_of_lost_node
 from siaga112.calls.recorder import (
     CallFacts,
     CallProgress,
+    Executor,
     RecordedCall,
     apply_progress,
     record_incoming,
@@ -84,7 +85,13 @@ class Telephony:
         self.follows_events = role in ("all", "events")
         self.answers_agi = role in ("all", "agi")
         self.sessionmaker = sessionmaker
-        self._agi_sessions = _autocommit(sessionmaker)
+        # For single statements (the AGI step's, a batch of call progress): see _one_statement.
+        bind = sessionmaker.kw.get("bind")
+        self._autocommit_engine: AsyncEngine | None = (
+            bind.execution_options(isolation_level="AUTOCOMMIT")
+            if isinstance(bind, AsyncEngine)
+            else None
+        )
         self.metrics = metrics
         self.agi = AgiServer(
             host=settings.agi.host,
@@ -393,14 +400,13 @@ class Telephony:
             # A single node without a systemname: the call is that node's.
             facts = replace(facts, node=self.node.name)
         # One self-contained statement: no BEGIN/COMMIT round trips on the AGI path.
-        async with self._agi_sessions() as session:
+        async with self._one_statement() as session:
             recorded = await record_incoming(
                 session=session,
                 facts=facts,
                 at=at,
                 repeat_window_min=self.settings.agi.repeat_window_min,
             )
-            await session.commit()
         self._schedule_locations(recorded, facts, at)
         return recorded
 
@@ -455,10 +461,25 @@ class Telephony:
             return written
 
     async def _write_progress(self, updates: list[CallProgress]) -> set[str]:
+        # The tracker's batch has each call once: one self-contained statement (progress and
+        # timeline lines together), so no BEGIN/COMMIT round trips either.
+        async with self._one_statement() as session:
+            return await apply_progress(session=session, updates=updates)
+
+    @contextlib.asynccontextmanager
+    async def _one_statement(self) -> AsyncIterator[Executor]:
+        """Where one self-contained statement runs (the AGI step's, a batch of call progress):
+        on an engine, a pooled connection in autocommit, without an ORM session (its set-up and
+        commit were about a twentieth of serve's py-spy samples in bench/surge) and without
+        BEGIN/COMMIT round trips. A sessionmaker bound to a connection (the tests' transaction)
+        gives a session, committed at the end."""
+        if self._autocommit_engine is not None:
+            async with self._autocommit_engine.connect() as conn:
+                yield conn
+            return
         async with self.sessionmaker() as session:
-            missing = await apply_progress(session=session, updates=updates)
+            yield session
             await session.commit()
-            return missing
 
 
 def _uniqueid(message: Mapping[str, object]) -> str:
@@ -468,16 +489,3 @@ def _uniqueid(message: Mapping[str, object]) -> str:
 
 def _ignore(_event: AmiEvent) -> None:
     """Events of an actions-only session (none are sent; one racing the EventMask is dropped)."""
-
-
-def _autocommit(
-    sessionmaker: async_sessionmaker[AsyncSession],
-) -> async_sessionmaker[AsyncSession]:
-    """The same sessions without transaction round trips, where the bind is an engine (a
-    connection already in a transaction, as in tests, is used as it is)."""
-    bind = sessionmaker.kw.get("bind")
-    if not isinstance(bind, AsyncEngine):
-        return sessionmaker
-    return async_sessionmaker(
-        bind.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False
-    )
