@@ -9,10 +9,11 @@ per call (``python -m bench.amireplay``); run it on two checkouts to compare the
 (``siaga112_bench_amireplay``, dropped, created and migrated; dropped again at the end), the
 calls' rows first (as the AGI step writes them, not counted), then the calls replayed at
 ``--rate`` calls/s, each call's events at their recorded times (4 s from the first to the last),
-through the events worker's own code: ``Telephony(role="events")``'s AMI dispatch (pre-parse
-skip, parsing, call tracker, callback legs, operator states) with its call-progress and
-operator-state writers running. Prints this process's CPU and its PostgreSQL backends' per call,
-the SQL statements and transactions per call, and the rows of calls updated per call.
+through the events worker's own code: the bytes into ``Telephony(role="events")``'s AMI
+protocol (panoramisk's, or the checkout's own), its dispatch (pre-parse skip, parsing, call
+tracker, callback legs, operator states), its call-progress and operator-state writers.
+Prints this process's CPU and its PostgreSQL backends' per call, the SQL statements and
+transactions per call, and the rows of calls updated per call.
 """
 
 from __future__ import annotations
@@ -140,6 +141,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 DATABASE = "siaga112_bench_amireplay"
 
 
+class _Transport:
+    """The AMI connection's socket: nothing is sent in a replay."""
+
+    def write(self, _data: bytes) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 def _sent_messages(settings: Settings) -> list[tuple[float, str]]:
     """(seconds after the call's first event, raw message) of each event Asterisk sends."""
     filters = _filters(settings)
@@ -235,7 +246,13 @@ async def _with_database(args: argparse.Namespace) -> int:
     # The worker's own writers, as Telephony.start runs them (no AMI login, no CDR file).
     await telephony.tracker.start()
     await telephony.operator_writer.start()
-    dispatch = telephony.ami._dispatch
+    # The AMI connection's protocol as panoramisk connects it (each checkout's own), fed the
+    # bytes Asterisk would send: each event in a read of its own.
+    manager = telephony.ami._manager
+    protocol = manager.config["protocol_factory"]()
+    protocol.connection_made(_Transport())
+    manager.protocol, protocol.factory, protocol.log = protocol, manager, manager.log
+    protocol.version = "9.0.0"
     cpu0 = await backends_cpu()
     statements = 0
     load0 = loadavg()
@@ -248,7 +265,8 @@ async def _with_database(args: argparse.Namespace) -> int:
         if delay > 0:
             await asyncio.sleep(delay)
         caller, leg = ids[i]
-        dispatch(None, Message.from_line(raw.replace(CALLER, caller).replace(OPERATOR_LEG, leg)))
+        text = raw.replace(CALLER, caller).replace(OPERATOR_LEG, leg)
+        protocol.data_received(f"{text}\r\n\r\n".encode())
     # The writers' last flushes (50 and 10 ms after the last change, then a statement).
     await asyncio.sleep(1.0)
     used_cpu, wall = time.process_time() - started_cpu, time.monotonic() - started
