@@ -97,6 +97,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--database", action="store_true", help="the whole events path, with its writes")
     p.add_argument("--rate", type=float, default=50.0, help="calls/s with --database (50)")
     p.add_argument("--database-url", help=f"with --database; default: the server, {DATABASE}")
+    p.add_argument(
+        "--member-events",
+        action="store_true",
+        help="with --database: keep the operators' queue member events (every call of the"
+        " replay is answered by the one recorded operator; bench/surge's members send none)",
+    )
     args = p.parse_args(argv)
     if args.database:
         return asyncio.run(_with_database(args))
@@ -193,6 +199,8 @@ async def _with_database(args: argparse.Namespace) -> int:
         settings=settings, sessionmaker=sessionmaker, metrics=metrics, role="events"
     )
     schedule = _sent_messages(settings)
+    if not args.member_events:
+        schedule = [(t, raw) for t, raw in schedule if "Event: QueueMember" not in raw]
     n = args.calls
     ids = [(f"1800000000.{2 * i}", f"1800000000.{2 * i + 1}") for i in range(n)]
     # The calls' rows, as the AGI step writes them (not counted).
@@ -287,7 +295,9 @@ async def _with_database(args: argparse.Namespace) -> int:
     await engine.dispose()
     await drop_database(url)
     print(
-        f"{TRANSCRIPT.name} with the database: {n} calls at {args.rate:g}/s over {wall:.1f} s,"
+        f"{TRANSCRIPT.name} with the database ({len(schedule)} events per call"
+        f"{', member events kept' if args.member_events else ', no member events'}):"
+        f" {n} calls at {args.rate:g}/s over {wall:.1f} s,"
         f" load {load0:.2f}->{load1:.2f}\n"
         f"  per call: events worker CPU {used_cpu * 1000 / n:.3f} ms, its PostgreSQL backends"
         f" {backends * 1000 / n:.3f} ms; SQL statements {counted / n:.2f}, transactions"
