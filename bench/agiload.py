@@ -223,7 +223,7 @@ class AgiClient:
 # the run
 
 
-async def table_sizes(database_url: str) -> dict[str, int]:
+async def table_sizes(database_url: str) -> dict[str, Any]:
     conn = await connect(database_url)
     try:
         sizes = {
@@ -242,8 +242,7 @@ async def table_sizes(database_url: str) -> dict[str, int]:
             )
         ]
         sizes["db_connections"] = len(backends)
-        sizes["backend_pids"] = backends
-        return sizes
+        return {**sizes, "backend_pids": backends}
     finally:
         await conn.close()
 

@@ -67,7 +67,7 @@ async def test_events_arrive_as_panoramisk_gave_them_without_its_message(
     chunk: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     parsed = {"n": 0}
-    original = Message.from_line.__func__  # type: ignore[attr-defined]
+    original = Message.from_line.__func__
 
     def counting(cls: type[Message], line: str) -> Any:
         parsed["n"] += 1
@@ -87,8 +87,7 @@ async def test_events_arrive_as_panoramisk_gave_them_without_its_message(
             protocol.data_received(data[i : i + chunk])
         # Events without a Timestamp header (FullyBooted) are timed when received.
         got[name] = [
-            replace(e, received_at=T, at=T if e.at == e.received_at else e.at)  # type: ignore[type-var]
-            for e in events
+            replace(e, received_at=T, at=T if e.at == e.received_at else e.at) for e in events
         ]
         messages[name] = parsed["n"]
     assert len(got["short"]) >= 15

@@ -5,6 +5,7 @@ the database is away nothing is given up."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from types import SimpleNamespace
 
 import pytest
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
@@ -143,7 +144,7 @@ def test_finished_calls_are_looked_for_at_most_once_a_second(
         write_progress=calls.write, create_call=calls.create, metrics=metrics, keep_terminal_s=5
     )
     now = [1000.0]
-    monkeypatch.setattr(tracking.time, "monotonic", lambda: now[0])
+    monkeypatch.setattr(tracking, "time", SimpleNamespace(monotonic=lambda: now[0]))
     for uid in ("8.8", "9.9"):
         tracker.feed_raw(join(uid))
     tracker._dirty.clear()  # written
