@@ -27,7 +27,7 @@ from siaga112.config import PbxNode, Settings
 from siaga112.locations.service import CallLocationJob, aml_number
 from siaga112.locations.worker import LocationWorker
 from siaga112.metrics import Metrics
-from siaga112.operators.live import record_operator_states
+from siaga112.operators.live import OperatorSnapshot, record_operator_states
 from siaga112.operators.service import QueueTarget, reapply_sessions
 from siaga112.runtime.callback_tracking import CallbackTracker
 from siaga112.runtime.reconcile import CdrReconciler, record_start_of
@@ -340,6 +340,19 @@ class Telephony:
             before=self._down_since, at=self._down_since, reason="unreachable"
         )
         self._loss_handled = True
+        # Nobody is in a lost node's queue: its operators' states stop counting in the merge
+        # across nodes (operators/live.py). Forgotten here too, so that the node's next login
+        # stores every member it lists again.
+        self.operator_states.current.clear()
+        self.operator_writer.push(
+            OperatorSnapshot(
+                queue=self.settings.pbx.queue_name,
+                at=self._down_since,
+                changes=(),
+                present=frozenset(),
+                source="node_lost",
+            )
+        )
         return ended
 
     async def end_lost_calls(
@@ -450,7 +463,12 @@ class Telephony:
 
     async def _write_operator_states(self, items: list[Pending]) -> int:
         async with self.sessionmaker() as session:
-            written = await record_operator_states(session=session, items=items)
+            written = await record_operator_states(
+                session=session,
+                items=items,
+                node=self.node.name,
+                nodes=[n.name for n in self.settings.pbx_nodes],
+            )
             await session.commit()
             return written
 
