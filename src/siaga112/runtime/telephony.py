@@ -128,14 +128,14 @@ class Telephony:
             for n in acts_on
         }
         self.ami = self.links[self.node.name]
-        controls = {
+        self._controls: dict[str, CallControl] = {
             name: AmiCallControl(send_action=link.send_action, send_list=link.send_list)
             for name, link in self.links.items()
         }
         self.control: CallControl = (
-            controls[self.node.name]
-            if len(controls) == 1
-            else NodeCallControl(controls=controls, is_up=lambda name: self.links[name].ready)
+            self._controls[self.node.name]
+            if len(self._controls) == 1
+            else NodeCallControl(controls=self._controls, is_up=lambda name: self.links[name].ready)
         )
         self._periodic: asyncio.Task[None] | None = None
         # Callers' locations beside the AGI server only when configured so; by default a
@@ -189,9 +189,14 @@ class Telephony:
 
         async def events_off() -> None:
             """An actions-only AMI session: Asterisk sends it no events at all (the manager
-            user's event filter is shared with the session that follows them)."""
+            user's event filter is shared with the session that follows them). With several
+            nodes, the node may have restarted with empty dynamic queues while this session
+            was away, and its follower may be down too: put the logged-in operators back on it
+            (idempotent). One node is always put right by its follower at FullyBooted."""
             await link.send_action({"Action": "Events", "EventMask": "off"})
             self.metrics.inc("ami_events_off")
+            if len(self.settings.pbx_nodes) > 1:
+                await self._reapply_sessions(node.name)
 
         link = AmiLink(
             host=node.ami_host,
@@ -201,11 +206,17 @@ class Telephony:
             on_event=self._on_event if events else _ignore,
             accept=lambda message: not self.tracker.ignores(message),
             on_login=self.resync if events else events_off,
+            on_disconnect=self._followed_link_lost if events else None,
             metrics=self.metrics,
             min_delay=self.settings.ami.reconnect_min_s,
             max_delay=self.settings.ami.reconnect_max_s,
         )
         return link
+
+    def _followed_link_lost(self) -> None:
+        # The next session may be with another Asterisk process (restarted): its FullyBooted
+        # says when that one started; the last one's time must not stand in for it.
+        self._booted_at = None
 
     def _on_event(self, event: AmiEvent) -> None:
         if not self.follows_events:
@@ -226,13 +237,16 @@ class Telephony:
             self._reapplying.add(task)
             task.add_done_callback(self._reapplying.discard)
 
-    async def _reapply_sessions(self) -> None:
+    async def _reapply_sessions(self, node: str | None = None) -> None:
+        """Logged-in operators back in the queues of ``node`` (None: of every node this
+        process acts on, or the followed node's alone for an events-only process)."""
         target = QueueTarget.for_settings(self.settings.pbx)
+        control = self.control if node is None else self._controls[node]
         try:
             async with self.sessionmaker() as session:
-                count = await reapply_sessions(session=session, control=self.control, target=target)
+                count = await reapply_sessions(session=session, control=control, target=target)
             if count:
-                log.info("re-applied %d operator queue sessions", count)
+                log.info("re-applied %d operator queue sessions on %s", count, node or "all")
             self.metrics.inc("operator_sessions_reapplied", count)
         except Exception:
             self.metrics.inc("operator_reapply_failures")
