@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Mapping
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -47,6 +48,12 @@ from siaga112.telephony.tracking import CallTracker
 log = logging.getLogger(__name__)
 
 RECONCILE_EVERY_S = 30.0
+# After a gap in what this process saw (it took a node's lease, its AMI session logged in again,
+# the database came back): calls cut during the gap end in the CDR file over the next moments,
+# so the file is read this often for a while instead of every RECONCILE_EVERY_S. Each pass is
+# a stat of the file when nothing was appended.
+CATCH_UP_EVERY_S = 1.0
+CATCH_UP_FOR_S = 120.0
 NODE_ACTOR = system_actor("node-watch")
 # Inline location derivation: calls younger than this are left to their own task by the sweep.
 INLINE_SWEEP_GRACE = timedelta(seconds=60)
@@ -154,6 +161,12 @@ class Telephony:
         self._loss_handled = False
         self._booted_at: datetime | None = None
         self._watch: asyncio.Task[None] | None = None
+        # Reconciliation's pace (see CATCH_UP_EVERY_S): fast until this monotonic time, and
+        # woken early by catch_up(); whether the database failed a write since the last one
+        # that went through.
+        self._catch_up_until = 0.0
+        self._reconcile_now = asyncio.Event()
+        self._database_failed = False
 
     async def start(self) -> None:
         if self.follows_events:
@@ -172,7 +185,11 @@ class Telephony:
                 await self.reconciler.run_once()
             except Exception:
                 self.metrics.inc("reconcile_failures")
+                self._database_failed = True
                 log.exception("reconciliation at start failed; will retry")
+            # Taking a node's lease (or starting): calls cut while nobody followed the node
+            # are still ending.
+            self.catch_up("following the node")
         if self.answers_agi:
             # In the background: a sweep that fetches locations by reference must not hold up
             # the AGI server's start.
@@ -302,19 +319,53 @@ class Telephony:
             )
         # Whole again: logged in, the live state read back, the CDR backlog written.
         self.metrics.inc("ami_resyncs_completed")
+        # Events missed while the session was away: calls cut meanwhile end in the CDR file
+        # over the next moments.
+        self.catch_up("AMI logged in")
         self._kick_sweep()
 
+    def catch_up(self, why: str) -> None:
+        """Reconciles now, then every CATCH_UP_EVERY_S for CATCH_UP_FOR_S: after a gap in
+        what this process saw, the calls it missed are written as soon as their CDR lines
+        are, not at the next periodic pass."""
+        if not self.follows_events:
+            return
+        self._catch_up_until = time.monotonic() + CATCH_UP_FOR_S
+        self._reconcile_now.set()
+        self.metrics.inc("reconcile_catch_ups")
+        log.info("reconciling node %s at once and often for a while: %s", self.node.name, why)
+
+    def _database_answered(self) -> None:
+        """A write went through: after a failed one, the database is back (restarted,
+        promoted, reachable again) and what Asterisk recorded meanwhile is read at once."""
+        if self._database_failed:
+            self._database_failed = False
+            self.catch_up("the database is back")
+
     async def _reconcile_forever(self) -> None:
+        next_periodic = time.monotonic() + RECONCILE_EVERY_S
         while True:
-            await asyncio.sleep(RECONCILE_EVERY_S)
+            now = time.monotonic()
+            fast = self.follows_events and (now < self._catch_up_until or self._database_failed)
+            wait = min(next_periodic - now, CATCH_UP_EVERY_S) if fast else next_periodic - now
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._reconcile_now.wait(), max(wait, 0.0))
+            self._reconcile_now.clear()
+            periodic = time.monotonic() >= next_periodic
             if self.follows_events:
                 try:
                     await self.reconciler.run_once()
                 except Exception:
                     self.metrics.inc("reconcile_failures")
-                    log.exception("periodic reconciliation failed")
-                await self.callbacks.sweep()
-            await self._sweep_locations()
+                    self._database_failed = True
+                    log.exception("reconciliation failed; retrying every %.0f s", CATCH_UP_EVERY_S)
+                else:
+                    self._database_answered()
+            if periodic:
+                next_periodic = time.monotonic() + RECONCILE_EVERY_S
+                if self.follows_events:
+                    await self.callbacks.sweep()
+                await self._sweep_locations()
 
     async def _watch_node_forever(self) -> None:
         every = min(1.0, self.settings.pbx.node_lost_after_s / 4)
@@ -487,10 +538,17 @@ class Telephony:
             return written
 
     async def _write_progress(self, updates: list[CallProgress]) -> set[str]:
-        async with self.sessionmaker() as session:
-            missing = await apply_progress(session=session, updates=updates)
-            await session.commit()
-            return missing
+        try:
+            async with self.sessionmaker() as session:
+                missing = await apply_progress(session=session, updates=updates)
+                await session.commit()
+        except Exception:
+            # The tracker retries; the database being away is what this marks (a bad row
+            # only costs a catch-up once a write goes through again).
+            self._database_failed = True
+            raise
+        self._database_answered()
+        return missing
 
 
 def _uniqueid(message: Mapping[str, object]) -> str:

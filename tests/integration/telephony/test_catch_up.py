@@ -1,0 +1,117 @@
+"""Calls cut during a gap (a follower taking a node's lease, the database away and back) are
+reconciled from the node's CDR file as soon as their lines are written, not at the next
+periodic pass (30 s): the follower reads the file every second for a while after the gap."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from siaga112.calls.models import Call
+from siaga112.config import Settings
+from siaga112.runtime.telephony import RECONCILE_EVERY_S, Telephony
+from tests.integration.telephony.test_node_lost import _follower, _nodes
+from tests.integration.telephony.test_reconcile import cdr_line
+
+Sessions = async_sessionmaker[AsyncSession]
+
+
+async def _no_link() -> None:
+    """The AMI session is not what these tests are about: never connected."""
+
+
+@pytest.fixture
+async def follower(
+    settings: Settings, sessionmaker: Sessions, tmp_path: Path
+) -> AsyncIterator[Telephony]:
+    """Node a's follower as a worker runs it after taking the node's lease (`start()`)."""
+    followed = _follower(_nodes(settings, tmp_path), sessionmaker, "nodea")
+    for link in followed.links.values():
+        link.start = _no_link  # type: ignore[method-assign]
+    followed.reconciler.path.parent.mkdir(parents=True, exist_ok=True)
+    followed.reconciler.path.touch()
+    await followed.start()
+    try:
+        yield followed
+    finally:
+        await followed.stop()
+
+
+def _append_cut_call(follower: Telephony) -> str:
+    """The CDR line of a call no siaga112 process saw (cut during the gap), as Asterisk
+    appends it when the call ends."""
+    uid = f"nodea-{time.time():.0f}.{uuid.uuid4().int % 10**6}"
+    now = time.time()
+    with follower.reconciler.path.open("a") as fh:
+        fh.write(
+            cdr_line(
+                uid,
+                start=f"{now - 4:.6f}",
+                answer=f"{now - 4:.6f}",
+                end=f"{now:.6f}",
+                siaga112_operator="",
+                siaga112_enqueued=f"{now - 3:.6f}",
+            )
+        )
+    return uid
+
+
+async def _row_within(
+    sessionmaker: Sessions, uid: str, within_s: float
+) -> tuple[float | None, Any]:
+    started = time.monotonic()
+    while time.monotonic() - started < within_s:
+        async with sessionmaker() as session:
+            call = await session.scalar(select(Call).where(Call.uniqueid == uid))
+        if call is not None:
+            return time.monotonic() - started, call
+        await asyncio.sleep(0.1)
+    return None, None
+
+
+async def test_a_call_ending_after_a_takeover_is_reconciled_within_seconds(
+    follower: Telephony, sessionmaker: Sessions
+) -> None:
+    # The takeover's own pass has run; the call cut while nobody followed the node ends now.
+    await asyncio.sleep(0.5)
+    uid = _append_cut_call(follower)
+    took, call = await _row_within(sessionmaker, uid, 5)
+    assert took is not None, f"not reconciled within 5 s (periodic pass every {RECONCILE_EVERY_S})"
+    assert (call.source, call.node, call.state) == ("reconciled", "nodea", "abandoned")
+    assert call.incident_id is not None
+    assert follower.metrics.counters["reconcile_catch_ups"] >= 1
+
+
+async def test_a_call_ending_after_the_database_came_back_is_reconciled_within_seconds(
+    follower: Telephony, sessionmaker: Sessions
+) -> None:
+    # Long after the takeover: the follower reads the file at the periodic pace again.
+    follower._catch_up_until = 0.0
+
+    class Away:
+        """The database away (primary down, replica not yet promoted)."""
+
+        def __call__(self) -> Any:
+            raise OperationalError("connect", {}, ConnectionRefusedError("away"))
+
+    real: Callable[[], AsyncSession] = follower.sessionmaker
+    follower.sessionmaker = Away()  # type: ignore[assignment]
+    with pytest.raises(OperationalError):
+        await follower._write_progress([])
+    follower.sessionmaker = real  # type: ignore[assignment]
+    # Back: the tracker's next write goes through (it retries every 0.5 s).
+    await follower._write_progress([])
+    await asyncio.sleep(0.5)
+    uid = _append_cut_call(follower)
+    took, call = await _row_within(sessionmaker, uid, 5)
+    assert took is not None, f"not reconciled within 5 s (periodic pass every {RECONCILE_EVERY_S})"
+    assert call.source == "reconciled"
