@@ -66,7 +66,6 @@ from siaga112_sandbox.nodes import NodeSandbox, Proxy
 from siaga112_sandbox.sipp import (
     SippOperator,
     pbx_unavailable_reason,
-    register_operator,
     run_caller,
 )
 
@@ -364,10 +363,11 @@ class Drill:
 
     def restore_node(self) -> None:
         self.nodes["ha-b"].start()
-        # A killed Asterisk may have lost the phones' contacts: they register again.
-        target = f"{self.nodes['ha-b'].node.sip_address}:{self.settings.pbx.sip_port}"
+        # A killed Asterisk may have lost the phones' contacts: they register again (from
+        # their own port, so each phone's answering side is stopped meanwhile).
         for phone in self.operators:
-            register_operator(self.settings, phone.extension, port=phone.port, target=target)
+            phone.stop(unregister=False)
+            phone.start()
         time.sleep(5)  # Kamailio's OPTIONS probes find it up again
 
     def fault_instance(self) -> tuple[float, dict[str, Any]]:

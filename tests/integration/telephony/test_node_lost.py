@@ -348,7 +348,7 @@ async def test_an_actions_only_session_logging_in_puts_the_operators_back_on_its
             sent[name].append(action)
             return {"Response": "Success"}
 
-        link._manager.send_action = send_action  # type: ignore[method-assign]
+        link._manager.send_action = send_action
     await control.links["nodeb"]._on_login_cb()
     ours = [
         (a["Action"], a["Queue"])
