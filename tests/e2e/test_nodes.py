@@ -325,7 +325,7 @@ async def test_a_call_on_a_node_that_dies_ends_as_node_lost_on_the_callback_work
         assert [(d["outcome"], d["node"]) for d in timeline] == [("node_lost", node)]
     finally:
         await caller
-        if killed_node is not None and not ha.nodes[killed_node].running():
+        if killed_node is not None and not ha.nodes[killed_node].running:
             await asyncio.to_thread(ha.nodes[killed_node].start)
     # Back: the proxy's probes find it again before the next test.
     await _wait_for_node_active(ha, node)
