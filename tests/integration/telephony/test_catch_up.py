@@ -8,13 +8,14 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from siaga112.calls.models import Call
 from siaga112.config import Settings
@@ -30,15 +31,23 @@ async def _no_link() -> None:
 
 
 @pytest.fixture
+def committed(engine: AsyncEngine) -> Sessions:
+    """Sessions of their own (the follower's passes run beside the test's reads)."""
+    return async_sessionmaker(engine, expire_on_commit=False)
+
+
+@pytest.fixture
 async def follower(
-    settings: Settings, sessionmaker: Sessions, tmp_path: Path
+    settings: Settings, committed: Sessions, tmp_path: Path
 ) -> AsyncIterator[Telephony]:
     """Node a's follower as a worker runs it after taking the node's lease (`start()`)."""
-    followed = _follower(_nodes(settings, tmp_path), sessionmaker, "nodea")
+    followed = _follower(_nodes(settings, tmp_path), committed, "nodea")
     for link in followed.links.values():
         link.start = _no_link  # type: ignore[method-assign]
     followed.reconciler.path.parent.mkdir(parents=True, exist_ok=True)
     followed.reconciler.path.touch()
+    # The test database's record starts when it was made, moments ago: not a floor here.
+    followed.reconciler.not_before = datetime(2000, 1, 1, tzinfo=UTC)
     await followed.start()
     try:
         yield followed
@@ -79,12 +88,12 @@ async def _row_within(
 
 
 async def test_a_call_ending_after_a_takeover_is_reconciled_within_seconds(
-    follower: Telephony, sessionmaker: Sessions
+    follower: Telephony, committed: Sessions
 ) -> None:
     # The takeover's own pass has run; the call cut while nobody followed the node ends now.
     await asyncio.sleep(0.5)
     uid = _append_cut_call(follower)
-    took, call = await _row_within(sessionmaker, uid, 5)
+    took, call = await _row_within(committed, uid, 5)
     assert took is not None, f"not reconciled within 5 s (periodic pass every {RECONCILE_EVERY_S})"
     assert (call.source, call.node, call.state) == ("reconciled", "nodea", "abandoned")
     assert call.incident_id is not None
@@ -92,7 +101,7 @@ async def test_a_call_ending_after_a_takeover_is_reconciled_within_seconds(
 
 
 async def test_a_call_ending_after_the_database_came_back_is_reconciled_within_seconds(
-    follower: Telephony, sessionmaker: Sessions
+    follower: Telephony, committed: Sessions
 ) -> None:
     # Long after the takeover: the follower reads the file at the periodic pace again.
     follower._catch_up_until = 0.0
@@ -112,6 +121,6 @@ async def test_a_call_ending_after_the_database_came_back_is_reconciled_within_s
     await follower._write_progress([])
     await asyncio.sleep(0.5)
     uid = _append_cut_call(follower)
-    took, call = await _row_within(sessionmaker, uid, 5)
+    took, call = await _row_within(committed, uid, 5)
     assert took is not None, f"not reconciled within 5 s (periodic pass every {RECONCILE_EVERY_S})"
     assert call.source == "reconciled"
