@@ -61,8 +61,9 @@ async def follower(
 
 def _append_cut_call(follower: Telephony) -> str:
     """The CDR line of a call no siaga112 process saw (its AGI step cut during the gap), as
-    Asterisk appends it when the call ends: answered by an operator (so that these committed
-    rows are on no other test's callback worklist)."""
+    Asterisk appends it when the call ends: answered by an operator and without a network
+    cell (so that these committed rows are on no other test's callback worklist or location
+    sweep)."""
     uid = f"nodea-{time.time():.0f}.{uuid.uuid4().int % 10**6}"
     now = time.time()
     with follower.reconciler.path.open("a") as fh:
@@ -74,6 +75,8 @@ def _append_cut_call(follower: Telephony) -> str:
                 end=f"{now:.6f}",
                 siaga112_enqueued=f"{now - 3:.6f}",
                 siaga112_answered=f"{now - 2:.6f}",
+                # Nothing for the location sweep: these rows are committed, other tests sweep.
+                siaga112_pani="",
             )
         )
     return uid
