@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -44,6 +45,11 @@ def alive(pid: int) -> bool:
     except (FileNotFoundError, ProcessLookupError, IndexError):
         return False
     return state != "Z"
+
+
+def dead(pid: int) -> bool:
+    """The process is gone (or a zombie)."""
+    return not alive(pid)
 
 
 def children(pid: int) -> list[int]:
@@ -112,7 +118,7 @@ def serve(
     started: list[int] = []
     try:
         for path in ready:
-            wait_until(lambda p=path: answers(port, p), within, f"serve answering {path}")
+            wait_until(partial(answers, port, path), within, f"serve answering {path}")
         if worker_ready:
             wait_until(lambda: answers(worker_port, "/healthz"), within, "serve's worker ready")
         started = children(proc.pid)  # still known if a test kills serve itself

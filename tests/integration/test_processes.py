@@ -11,6 +11,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import asyncpg
@@ -47,7 +48,7 @@ def test_serves_worker_ends_with_serve(
     proc.wait(20)
     for pid in workers:
         procs.wait_until(
-            lambda pid=pid: not procs.alive(pid),
+            partial(procs.dead, pid),
             10,
             f"worker {pid} ending after serve got {how.name}",
         )
