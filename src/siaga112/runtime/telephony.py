@@ -93,12 +93,7 @@ class Telephony:
         self.answers_agi = role in ("all", "agi")
         self.sessionmaker = sessionmaker
         # For single statements (the AGI step's, a batch of call progress): see _one_statement.
-        bind = sessionmaker.kw.get("bind")
-        self._autocommit_engine: AsyncEngine | None = (
-            bind.execution_options(isolation_level="AUTOCOMMIT")
-            if isinstance(bind, AsyncEngine)
-            else None
-        )
+        self._autocommit: tuple[AsyncEngine, AsyncEngine] | None = None
         self.metrics = metrics
         self.agi = AgiServer(
             host=settings.agi.host,
@@ -557,6 +552,16 @@ class Telephony:
         self._database_answered()
         return missing
 
+    def _autocommit_engine(self) -> AsyncEngine | None:
+        """The sessions' engine in autocommit (made once per engine), None when the sessions
+        are bound to something else (a connection)."""
+        bind = getattr(self.sessionmaker, "kw", {}).get("bind")
+        if not isinstance(bind, AsyncEngine):
+            return None
+        if self._autocommit is None or self._autocommit[0] is not bind:
+            self._autocommit = (bind, bind.execution_options(isolation_level="AUTOCOMMIT"))
+        return self._autocommit[1]
+
     @contextlib.asynccontextmanager
     async def _one_statement(self) -> AsyncIterator[Executor]:
         """Where one self-contained statement runs (the AGI step's, a batch of call progress):
@@ -564,8 +569,9 @@ class Telephony:
         commit were about a twentieth of serve's py-spy samples in bench/surge) and without
         BEGIN/COMMIT round trips. A sessionmaker bound to a connection (the tests' transaction)
         gives a session, committed at the end."""
-        if self._autocommit_engine is not None:
-            async with self._autocommit_engine.connect() as conn:
+        engine = self._autocommit_engine()
+        if engine is not None:
+            async with engine.connect() as conn:
                 yield conn
             return
         async with self.sessionmaker() as session:
