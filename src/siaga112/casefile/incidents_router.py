@@ -181,7 +181,7 @@ async def _caller_summary(
     "/{incident_id}",
     response_model=IncidentOut,
     responses=_404 | _409,
-    summary="Change category, classification, status, priority, address, summary",
+    summary="Change category, classification, status, priority, address, landmark, summary",
 )
 async def update_incident(
     incident_id: IncidentId,

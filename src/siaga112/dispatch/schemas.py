@@ -79,6 +79,9 @@ class IncidentCore(Output):
     classification: Classification | None
     priority: int = Field(description="1 is the most urgent")
     address: str | None
+    landmark: str | None = Field(
+        default=None, description="what the caller says is near: how a crew finds the place"
+    )
     summary: str | None
     created_at: datetime
 

@@ -79,6 +79,7 @@ class WebhookMessage(BaseModel):
                         "classification": "emergency",
                         "priority": 1,
                         "address": "Jl. Raya Jatiasih No. 10, Bekasi",
+                        "landmark": "seberang Masjid Al-Ikhlas",
                         "summary": "Rumah terbakar, dua orang terjebak di lantai dua",
                         "created_at": "2026-11-24T08:13:40.004000+00:00",
                     },

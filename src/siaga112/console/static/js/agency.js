@@ -63,7 +63,8 @@ function render() {
         d.status === "sent" ? el("span", { class: "timer", dataset: { since: d.created_at } }, duration(waited)) : null,
         overdue ? " · " : "",
         overdue ? el("span", { class: "badge alert" }, t("dispatch.overdue")) : null),
-      inc.address ? el("p", {}, inc.address) : null,
+      inc.address ? el("p", { class: "address" }, inc.address) : null,
+      inc.landmark ? el("p", { class: "landmark" }, t("agency.landmark", { landmark: inc.landmark })) : null,
       inc.summary ? el("p", {}, inc.summary) : null,
       d.note ? el("p", { class: "small" }, d.note) : null,
       buttons));

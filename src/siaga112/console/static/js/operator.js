@@ -244,7 +244,7 @@ function drawPending(id) {
   $("inc-callback").textContent = "";
   clear($("inc-history"));
   $("inc-kecamatan").textContent = "—";
-  for (const f of ["inc-classification", "inc-category", "inc-priority", "inc-address", "inc-summary"]) {
+  for (const f of ["inc-classification", "inc-category", "inc-priority", "inc-address", "inc-landmark", "inc-summary"]) {
     setValue($(f), null);
   }
   clear($("locations"));
@@ -340,6 +340,7 @@ function renderIncident() {
   setValue($("inc-category"), inc.category);
   setValue($("inc-priority"), inc.priority);
   setValue($("inc-address"), inc.address);
+  setValue($("inc-landmark"), inc.landmark);
   setValue($("inc-summary"), inc.summary);
   renderLocations();
   renderAgencies();
@@ -416,7 +417,7 @@ function bindFields() {
     if (ev.target.value) patch({ category: ev.target.value });
   });
   $("inc-priority").addEventListener("change", (ev) => patch({ priority: Number(ev.target.value) }));
-  for (const [id, field] of [["inc-address", "address"], ["inc-summary", "summary"]]) {
+  for (const [id, field] of [["inc-address", "address"], ["inc-landmark", "landmark"], ["inc-summary", "summary"]]) {
     $(id).addEventListener("keydown", (ev) => {
       if (ev.key === "Enter") {
         ev.preventDefault();
@@ -699,6 +700,7 @@ function onKey(ev) {
     p: () => inc && openChooser(t("incident.priority"), [1, 2, 3, 4, 5].map((p) => ({ value: p, label: t(`priority.${p}`) })),
       (v) => patch({ priority: v })),
     a: () => inc && $("inc-address").focus(),
+    m: () => inc && $("inc-landmark").focus(),
     n: () => inc && $("note-text").focus(),
     l: () => {
       if (!inc) return;
