@@ -486,23 +486,80 @@ function renderAgencies() {
   if (!state.agencies.length) box.append(el("p", { class: "muted" }, t("dispatch.no_agencies")));
 }
 
+// The acknowledgement timer counts from the first send (what the agency is measured on); the
+// overdue alert from the last resend (a resend re-arms it, as the server's watchdog does).
+function dispatchTiming(d, now) {
+  const waited = (now - new Date(d.created_at).getTime()) / 1000;
+  const armedAt = new Date(d.last_resent_at || d.created_at).getTime();
+  const overdue = d.status === "sent" && (now - armedAt) / 1000 > page.ack_timeout_s;
+  return { waited, overdue };
+}
+
+// Drawn when the dispatches change; the timers and overdue marks are updated in place every
+// second (tickDispatches), so that a focused resend button survives the clock.
 function renderDispatches() {
   const list = clear($("dispatch-list"));
   const now = Date.now();
   for (const d of state.dispatches) {
-    const waited = (now - new Date(d.created_at).getTime()) / 1000;
-    const overdue = d.status === "sent" && waited > page.ack_timeout_s;
-    list.append(el("li", { class: overdue ? "overdue" : "", dataset: { agency: d.agency_code, status: d.status } },
+    const { waited, overdue } = dispatchTiming(d, now);
+    const waiting = d.status === "sent";
+    list.append(el("li", { class: overdue ? "overdue" : "", dataset: { id: d.id, agency: d.agency_code, status: d.status } },
       el("strong", {}, d.agency_name), " ",
       el("span", { class: `badge dstatus-${d.status}` }, t(`dstatus.${d.status}`)), " ",
-      d.status === "sent"
+      waiting
         ? el("span", { class: "timer", dataset: { since: d.created_at } }, t("dispatch.waiting", { wait: duration(waited) }))
         : d.acknowledged_at
           ? el("span", { class: "muted" }, t("dispatch.acked_after", { wait: duration((new Date(d.acknowledged_at) - new Date(d.created_at)) / 1000) }))
           : null,
-      overdue ? el("span", { class: "badge alert" }, t("dispatch.overdue")) : null,
+      el("span", { class: "badge alert", hidden: !overdue }, t("dispatch.overdue")),
+      d.resend_count ? el("span", { class: "badge resent" }, t("dispatch.resent", { n: d.resend_count, at: clock(d.last_resent_at) })) : null,
+      waiting
+        ? el("button", { type: "button", class: overdue ? "resend urgent" : "resend", onclick: () => resend(d) }, t("dispatch.resend"))
+        : null,
       d.status === "declined" && d.decline_reason ? el("div", { class: "small" }, d.decline_reason) : null));
   }
+}
+
+function tickDispatches() {
+  const now = Date.now();
+  for (const d of state.dispatches) {
+    if (d.status !== "sent") continue;
+    const li = $("dispatch-list").querySelector(`li[data-id="${Number(d.id)}"]`);
+    if (!li) continue;
+    const { waited, overdue } = dispatchTiming(d, now);
+    const timer = li.querySelector(".timer");
+    if (timer) timer.textContent = t("dispatch.waiting", { wait: duration(waited) });
+    li.classList.toggle("overdue", overdue);
+    const alert = li.querySelector(".badge.alert");
+    if (alert) alert.hidden = !overdue;
+    const button = li.querySelector("button.resend");
+    if (button) button.classList.toggle("urgent", overdue);
+  }
+}
+
+async function resend(d) {
+  try {
+    const out = await api("POST", `/v1/dispatches/${d.id}/resend`);
+    toast(t("dispatch.resent_toast", { agency: out.agency_name, n: out.resend_count }));
+    await reloadDispatches();
+  } catch (e) {
+    fail(e);
+    reloadDispatchesSoon();
+  }
+}
+
+// U: resend one of the dispatches still waiting for their acknowledgement, overdue ones first.
+function chooseResend() {
+  const now = Date.now();
+  const waiting = state.dispatches
+    .filter((d) => d.status === "sent")
+    .map((d) => ({ d, ...dispatchTiming(d, now) }))
+    .sort((a, b) => Number(b.overdue) - Number(a.overdue) || b.waited - a.waited);
+  if (!waiting.length) { toast(t("dispatch.none_waiting")); return; }
+  openChooser(t("dispatch.resend"), waiting.map(({ d, waited, overdue }) => ({
+    value: d,
+    label: `${d.agency_name} · ${t("dispatch.waiting", { wait: duration(waited) })}${overdue ? ` · ${t("dispatch.overdue")}` : ""}`,
+  })), (d) => resend(d));
 }
 
 async function dispatchNow() {
@@ -712,6 +769,7 @@ function onKey(ev) {
       })), (id) => confirmLocation(id));
     },
     d: () => inc && dispatchNow(),
+    u: () => inc && chooseResend(),
     h: () => inc && liveCall() && openChooser(t("call.hangup_confirm"), [{ value: true, label: t("call.hangup") }], () => hangup()),
     t: () => {
       if (!inc || !liveCall()) return;
@@ -777,7 +835,7 @@ function onEvent(e) {
 
 function tick() {
   renderQueue();
-  if (state.incident) renderDispatches();
+  if (state.incident) tickDispatches();
 }
 
 async function main() {
@@ -800,7 +858,7 @@ async function main() {
   stream(
     ["call_offered", "call_answered", "call_abandoned", "call_ended", "operator_state_changed",
       "location_added", "location_confirmed", "updated", "status_changed", "note",
-      "dispatch_created", "dispatch_status_changed", "dispatch_unacknowledged",
+      "dispatch_created", "dispatch_status_changed", "dispatch_unacknowledged", "dispatch_resent",
       "callback_attempted", "callback_result", "callback_dismissed"],
     onEvent,
     (s) => {
