@@ -213,19 +213,38 @@ async function openIncident(id, popped) {
   history.replaceState(null, "", `#incident-${id}`);
   if (popped) {
     // The pop opens at once with what the event and the queue already hold (which incident,
-    // which number); the incident's read completes it.
+    // which number); the incident's brief read (its fields and calls, one statement, nothing
+    // to audit) draws the panel; the full read adds the map, the timeline and the caller's
+    // history right after.
     drawPending(id);
     mark("pop_open", id);
+    if (await loadBrief(id)) mark("pop", id);
   }
   // A popped call's incident is new: its dispatches are read after it is drawn, not before.
   const drawn = await loadIncident(!popped);
   $("incident").hidden = false;
   $("incident-none").hidden = true;
   if (popped && drawn) {
-    mark("pop", id);
+    mark("pop_full", id);
     reloadDispatchesSoon();
   }
   map && map.invalidate();
+}
+
+// The panel from GET /v1/incidents/{id}/brief; true once drawn for the incident still open.
+// Its locations, timeline and caller history are marked as still loading (`partial`).
+async function loadBrief(id) {
+  try {
+    const brief = await api("GET", `/v1/incidents/${id}/brief`);
+    if (id !== state.incidentId) return false;
+    if (state.incident && state.incident.id === id) return true; // a full read came first
+    state.incident = { ...brief, locations: [], timeline: [], best_location: null, caller_history: null, partial: true };
+    renderIncident();
+    return true;
+  } catch (e) {
+    fail(e);
+    return false;
+  }
 }
 
 // The incident panel emptied for incident `id`, its number from the queue if it was there:
@@ -260,7 +279,8 @@ function drawPending(id) {
 async function reloadIncident() {
   const id = state.incidentId;
   if (!id) return;
-  const known = state.incident && state.incident.id === id ? state.incident : null;
+  // The caller's history only once the full read brought it (not after the pop's brief alone).
+  const known = state.incident && state.incident.id === id && !state.incident.partial ? state.incident : null;
   const inc = await api("GET", `/v1/incidents/${id}${known ? "?caller_history=false" : ""}`);
   if (id !== state.incidentId) return;
   if (known) inc.caller_history = known.caller_history;
@@ -326,7 +346,9 @@ function renderIncident() {
     (call && (call.asserted_number || call.caller_e164)) || inc.caller_number || t("incident.no_callback");
   const hist = clear($("inc-history"));
   const h = inc.caller_history;
-  if (h) {
+  if (inc.partial) {
+    hist.append(el("span", { class: "muted" }, t("incident.loading")));
+  } else if (h) {
     hist.append(t("history.summary", { calls: h.calls_total, incidents: h.incidents_total }));
     for (const [k, n] of Object.entries(h.classifications || {})) {
       if (!n) continue;
@@ -369,8 +391,13 @@ function renderTimeline() {
 
 function renderLocations() {
   const locs = state.incident.locations;
-  map && map.show(locs);
   const list = clear($("locations"));
+  if (state.incident.partial) {
+    // Drawn with the full read, right after the pop: the map keeps what it shows until then.
+    $("map-note").textContent = t("incident.loading");
+    return;
+  }
+  map && map.show(locs);
   $("map-note").textContent = locs.length ? "" : t("map.no_location");
   locs.forEach((loc, i) => {
     const has = loc.lat !== null && loc.lon !== null;
