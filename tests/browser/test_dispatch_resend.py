@@ -43,7 +43,7 @@ def _sent_ago(server: Server, dispatch_id: int, seconds: float) -> None:
 def test_unacknowledged_dispatches_are_resent_by_click_and_by_keyboard(
     page: Page, server: Server, browser: Browser
 ) -> None:
-    add_operator(server, "op-resend", "7103", "Rina Wulandari")
+    add_operator(server, "op-resend", "7105", "Rina Wulandari")
     add_user(server, "bpbd-staff", Role.AGENCY, name="Pusdalops BPBD", agency="bpbd")
     with server.api() as api:
         r = api.post(
