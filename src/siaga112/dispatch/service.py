@@ -157,7 +157,10 @@ def _resent_lines(dispatch: Dispatch) -> list[ColumnElement[bool]]:
     ]
 
 
-async def _resends(*, session: AsyncSession, dispatch: Dispatch) -> tuple[int, datetime | None]:
+Resends = tuple[int, datetime | None]
+
+
+async def _resends(*, session: AsyncSession, dispatch: Dispatch) -> Resends:
     """How often the dispatch was resent, and when last."""
     count, last = (
         await session.execute(
@@ -165,6 +168,23 @@ async def _resends(*, session: AsyncSession, dispatch: Dispatch) -> tuple[int, d
         )
     ).one()
     return int(count or 0), last
+
+
+async def _resends_of(*, session: AsyncSession, dispatches: list[Dispatch]) -> dict[int, Resends]:
+    """:func:`_resends` of many dispatches in one statement (a list of them)."""
+    if not dispatches:
+        return {}
+    dispatch_id = IncidentEvent.data["dispatch_id"].astext.cast(BigInteger)
+    rows = await session.execute(
+        select(dispatch_id, func.count(), func.max(IncidentEvent.at))
+        .where(
+            IncidentEvent.incident_id.in_({d.incident_id for d in dispatches}),
+            IncidentEvent.kind == RESENT_KIND,
+            dispatch_id.in_([d.id for d in dispatches]),
+        )
+        .group_by(dispatch_id)
+    )
+    return {int(i): (int(n), last) for i, n, last in rows.all()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,6 +234,7 @@ async def _view(
     actor: Actor,
     request_id: str | None,
     recent_window: timedelta = DEFAULT_RECENT_WINDOW,
+    resends: Resends | None = None,
 ) -> DispatchView:
     agency = await session.get_one(Agency, dispatch.agency_id)
     incident = await session.get_one(Incident, dispatch.incident_id)
@@ -248,8 +269,10 @@ async def _view(
             },
             request_id=request_id,
         )
-    resends, last_resent_at = await _resends(session=session, dispatch=dispatch)
-    return DispatchView(dispatch, agency, facts, resends, last_resent_at)
+    count, last_resent_at = (
+        resends if resends is not None else await _resends(session=session, dispatch=dispatch)
+    )
+    return DispatchView(dispatch, agency, facts, count, last_resent_at)
 
 
 # ---------------------------------------------------------------- outbox
@@ -694,8 +717,16 @@ async def list_dispatches(
     rows, next_cursor = page(
         (await session.scalars(stmt)).all(), limit=limit, key=lambda d: (d.created_at, d.id)
     )
+    resends = await _resends_of(session=session, dispatches=list(rows))
     views = [
-        await _view(session=session, dispatch=d, with_location=False, actor=actor, request_id=None)
+        await _view(
+            session=session,
+            dispatch=d,
+            with_location=False,
+            actor=actor,
+            request_id=None,
+            resends=resends.get(d.id, (0, None)),
+        )
         for d in rows
     ]
     return views, next_cursor
