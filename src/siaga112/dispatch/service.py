@@ -884,6 +884,7 @@ async def resend_dispatch(
         request_id=request_id,
     )
     await session.flush()
+    await session.refresh(dispatch)  # updated_at, set by the database
     return await _view(
         session=session, dispatch=dispatch, with_location=False, actor=actor, request_id=None
     )
