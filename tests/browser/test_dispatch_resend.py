@@ -52,7 +52,7 @@ def test_unacknowledged_dispatches_are_resent_by_click_and_by_keyboard(
         )
         assert r.status_code == 201, r.text
         incident = r.json()["id"]
-        r = api.post(f"/v1/incidents/{incident}/dispatches", json={"agencies": ["bpbd", "damkar"]})
+        r = api.post(f"/v1/incidents/{incident}/dispatches", json={"agencies": ["bpbd", "polri"]})
         assert r.status_code == 201, r.text
         ids = {d["agency_code"]: d["id"] for d in r.json()["items"]}
     _sent_ago(server, ids["bpbd"], 200)  # the default acknowledgement timeout is 120 s
@@ -61,17 +61,17 @@ def test_unacknowledged_dispatches_are_resent_by_click_and_by_keyboard(
     page.goto(f"{server.url}/console/operator#incident-{incident}")
     expect(page.locator("body")).to_have_attribute("data-ready", "1")
     bpbd = page.locator("#dispatch-list li[data-agency=bpbd]")
-    damkar = page.locator("#dispatch-list li[data-agency=damkar]")
+    polri = page.locator("#dispatch-list li[data-agency=polri]")
     expect(bpbd).to_have_class("overdue")
     expect(bpbd.locator("button.resend.urgent")).to_be_visible()
-    expect(damkar.locator("button.resend")).to_be_visible()
-    expect(damkar.locator("button.resend.urgent")).to_have_count(0)
+    expect(polri.locator("button.resend")).to_be_visible()
+    expect(polri.locator("button.resend.urgent")).to_have_count(0)
     screenshot(page, "operator-dispatch-overdue")
 
     # By mouse: the one not yet overdue.
-    damkar.locator("button.resend").click()
+    polri.locator("button.resend").click()
     expect(page.locator("#toast")).to_contain_text("Dikirim ulang ke")
-    expect(damkar.locator(".badge.resent")).to_contain_text("dikirim ulang 1")
+    expect(polri.locator(".badge.resent")).to_contain_text("dikirim ulang 1")
 
     # By keyboard: U lists the waiting ones, overdue first; 1 resends it.
     page.keyboard.press("u")
@@ -107,7 +107,7 @@ def test_unacknowledged_dispatches_are_resent_by_click_and_by_keyboard(
     expect(bpbd.locator("button.resend")).to_have_count(0)
     page.keyboard.press("u")
     expect(page.locator("#chooser-list li")).to_have_count(1)
-    expect(page.locator("#chooser-list li")).to_contain_text("Damkar")
+    expect(page.locator("#chooser-list li")).to_contain_text("Polri")
     page.keyboard.press("Escape")
     with server.api() as api:
         r = api.post(f"/v1/dispatches/{ids['bpbd']}/resend")

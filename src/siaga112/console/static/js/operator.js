@@ -568,7 +568,7 @@ async function resend(d) {
   try {
     const out = await api("POST", `/v1/dispatches/${d.id}/resend`);
     toast(t("dispatch.resent_toast", { agency: out.agency_name, n: out.resend_count }));
-    await reloadDispatches();
+    await loadIncident(); // the dispatches, and the resend's line on the timeline
   } catch (e) {
     fail(e);
     reloadDispatchesSoon();
