@@ -523,8 +523,10 @@ def summary_report(summ: dict[str, Any]) -> str:
         both = ""
         if total is not None and ast:
             both = f" | siaga112 {total:.2f} vs Asterisk {ast:.2f}"
-        busy = c.get("machine_busy_pct")
-        return f"{parts}{both}; busy {busy}%, load {c.get('load_start')}"
+        busy, load = c.get("machine_busy_pct"), c.get("load_start")
+        busy_text = "-" if busy is None else f"{busy:.1f}"
+        load_text = "-" if load is None else f"{load:.2f}"
+        return f"{parts}{both}; busy {busy_text}%, load {load_text}"
 
     hs = summ["highest_sustained"]
     lat = summ["latency"]

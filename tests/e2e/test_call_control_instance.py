@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,23 +19,18 @@ import pytest
 from siaga112.auth.roles import Role
 from siaga112.auth.service import create_key, system_actor
 from siaga112.calls.models import Call
+from siaga112_sandbox.procs import free_port
 from siaga112_sandbox.sipp import SippOperator
 from tests.conftest import auth
 from tests.e2e.conftest import Stack
 from tests.e2e.test_real_calls import call, new_number, wait_for_call
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 async def control_api(stack: Stack, tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
     """`siaga112 serve --api-only --call-control --no-worker` on a free port, with the stack's
     database and Asterisk; an admin key for it."""
-    port = _free_port()
+    port = free_port()
     env = dict(os.environ) | {
         "SIAGA112_DATABASE_URL": stack.settings.database_url_str,
         "SIAGA112_API__PORT": str(port),

@@ -15,7 +15,6 @@ import contextlib
 import random
 import re
 import shutil
-import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +43,7 @@ from siaga112.calls.models import Call
 from siaga112.db.session import asyncpg_dsn
 from siaga112.events.hub import EventHub
 from siaga112.metrics import Metrics
+from siaga112_sandbox.procs import free_port
 from siaga112_sandbox.sipp import SippOperator, run_caller
 from tests.e2e.conftest import Stack
 from tests.e2e.test_real_calls import wait_for_call
@@ -90,13 +90,6 @@ class Guard:
         assert self.failed == []
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @pytest.fixture
 async def console_url(stack: Stack, engine: AsyncEngine) -> AsyncIterator[str]:
     """siaga112's API and console on a free port, with the event hub and real call control."""
@@ -113,7 +106,7 @@ async def console_url(stack: Stack, engine: AsyncEngine) -> AsyncIterator[str]:
         event_hub=hub,
         call_control=stack.telephony.control,
     )
-    port = _free_port()
+    port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
     )

@@ -5,6 +5,7 @@ migration adds is granted like the others."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
@@ -13,6 +14,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from siaga112.cli import main
+from siaga112.db import scram
 from siaga112.db.manage import drop_database, upgrade
 from siaga112.db.roles import (
     APPEND_ONLY,
@@ -265,6 +267,75 @@ def test_db_roles_then_db_upgrade_from_the_settings_alone(
             finally:
                 await conn.close()
 
+        asyncio.run(check())
+    finally:
+        asyncio.run(drop_database(f"{ADMIN_URL.rsplit('/', 1)[0]}/{database}"))
+        asyncio.run(drop_roles(ADMIN_URL, roles))
+
+
+@pytest.mark.parametrize(
+    "password",
+    [
+        "correct horse battery staple",
+        "s3cr'et\"$x",
+        "kata sandi\u00a0rahasia",
+        "\u2168ka",
+        "a\u0007b",
+    ],
+)
+def test_scram_verifier_is_the_servers_own(password: str) -> None:
+    """The verifier `db roles` sends in place of the password is the one PostgreSQL builds from the
+    clear password (same salt and iterations), so the role signs in with that password: ASCII,
+    quotes, a non-ASCII space and a character SASLprep maps (NFKC), and one it refuses (raw)."""
+    name = f"scram_{uuid.uuid4().hex[:10]}"
+
+    async def check() -> None:
+        conn = await asyncpg.connect(asyncpg_dsn(ADMIN_URL))
+        try:
+            await conn.execute("SET password_encryption = 'scram-sha-256'")
+            await conn.execute(f'CREATE ROLE "{name}" LOGIN PASSWORD {_sql_literal(password)}')
+            stored = await conn.fetchval(
+                "SELECT rolpassword FROM pg_authid WHERE rolname = $1", name
+            )
+            parsed = scram.parse_verifier(stored)
+            assert parsed is not None, stored
+            iterations, salt = parsed
+            assert scram.verifier(password, salt=salt, iterations=iterations) == stored
+            # ... and a wrong password gives another one.
+            assert scram.verifier(password + "x", salt=salt, iterations=iterations) != stored
+        finally:
+            await conn.execute(f'DROP ROLE IF EXISTS "{name}"')
+            await conn.close()
+
+    asyncio.run(check())
+
+
+def _sql_literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def test_role_password_never_reaches_the_server_in_clear() -> None:
+    """`ensure_roles` stores a SCRAM verifier it computed: the statement carries no clear text."""
+    database = f"roles_scram_{uuid.uuid4().hex[:8]}"
+    secret = f"rahasia-{uuid.uuid4().hex}"
+    roles = local_roles(database)
+    roles = dataclasses.replace(roles, service=dataclasses.replace(roles.service, password=secret))
+
+    async def check() -> None:
+        conn = await asyncpg.connect(asyncpg_dsn(ADMIN_URL))
+        try:
+            await ensure_roles(ADMIN_URL, roles)
+            stored = await conn.fetchval(
+                "SELECT rolpassword FROM pg_authid WHERE rolname = $1", roles.service.name
+            )
+            parsed = scram.parse_verifier(stored)
+            assert parsed is not None
+            assert secret not in stored
+            assert scram.verifier(secret, salt=parsed[1], iterations=parsed[0]) == stored
+        finally:
+            await conn.close()
+
+    try:
         asyncio.run(check())
     finally:
         asyncio.run(drop_database(f"{ADMIN_URL.rsplit('/', 1)[0]}/{database}"))

@@ -11,8 +11,6 @@ import asyncio
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -33,7 +31,7 @@ from siaga112.db.session import asyncpg_dsn, make_engine, make_sessionmaker
 from siaga112.metrics import Metrics
 from siaga112.runtime.lease import Lease
 from siaga112.runtime.reconcile import CdrReconciler
-from siaga112_sandbox import pgha
+from siaga112_sandbox import pgha, procs
 from tests.integration.telephony.test_reconcile import cdr_line
 
 # Writing must carry on this soon after the replica is promoted (asserted, not measured:
@@ -46,25 +44,10 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait(check: object, within: float, what: str) -> None:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if check():  # type: ignore[operator]
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"{what} not within {within} s")
-
-
 @pytest.fixture(scope="module")
 def pair() -> Iterator[pgha.PgHa]:
     base = Path("/var/lib/postgresql") / f"siaga112-pgha-test-{uuid.uuid4().hex[:8]}"
-    with pgha.running(pgha.PgHa(base=base, ports=(_free_port(), _free_port()))) as p:
+    with pgha.running(pgha.PgHa(base=base, ports=(procs.free_port(), procs.free_port()))) as p:
         yield p
     shutil.rmtree(base, ignore_errors=True)
 
@@ -102,37 +85,10 @@ async def admin_key(url: str) -> str:
 
 @pytest.fixture
 def serve(url: str, tmp_path: Path) -> Iterator[int]:
-    port, worker_port = _free_port(), _free_port()
-    env = dict(os.environ) | {
-        "SIAGA112_DATABASE_URL": url,
-        "SIAGA112_API__PORT": str(port),
-        "SIAGA112_WORKER__PORT": str(worker_port),
-        "SIAGA112_STATE_DIR": str(tmp_path / "state"),
-        "SIAGA112_RECORDINGS__ENABLED": "false",
-    }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "siaga112", "serve", "--api-only"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=open(tmp_path / "serve.log", "wb"),  # noqa: SIM115 - the child owns it
-    )
-
-    def up() -> bool:
-        try:
-            return httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    try:
-        _wait(up, 60, "serve ready")
-        yield port
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+    with procs.serve(
+        url, tmp_path / "state", log=tmp_path / "serve.log", ready=("/readyz",)
+    ) as running:
+        yield running.port
 
 
 async def _created_ids(lines: AsyncIterator[str], want: int, within: float) -> None:

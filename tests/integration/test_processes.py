@@ -7,13 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import signal
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import asyncpg
@@ -26,43 +24,7 @@ from siaga112.auth.service import create_key, system_actor
 from siaga112.db.session import asyncpg_dsn
 from siaga112.metrics import Metrics
 from siaga112.runtime.lease import Lease
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, ProcessLookupError, IndexError):
-        return False
-    return state != "Z"
-
-
-def _children(pid: int) -> list[int]:
-    out = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except (FileNotFoundError, ProcessLookupError, IndexError):
-            continue
-        if int(fields[1]) == pid:
-            out.append(int(entry.name))
-    return out
-
-
-def _wait(check: object, within: float, what: str) -> None:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if check():  # type: ignore[operator]
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"{what} not within {within} s")
+from siaga112_sandbox import procs
 
 
 @pytest.fixture
@@ -70,39 +32,9 @@ def serve_api_only(
     database_url: str, tmp_path: Path
 ) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
     """`siaga112 serve --api-only` (it starts its worker) on free ports, against the tests'
-    database; killed at the end whatever the test did."""
-    port, worker_port = _free_port(), _free_port()
-    env = dict(os.environ) | {
-        "SIAGA112_DATABASE_URL": database_url,
-        "SIAGA112_API__PORT": str(port),
-        "SIAGA112_WORKER__PORT": str(worker_port),
-        "SIAGA112_STATE_DIR": str(tmp_path / "state"),
-        "SIAGA112_RECORDINGS__ENABLED": "false",
-    }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "siaga112", "serve", "--api-only"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-    def up(port: int) -> bool:
-        try:
-            return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    try:
-        _wait(lambda: up(port), 60, "serve answering /healthz")
-        # The worker at work (its own /healthz), not still starting up.
-        _wait(lambda: up(worker_port), 60, "serve's worker answering /healthz")
-        yield proc, port
-    finally:
-        for child in _children(proc.pid):
-            os.kill(child, signal.SIGKILL)
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(10)
+    database, its worker at work; killed at the end whatever the test did."""
+    with procs.serve(database_url, tmp_path / "state", worker_ready=True) as running:
+        yield running.proc, running.port
 
 
 @pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL])
@@ -110,13 +42,15 @@ def test_serves_worker_ends_with_serve(
     serve_api_only: tuple[subprocess.Popen[bytes], int], how: signal.Signals
 ) -> None:
     proc, _ = serve_api_only
-    workers = _children(proc.pid)
+    workers = procs.children(proc.pid)
     assert workers
     proc.send_signal(how)
     proc.wait(20)
     for pid in workers:
-        _wait(
-            lambda pid=pid: not _alive(pid), 10, f"worker {pid} ending after serve got {how.name}"
+        procs.wait_until(
+            partial(procs.dead, pid),
+            10,
+            f"worker {pid} ending after serve got {how.name}",
         )
 
 

@@ -25,6 +25,7 @@ import asyncpg
 from pydantic import PostgresDsn, SecretStr
 
 from siaga112.config import Settings
+from siaga112.db import scram
 from siaga112.db.url import asyncpg_dsn, parse, with_database, with_user
 
 log = logging.getLogger(__name__)
@@ -110,7 +111,9 @@ async def _ensure_role(conn: asyncpg.Connection, role: Role) -> None:
     # was before (an ALTER on every run keeps it so).
     attrs = "LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS"
     if role.password is not None:
-        attrs += f" PASSWORD {_literal(role.password)}"
+        # The verifier, not the password: the clear text never reaches the server (its log with
+        # log_statement = ddl, pg_stat_activity).
+        attrs += f" PASSWORD {_literal(scram.verifier(role.password))}"
     exists = await conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", role.name)
     if not exists:
         try:

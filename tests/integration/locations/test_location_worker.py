@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import sys
 import uuid
 from collections.abc import Iterator
@@ -29,6 +28,7 @@ from siaga112.locations.models import Location
 from siaga112.locations.worker import LocationWorker
 from siaga112.metrics import Metrics
 from siaga112.worker import WorkerProcess, parse_duties
+from siaga112_sandbox.procs import free_port
 from tests.conftest import fresh_database
 from tests.integration.locations.conftest import record_call
 
@@ -125,12 +125,6 @@ async def test_a_failing_call_is_tried_again_later_not_at_every_poll(
     assert len(await _locations(sessionmaker, recorded.call_id)) == 1
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def scratch_url() -> Iterator[str]:
     # The worker process sees only committed rows: a database of its own, not the tests'.
@@ -142,7 +136,7 @@ async def test_siaga112_worker_process_locates_calls_and_serves_metrics(
 ) -> None:
     engine = create_async_engine(scratch_url)
     sessions = async_sessionmaker(engine, expire_on_commit=False)
-    port = _free_port()
+    port = free_port()
     env = {
         "SIAGA112_DATABASE_URL": scratch_url,
         "SIAGA112_WORKER__PORT": str(port),
