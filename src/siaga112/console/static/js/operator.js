@@ -218,10 +218,18 @@ async function openIncident(id, popped) {
     // history right after.
     drawPending(id);
     mark("pop_open", id);
+    state.popping = id;
+    state.staleWhilePopping = false;
     if (await loadBrief(id)) mark("pop", id);
   }
   // A popped call's incident is new: its dispatches are read after it is drawn, not before.
   const drawn = await loadIncident(!popped);
+  if (popped && state.popping === id) {
+    state.popping = null;
+    // Events of this incident that came while its reads were under way: read it once more
+    // (without the caller's history), not once per event nor with the history again.
+    if (state.staleWhilePopping && drawn) reloadIncidentSoon();
+  }
   $("incident").hidden = false;
   $("incident-none").hidden = true;
   if (popped && drawn) {
@@ -279,6 +287,10 @@ function drawPending(id) {
 async function reloadIncident() {
   const id = state.incidentId;
   if (!id) return;
+  if (state.popping === id) {
+    state.staleWhilePopping = true; // the pop's own full read is on its way
+    return;
+  }
   // The caller's history only once the full read brought it (not after the pop's brief alone).
   const known = state.incident && state.incident.id === id && !state.incident.partial ? state.incident : null;
   const inc = await api("GET", `/v1/incidents/${id}${known ? "?caller_history=false" : ""}`);
