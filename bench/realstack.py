@@ -577,6 +577,11 @@ def agi_quantiles(metrics: dict[str, float]) -> dict[str, float | None]:
         "p90_s": get('siaga112_agi_handling_seconds{quantile="0.9"}'),
         "p99_s": get('siaga112_agi_handling_seconds{quantile="0.99"}'),
         "samples": get("siaga112_agi_handling_seconds_count"),
+        # From the dialplan's AGI start (its t) to the accept, and to the answer.
+        "wait_p50_s": get('siaga112_agi_wait_seconds{quantile="0.5"}'),
+        "wait_p99_s": get('siaga112_agi_wait_seconds{quantile="0.99"}'),
+        "total_p50_s": get('siaga112_agi_total_seconds{quantile="0.5"}'),
+        "total_p99_s": get('siaga112_agi_total_seconds{quantile="0.99"}'),
         "requests": get("siaga112_agi_requests_total"),
         "over_budget": get("siaga112_agi_over_budget_total"),
         "write_failed": get("siaga112_agi_write_failed_total"),

@@ -175,7 +175,7 @@ async def test_every_target_carries_the_secret_and_a_success_ends_the_tries(
     await _use(dialplan, stack, [own, own])
     conf = (stack.settings.pbx_root / "etc" / "asterisk" / "extensions.conf").read_text()
     key = stack.settings.agi_secret.get_secret_value()
-    assert conf.count(f"agi://{own}/incoming?key={key},") >= 2
+    assert conf.count(f"agi://{own}/incoming?key={key}&t=${{STRFTIME(,,%s.%6q)}},") >= 2
     assert stack.telephony is not None
     requests = stack.telephony.metrics.counters["agi_requests"]
     row, record = await _call_and_row(stack, new_number())

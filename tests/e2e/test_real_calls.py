@@ -80,6 +80,14 @@ async def test_caller_with_pai_and_pani_gets_call_and_incident_answered_by_opera
     assert incident is not None
     assert (incident.channel, incident.caller_number) == ("call", number)
     assert incident.origin_linkedid == row.linkedid
+    # The dialplan's time of its AGI start reached serve (the URL's t, expanded by Asterisk):
+    # the wait before the accept and the whole AGI step as the channel waited for it.
+    assert stack.telephony is not None
+    metrics = stack.telephony.metrics
+    wait, total = metrics.quantile("agi_wait", 0.99), metrics.quantile("agi_total", 0.99)
+    assert wait is not None
+    assert total is not None
+    assert 0 <= wait <= total < 1.5
 
 
 async def test_anonymous_caller_gets_call_and_incident_marked_without_caller_id(

@@ -348,7 +348,7 @@ def test_the_dialplan_sends_the_agi_secret(tmp_path: Path) -> None:
     settings = _settings(tmp_path)
     conf = render_config(settings, operator_passwords={"6001": "a", "6002": "b"}, hostname="h")
     key = settings.agi_secret.get_secret_value()
-    assert f"/incoming?key={key}," in conf["extensions.conf"]
+    assert f"/incoming?key={key}&t=${{STRFTIME(,,%s.%6q)}}," in conf["extensions.conf"]
 
 
 def test_events_asterisk_never_builds_are_none_siaga112_reads(tmp_path: Path) -> None:
@@ -400,8 +400,8 @@ def test_several_agi_targets_are_tried_in_order_within_one_budget(tmp_path: Path
     block = conf[conf.index("exten => 112,1,Answer()") :]
     block = block[: block.index("\n\n")]
     key = settings.agi_secret.get_secret_value()
-    first = block.index(f"AGI(agi://10.0.0.1:4573/incoming?key={key},")
-    second = block.index(f"AGI(agi://h2:4574/incoming?key={key},")
+    first = block.index(f"AGI(agi://10.0.0.1:4573/incoming?key={key}&t=${{STRFTIME(,,%s.%6q)}},")
+    second = block.index(f"AGI(agi://h2:4574/incoming?key={key}&t=${{STRFTIME(,,%s.%6q)}},")
     queue = block.index("Queue(")
     assert first < second < queue
     # One deadline for both: the budget, taken once before the first try.

@@ -268,6 +268,7 @@ AGI_TRY_SHARE = 0.7
 # A try with less left than this is not started: the call goes on to the queue.
 AGI_MIN_TRY_S = 0.05
 
+_NOW_US = "${STRFTIME(,,%s.%6q)}"
 _AGI_ARGS = (
     "${EXTEN},${SIAGA112_B64_PAI},${SIAGA112_B64_PANI},${SIAGA112_B64_GEO},${CALLERID(pres)},"
     "${SIAGA112_B64_LOC},${SIAGA112_LOC_METHOD},${SYSTEMNAME}"
@@ -286,7 +287,9 @@ def _agi_steps(settings: Settings, *, agi_app: str) -> str:
     targets = settings.agi.agi_targets() if agi_app == "AGI" else settings.agi.agi_targets()[:1]
 
     def call(target: str) -> str:
-        return f" same => n,{agi_app}(agi://{target}/incoming?key={key},{_AGI_ARGS})\n"
+        # t: when this try starts (Unix time, microseconds), so the server can tell how long
+        # the request waited before it was accepted (siaga112_agi_wait_seconds).
+        return f" same => n,{agi_app}(agi://{target}/incoming?key={key}&t={_NOW_US},{_AGI_ARGS})\n"
 
     if len(targets) == 1:
         return f" same => n,Set(TIMEOUT(absolute)={budget_s:.3f})\n" + call(targets[0])

@@ -97,6 +97,7 @@ class AgiServer:
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
         started = time.perf_counter()
+        accepted_at = time.time()
         try:
             if not self._allowed(writer.get_extra_info("peername")):
                 self.metrics.inc("agi_rejected_source")
@@ -114,13 +115,20 @@ class AgiServer:
                 self.metrics.inc("agi_rejected")
                 log.warning("AGI request for unknown script %r rejected", script[:80])
                 return
-            key = urllib.parse.parse_qs(query).get("key", [""])[0].encode()
+            params = urllib.parse.parse_qs(query)
+            key = params.get("key", [""])[0].encode()
             if not hmac.compare_digest(key, self._key):
                 self.metrics.inc("agi_rejected_secret")
                 self._log_rejection("without the dialplan's secret")
                 return
+            tried_at = _dialplan_time(params.get("t", [""])[0], accepted_at)
+            if tried_at is not None:
+                # Asterisk's connect and the kernel's accept queue: time the handler never sees.
+                self.metrics.observe("agi_wait", accepted_at - tried_at)
             await self.incoming(Request(None, headers, reader, writer))
             self.metrics.observe("agi_handling", time.perf_counter() - started)
+            if tried_at is not None:
+                self.metrics.observe("agi_total", time.time() - tried_at)
         except Exception:
             self.metrics.inc("agi_failed")
             log.exception("AGI request failed")
@@ -197,3 +205,21 @@ class AgiServer:
             log.error("recording a call failed: %s", exc, exc_info=exc)
         else:
             self.metrics.inc("agi_calls_recorded")
+
+
+# A dialplan time further from the server's clock than this is not believed (clocks of separate
+# hosts out of step, or a value that is not a time): the wait is then not observed.
+MAX_CLOCK_GAP_S = 60.0
+
+
+def _dialplan_time(value: str, now: float) -> float | None:
+    """The Unix time the dialplan put in the AGI URL (``t``), or None when absent or not
+    believable (more than MAX_CLOCK_GAP_S from ``now``; a small negative gap is clock skew
+    between hosts and counts as no wait)."""
+    try:
+        t = float(value)
+    except ValueError:
+        return None
+    if not abs(now - t) <= MAX_CLOCK_GAP_S:  # also false for nan and inf
+        return None
+    return min(t, now)

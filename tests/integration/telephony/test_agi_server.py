@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime
@@ -27,14 +28,17 @@ def b64(value: str) -> str:
 KEY = "dialplan-secret-for-tests"
 
 
-def agi_request(uniqueid: str, *, asserted: str | None = None, key: str = KEY) -> bytes:
+def agi_request(
+    uniqueid: str, *, asserted: str | None = None, key: str = KEY, t: str | None = None
+) -> bytes:
     # A number of its own: another test's call from the same number within the repeat window
     # would (rightly) make this one a repeat caller.
     asserted = asserted or f"+62815{uuid.uuid4().int % 10**7:07d}"
+    query = f"key={key}" + ("" if t is None else f"&t={t}")
     lines = {
         "agi_network": "yes",
-        "agi_network_script": f"incoming?key={key}",
-        "agi_request": f"agi://127.0.0.1:4573/incoming?key={key}",
+        "agi_network_script": f"incoming?{query}",
+        "agi_request": f"agi://127.0.0.1:4573/incoming?{query}",
         "agi_channel": "PJSIP/carrier-00000001",
         "agi_language": "en",
         "agi_type": "PJSIP",
@@ -270,3 +274,34 @@ async def test_a_request_from_outside_the_allowed_networks_is_refused_unread() -
     assert recorded == []
     assert "siaga112_agi_rejected_source_total 1" in metrics.render()
     await server.stop()
+
+
+async def test_the_wait_before_the_accept_is_measured_from_the_dialplans_time(
+    recording_server: tuple[AgiServer, Metrics],
+) -> None:
+    """The dialplan puts the time of its AGI start in the URL (t): the time before serve accepted
+    the connection (agi_wait) and in all (agi_total) are observed; a t that is no time, or is
+    more than a minute off serve's clock, is not."""
+    server, metrics = recording_server
+    port = await _serve(server)
+    await _talk(
+        port, agi_request(f"1763884801.{uuid.uuid4().int % 10**6}", t=f"{time.time() - 0.4:.6f}")
+    )
+    wait, total = metrics.quantile("agi_wait", 0.5), metrics.quantile("agi_total", 0.5)
+    handling = metrics.quantile("agi_handling", 0.5)
+    assert wait is not None
+    assert 0.4 <= wait < 5
+    assert total is not None
+    assert handling is not None
+    assert total >= wait + handling * 0.99
+    for bad in ("", "soon", "nan", "inf", f"{time.time() - 3600:.6f}", f"{time.time() + 3600:.0f}"):
+        await _talk(port, agi_request(f"1763884802.{uuid.uuid4().int % 10**6}", t=bad))
+    assert metrics.counters["agi_requests"] == 7
+    assert "siaga112_agi_wait_seconds_count 1\n" in metrics.render()
+    assert "siaga112_agi_total_seconds_count 1\n" in metrics.render()
+    # A dialplan time a little ahead of serve's clock (another host's) counts as no wait.
+    await _talk(
+        port, agi_request(f"1763884803.{uuid.uuid4().int % 10**6}", t=f"{time.time() + 2:.6f}")
+    )
+    assert "siaga112_agi_wait_seconds_count 2\n" in metrics.render()
+    assert metrics.quantile("agi_wait", 0.0) == 0.0
