@@ -20,11 +20,16 @@ callers (caller-112-proxy.xml) at ``--rate`` calls/s for ``--step-seconds`` s an
   later (an admin by hand); whole when both serves answer ``/readyz`` (their database writable
   again) and a probe call is answered.
 
+The sandbox's demo operators (``pbx.demo_operators``) answer as SIPp phones, each registered
+with both nodes (siaga112_sandbox.sipp.SippOperator), so calls through either node are answered.
+
 Per phase and in total: calls offered (SIPp and probes), taken (answered by a node), with a call
-row, with an incident, queued and answered (by the operator phone, from the rows), duplicate
-incidents, calls left open, the time to be whole, the time from the fault until every taken call
-of the phase had its row and incident ("reconciled"; includes the rest of the phase's stream),
-and when the last row of a call offered before the fault was written (its backlog).
+row, with an incident, queued and answered (by an operator phone, from the rows; also per
+node), duplicate incidents, calls left open, the time to be whole, the time from the fault until
+every taken call of the phase had its row and incident ("reconciled"; includes the rest of the
+phase's stream), when the last row of a call offered before the fault was written (its
+backlog), and for the calls only the CDR file gave a row (source ``reconciled``): the longest
+time from a call's end (its CDR line) to its row, and when the last of those rows was written.
 Needs root (Asterisk's chroot, PostgreSQL as ``postgres``); run under the sandbox lock.
 """
 
@@ -58,7 +63,11 @@ from siaga112.db.session import asyncpg_dsn
 from siaga112.worker import events_lease_name
 from siaga112_sandbox import pgha
 from siaga112_sandbox.nodes import NodeSandbox, Proxy
-from siaga112_sandbox.sipp import pbx_unavailable_reason, run_caller
+from siaga112_sandbox.sipp import (
+    SippOperator,
+    pbx_unavailable_reason,
+    run_caller,
+)
 
 BENCH_DATABASE = "siaga112_bench_drill_ha"
 CDR_FILE = "siaga112-cdr-bench-ha.csv"
@@ -187,6 +196,17 @@ async def _figures(
             since,
             fault,
         )
+        # Calls only the CDR file gave a row: from each call's end (when Asterisk wrote its
+        # line) to its row, the longest; and the last such row after the fault.
+        reconciled = await conn.fetchrow(
+            "SELECT extract(epoch FROM max(created_at - ended_at)) AS lag,"
+            " extract(epoch FROM max(created_at) - $3) AS last FROM calls"
+            " WHERE offered_at >= $1 AND offered_at < $2 AND dialled_number = '112'"
+            " AND source = 'reconciled'",
+            since,
+            until,
+            fault,
+        )
         duplicates = await conn.fetchval(
             "SELECT count(*) FROM (SELECT linkedid FROM calls c JOIN incidents i"
             " ON i.origin_linkedid = c.linkedid WHERE c.offered_at >= $1 AND c.offered_at < $2"
@@ -204,9 +224,16 @@ async def _figures(
         "answered": sum(r["answered"] for r in rows),
         "by_source": {r["source"]: r["n"] for r in sources},
         "last_row_before_fault_written_s": None if backlog is None else float(backlog),
+        "reconciled_row_after_end_max_s": _float(reconciled["lag"]),
+        "last_reconciled_row_s": _float(reconciled["last"]),
         "per_node": {r["node"]: r["calls"] for r in rows},
+        "answered_per_node": {r["node"]: r["answered"] for r in rows},
         "open_on": {r["node"]: r["open"] for r in rows if r["open"]},
     }
+
+
+def _float(value: Any) -> float | None:
+    return None if value is None else float(value)
 
 
 def _safe_figures(
@@ -228,6 +255,11 @@ class Drill:
         self.nodes = {n.name: NodeSandbox(settings, n) for n in settings.pbx_nodes}
         self.proxy = Proxy(settings, PROXY, settings.pbx_nodes)
         self.serves: dict[str, Running] = {}
+        # The operators' phones, each registered with both nodes.
+        self.operators = [
+            SippOperator(settings, ext, ring_ms=0, log_dir=self.workdir)
+            for ext in settings.pbx.demo_operators
+        ]
         self.target = f"{PROXY}:{settings.pbx.sip_port}"
         self.leases = [events_lease_name(settings, n) for n in settings.pbx_nodes]
 
@@ -266,6 +298,8 @@ class Drill:
         for node in self.nodes.values():
             node.start()
         self.proxy.start()
+        for phone in self.operators:
+            phone.start()
         for instance in INSTANCES:
             self.start_serve(instance)
         self.wait_leases_held()
@@ -291,6 +325,8 @@ class Drill:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         self.proxy.stop()
+        for phone in self.operators:
+            phone.stop(unregister=False)
         for node in self.nodes.values():
             node.stop()
         return left
@@ -327,6 +363,11 @@ class Drill:
 
     def restore_node(self) -> None:
         self.nodes["ha-b"].start()
+        # A killed Asterisk may have lost the phones' contacts: they register again (from
+        # their own port, so each phone's answering side is stopped meanwhile).
+        for phone in self.operators:
+            phone.stop(unregister=False)
+            phone.start()
         time.sleep(5)  # Kamailio's OPTIONS probes find it up again
 
     def fault_instance(self) -> tuple[float, dict[str, Any]]:

@@ -79,6 +79,15 @@ def _sip_target(settings: Settings) -> str:
     return f"{settings.pbx.sip_bind}:{settings.pbx.sip_port}"
 
 
+def registrar_targets(settings: Settings) -> list[str]:
+    """Where an operator phone registers: the one node's address, or with `pbx.nodes` every
+    node's (docs/telephony.md, "Operators are on every node": the proxy does not forward
+    REGISTER, each phone registers with each node)."""
+    if not settings.pbx.nodes:
+        return [_sip_target(settings)]
+    return [f"{n.sip_address}:{settings.pbx.sip_port}" for n in settings.pbx_nodes]
+
+
 def run_caller(
     settings: Settings,
     scenario: str = "caller-112.xml",
@@ -155,15 +164,17 @@ def register_operator(
     expires: int = 3600,
     timeout: float = 10.0,
     password: str | None = None,
+    target: str | None = None,
 ) -> SippResult:
-    """REGISTER (or with ``expires=0`` unregister) an operator from OPERATOR_IP:port.
+    """REGISTER (or with ``expires=0`` unregister) an operator from OPERATOR_IP:port with the
+    registrar ``target`` (host:port; default the one node's SIP address).
 
     Without ``password``: a demo operator's, from the per-machine credentials file."""
     if password is None:
         password = pbx.operator_credentials(settings)[extension]
     cmd = [
         "sipp",
-        _sip_target(settings),
+        target or _sip_target(settings),
         "-sf",
         str(SIP_CONF / "operator-register.xml"),
         "-i",
@@ -209,8 +220,9 @@ class SippOperator:
     """A registered operator phone that answers every call (SIPp ``operator-uas.xml``, or
     another phone scenario from ``sip-conf/``, e.g. ``operator-noanswer.xml``).
 
-    Registers first (separate SIPp run on the same port), then keeps a UAS running until
-    ``stop()``, which also unregisters so later calls do not ring a dead port.
+    Registers first (separate SIPp runs on the same port: with every node when `pbx.nodes` is
+    set, so that calls through any node ring it), then keeps a UAS running until ``stop()``,
+    which also unregisters so later calls do not ring a dead port.
     """
 
     def __init__(
@@ -231,16 +243,25 @@ class SippOperator:
         self.port = port if port is not None else 5070 + int(extension[-2:])
         self.ring_ms = ring_ms
         self.log_dir = log_dir if log_dir is not None else settings.state_dir / "sipp"
+        self.registrars = registrar_targets(settings)
         self._proc: subprocess.Popen[bytes] | None = None
 
     def start(self, *, timeout: float = 15.0) -> None:
         if self._proc is not None:
             return
-        reg = register_operator(
-            self.settings, self.extension, port=self.port, timeout=timeout, password=self.password
-        )
-        if not reg.ok:
-            raise RuntimeError(f"operator {self.extension} failed to register:\n{reg.output}")
+        for registrar in self.registrars:
+            reg = register_operator(
+                self.settings,
+                self.extension,
+                port=self.port,
+                timeout=timeout,
+                password=self.password,
+                target=registrar,
+            )
+            if not reg.ok:
+                raise RuntimeError(
+                    f"operator {self.extension} failed to register with {registrar}:\n{reg.output}"
+                )
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log = (self.log_dir / f"operator-{self.extension}.log").open("wb")
         self._proc = subprocess.Popen(
@@ -283,14 +304,16 @@ class SippOperator:
                 proc.kill()
                 proc.wait(timeout)
         if unregister:
-            register_operator(
-                self.settings,
-                self.extension,
-                port=self.port,
-                expires=0,
-                timeout=timeout,
-                password=self.password,
-            )
+            for registrar in self.registrars:
+                register_operator(
+                    self.settings,
+                    self.extension,
+                    port=self.port,
+                    expires=0,
+                    timeout=timeout,
+                    password=self.password,
+                    target=registrar,
+                )
 
     def __enter__(self) -> SippOperator:
         self.start()

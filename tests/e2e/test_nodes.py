@@ -25,6 +25,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from siaga112.callbacks.service import list_callbacks
 from siaga112.config import PbxNodeSettings, PbxSettings, Settings
 from siaga112.db.session import asyncpg_dsn
 from siaga112.metrics import Metrics
@@ -41,6 +42,8 @@ NODES = [
     PbxNodeSettings(name="e2e-b", ami_host="127.0.0.12", sip_address="127.0.0.12"),
 ]
 AGI_PORT = 4583
+# The workers' `pbx.node_lost_after_s`: short, so that a node's loss is taken within the test.
+NODE_LOST_AFTER_S = 3.0
 
 
 @dataclass
@@ -82,6 +85,7 @@ def _worker_env(settings: Settings, database_url: str) -> dict[str, str]:
         "SIAGA112_PBX__CDR_FILE_NAME": TESTS_CDR_FILE,
         "SIAGA112_PBX__NODES": json.dumps([n.model_dump(mode="json") for n in NODES]),
         "SIAGA112_LOCATIONS__DERIVE_IN": "worker",
+        "SIAGA112_PBX__NODE_LOST_AFTER_S": str(NODE_LOST_AFTER_S),
     }
 
 
@@ -240,6 +244,104 @@ async def test_calls_through_the_proxy_land_on_both_nodes_each_one_incident_with
     pids = {h[0] for h in holders.values()}
     worker_pids = {f"siaga112 lease pid {w.pid}" for w in ha.workers}
     assert pids <= worker_pids, (pids, worker_pids)
+
+
+async def test_a_call_on_a_node_that_dies_ends_as_node_lost_on_the_callback_worklist(
+    ha: Ha,
+) -> None:
+    """A caller waiting in the queue of a node whose Asterisk is killed: nothing of that node
+    will ever end the call (no event, no CDR line), so its follower ends it as `node_lost` once
+    the node's AMI session has been down `pbx.node_lost_after_s`, and the caller, who has a
+    number, is on the callback worklist. The node is started again afterwards."""
+    number = "+6281299990077"
+    since = datetime.now(UTC)
+
+    def long_call() -> None:
+        # Cut by the kill: SIPp's own result does not matter (its BYE goes nowhere).
+        run_caller(
+            ha.settings,
+            "caller-112-proxy.xml",
+            target=f"{PROXY}:{ha.settings.pbx.sip_port}",
+            caller=number,
+            calls=1,
+            hold_ms=15_000,
+            timeout=25,
+        )
+
+    caller = asyncio.create_task(asyncio.to_thread(long_call))
+    killed_node: str | None = None
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            rows = [r for r in await _calls_since(ha, since) if r[3] == "queued"]
+            if rows or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.2)
+        assert len(rows) == 1, await _calls_since(ha, since)
+        uniqueid, node, incident_id, _ = rows[0]
+        assert incident_id is not None
+        assert node is not None
+        killed_node = node
+        ha.nodes[node].kill()
+        killed = time.monotonic()
+        deadline = killed + NODE_LOST_AFTER_S + 10
+        while True:
+            async with ha.sessionmaker() as session:
+                call = (
+                    await session.execute(
+                        text("SELECT id, state, outcome, ended_at FROM calls WHERE uniqueid = :u"),
+                        {"u": uniqueid},
+                    )
+                ).one()
+            if call.outcome == "node_lost" or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.2)
+        assert (call.state, call.outcome) == ("abandoned", "node_lost"), call
+        assert time.monotonic() - killed < NODE_LOST_AFTER_S + 5
+        async with ha.sessionmaker() as session:
+            page = await list_callbacks(
+                session=session,
+                status=None,
+                reason=None,
+                offered_from=since,
+                offered_to=None,
+                limit=50,
+                cursor=None,
+            )
+            timeline = (
+                (
+                    await session.execute(
+                        text(
+                            "SELECT data FROM incident_events WHERE incident_id = :i"
+                            " AND kind = 'call_abandoned'"
+                        ),
+                        {"i": incident_id},
+                    )
+                )
+                .scalars()
+                .all()
+            )
+        assert call.id in {item.call_id for item in page.items}, page.items
+        assert [(d["outcome"], d["node"]) for d in timeline] == [("node_lost", node)]
+    finally:
+        await caller
+        if killed_node is not None and not ha.nodes[killed_node].running:
+            await asyncio.to_thread(ha.nodes[killed_node].start)
+    # Back: the proxy's probes find it again before the next test.
+    await _wait_for_node_active(ha, node)
+
+
+async def _wait_for_node_active(ha: Ha, node: str, within_s: float = 30) -> None:
+    """Until a call through the proxy can land on ``node`` again: Kamailio's probes see it."""
+    deadline = time.monotonic() + within_s
+    address = next(n.sip_address for n in ha.settings.pbx_nodes if n.name == node)
+    while time.monotonic() < deadline:
+        listing = await asyncio.to_thread(_dispatcher_list, ha.proxy)
+        part = listing.split(f"sip:{address}:5060", 1)
+        if len(part) == 2 and part[1].split("FLAGS:", 1)[1].split()[0].startswith("A"):
+            return
+        await asyncio.sleep(0.5)
+    raise RuntimeError(f"node {node} not active in the proxy again")
 
 
 async def test_a_node_that_dies_gets_no_new_calls_within_five_seconds(ha: Ha) -> None:

@@ -265,8 +265,8 @@ async def test_a_callback_is_placed_through_a_node_that_is_up() -> None:
     assert (a.actions, b.actions) == ([], [("originate", "siaga112-cb-x")])
 
 
-def member(device: str, *, paused: bool = False) -> QueueMemberState:
-    return QueueMemberState("emergency", "PJSIP/6001", "6001", device, paused, "", False)
+def member(device: str, *, paused: bool = False, reason: str = "") -> QueueMemberState:
+    return QueueMemberState("emergency", "PJSIP/6001", "6001", device, paused, reason, False)
 
 
 def test_an_operator_busy_on_one_node_is_busy() -> None:
@@ -274,6 +274,19 @@ def test_an_operator_busy_on_one_node_is_busy() -> None:
     assert [m.state for m in merged] == ["in_call"]
     merged = merge_members([[member("unavailable")], [member("not_in_use", paused=True)]])
     assert [m.state for m in merged] == ["paused"]
+
+
+def test_paused_on_one_node_and_free_on_another_is_idle() -> None:
+    """The node that can still offer the operator a call decides: not paused, whatever the
+    order of the nodes' answers."""
+    for order in (1, -1):
+        nodes = [[member("not_in_use", paused=True, reason="istirahat")], [member("not_in_use")]]
+        merged = merge_members(nodes[::order])
+        assert [(m.state, m.paused) for m in merged] == [("idle", False)]
+    merged = merge_members(
+        [[member("not_in_use", paused=True, reason="rapat")], [member("not_in_use", paused=True)]]
+    )
+    assert [(m.state, m.pause_reason) for m in merged] == [("paused", "rapat")]
 
 
 # --- real captures of a node with systemname (tests/fixtures/*/node-*) ------------------------

@@ -21,15 +21,24 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 NODE_LOST = "node_lost"
 
+# The rows are locked first, in id order (as the location sweep's done-mark locks its calls),
+# so that two multi-row writers of the same calls queue behind each other rather than
+# deadlock; a call ended meanwhile is re-checked under its lock and left alone.
 _END_SQL = text(
     """
-WITH lost AS (
-    UPDATE calls SET state = 'abandoned', outcome = CAST(:outcome AS text),
-        ended_at = GREATEST(calls.offered_at, CAST(:at AS timestamptz)),
-        updated_at = now()
+WITH target AS (
+    SELECT calls.id FROM calls
     WHERE calls.node = CAST(:node AS text) AND calls.state NOT IN ('ended', 'abandoned')
       AND calls.offered_at < :before
       AND NOT (calls.uniqueid = ANY(CAST(:alive AS text[])))
+    ORDER BY calls.id
+    FOR UPDATE
+), lost AS (
+    UPDATE calls SET state = 'abandoned', outcome = CAST(:outcome AS text),
+        ended_at = GREATEST(calls.offered_at, CAST(:at AS timestamptz)),
+        updated_at = now()
+    FROM target
+    WHERE calls.id = target.id AND calls.state NOT IN ('ended', 'abandoned')
     RETURNING calls.id, calls.uniqueid, calls.incident_id, calls.operator, calls.ended_at,
               calls.caller_id_available
 ), ev AS (

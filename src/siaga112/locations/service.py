@@ -672,12 +672,21 @@ async def derive_cell_only_calls(
     if audit:
         await session.execute(insert(AuditEvent.metadata.tables[AuditEvent.__tablename__]), audit)
     skipped = {j.call_id for j in left}
-    await session.execute(
-        update(Call)
+    # The rows locked in id order before they are written (as the lost-node rule locks its
+    # calls, siaga112.calls.lost): two multi-row writers of the same calls queue, never
+    # deadlock.
+    locked = (
+        select(Call.id)
         .where(
             Call.id.in_([c for c in ids if c not in skipped]),
             Call.locations_done_at.is_(None),
         )
+        .order_by(Call.id)
+        .with_for_update()
+    )
+    await session.execute(
+        update(Call)
+        .where(Call.id.in_(locked.scalar_subquery()), Call.locations_done_at.is_(None))
         .values(locations_done_at=func.now())
         .execution_options(synchronize_session=False)
     )

@@ -64,12 +64,16 @@ class PsAor(Base):
 
 
 class OperatorLiveState(Base):
-    """Each operator's last state as Asterisk reported it (the de-duplication point of
-    `operator_state_changed` events, across restarts and across siaga112 processes)."""
+    """Each operator's last state on each PBX node as that node's Asterisk reported it (the
+    de-duplication point of `operator_state_changed` events, across restarts and across
+    siaga112 processes; the events carry the state merged across nodes, operators/live.py)."""
 
     __tablename__ = "operator_live_states"
 
     extension: Mapped[str] = mapped_column(String(20), primary_key=True)
+    # The node's name as calls.node has it (`pbx` for the one node of a deployment without
+    # `pbx.nodes`).
+    node: Mapped[str] = mapped_column(String(31), primary_key=True)
     # idle, ringing, in_call, paused, offline, logged_out
     state: Mapped[str] = mapped_column(String(20))
     pause_reason: Mapped[str | None] = mapped_column(String(80))

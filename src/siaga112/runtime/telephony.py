@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Mapping
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -27,7 +28,7 @@ from siaga112.config import PbxNode, Settings
 from siaga112.locations.service import CallLocationJob, aml_number
 from siaga112.locations.worker import LocationWorker
 from siaga112.metrics import Metrics
-from siaga112.operators.live import record_operator_states
+from siaga112.operators.live import OperatorSnapshot, record_operator_states
 from siaga112.operators.service import QueueTarget, reapply_sessions
 from siaga112.runtime.callback_tracking import CallbackTracker
 from siaga112.runtime.reconcile import CdrReconciler, record_start_of
@@ -47,6 +48,12 @@ from siaga112.telephony.tracking import CallTracker
 log = logging.getLogger(__name__)
 
 RECONCILE_EVERY_S = 30.0
+# After a gap in what this process saw (it took a node's lease, its AMI session logged in again,
+# the database came back): calls cut during the gap end in the CDR file over the next moments,
+# so the file is read this often for a while instead of every RECONCILE_EVERY_S. Each pass is
+# a stat of the file when nothing was appended.
+CATCH_UP_EVERY_S = 1.0
+CATCH_UP_FOR_S = 120.0
 NODE_ACTOR = system_actor("node-watch")
 # Inline location derivation: calls younger than this are left to their own task by the sweep.
 INLINE_SWEEP_GRACE = timedelta(seconds=60)
@@ -128,14 +135,14 @@ class Telephony:
             for n in acts_on
         }
         self.ami = self.links[self.node.name]
-        controls = {
+        self._controls: dict[str, CallControl] = {
             name: AmiCallControl(send_action=link.send_action, send_list=link.send_list)
             for name, link in self.links.items()
         }
         self.control: CallControl = (
-            controls[self.node.name]
-            if len(controls) == 1
-            else NodeCallControl(controls=controls, is_up=lambda name: self.links[name].ready)
+            self._controls[self.node.name]
+            if len(self._controls) == 1
+            else NodeCallControl(controls=self._controls, is_up=lambda name: self.links[name].ready)
         )
         self._periodic: asyncio.Task[None] | None = None
         # Callers' locations beside the AGI server only when configured so; by default a
@@ -154,6 +161,12 @@ class Telephony:
         self._loss_handled = False
         self._booted_at: datetime | None = None
         self._watch: asyncio.Task[None] | None = None
+        # Reconciliation's pace (see CATCH_UP_EVERY_S): fast until this monotonic time, and
+        # woken early by catch_up(); whether the database failed a write since the last one
+        # that went through.
+        self._catch_up_until = 0.0
+        self._reconcile_now = asyncio.Event()
+        self._database_failed = False
 
     async def start(self) -> None:
         if self.follows_events:
@@ -172,7 +185,11 @@ class Telephony:
                 await self.reconciler.run_once()
             except Exception:
                 self.metrics.inc("reconcile_failures")
+                self._database_failed = True
                 log.exception("reconciliation at start failed; will retry")
+            # Taking a node's lease (or starting): calls cut while nobody followed the node
+            # are still ending.
+            self.catch_up("following the node")
         if self.answers_agi:
             # In the background: a sweep that fetches locations by reference must not hold up
             # the AGI server's start.
@@ -189,9 +206,14 @@ class Telephony:
 
         async def events_off() -> None:
             """An actions-only AMI session: Asterisk sends it no events at all (the manager
-            user's event filter is shared with the session that follows them)."""
+            user's event filter is shared with the session that follows them). With several
+            nodes, the node may have restarted with empty dynamic queues while this session
+            was away, and its follower may be down too: put the logged-in operators back on it
+            (idempotent). One node is always put right by its follower at FullyBooted."""
             await link.send_action({"Action": "Events", "EventMask": "off"})
             self.metrics.inc("ami_events_off")
+            if len(self.settings.pbx_nodes) > 1:
+                await self._reapply_sessions(node.name)
 
         link = AmiLink(
             host=node.ami_host,
@@ -201,11 +223,17 @@ class Telephony:
             on_event=self._on_event if events else _ignore,
             accept=lambda message: not self.tracker.ignores(message),
             on_login=self.resync if events else events_off,
+            on_disconnect=self._followed_link_lost if events else None,
             metrics=self.metrics,
             min_delay=self.settings.ami.reconnect_min_s,
             max_delay=self.settings.ami.reconnect_max_s,
         )
         return link
+
+    def _followed_link_lost(self) -> None:
+        # The next session may be with another Asterisk process (restarted): its FullyBooted
+        # says when that one started; the last one's time must not stand in for it.
+        self._booted_at = None
 
     def _on_event(self, event: AmiEvent) -> None:
         if not self.follows_events:
@@ -226,13 +254,16 @@ class Telephony:
             self._reapplying.add(task)
             task.add_done_callback(self._reapplying.discard)
 
-    async def _reapply_sessions(self) -> None:
+    async def _reapply_sessions(self, node: str | None = None) -> None:
+        """Logged-in operators back in the queues of ``node`` (None: of every node this
+        process acts on, or the followed node's alone for an events-only process)."""
         target = QueueTarget.for_settings(self.settings.pbx)
+        control = self.control if node is None else self._controls[node]
         try:
             async with self.sessionmaker() as session:
-                count = await reapply_sessions(session=session, control=self.control, target=target)
+                count = await reapply_sessions(session=session, control=control, target=target)
             if count:
-                log.info("re-applied %d operator queue sessions", count)
+                log.info("re-applied %d operator queue sessions on %s", count, node or "all")
             self.metrics.inc("operator_sessions_reapplied", count)
         except Exception:
             self.metrics.inc("operator_reapply_failures")
@@ -288,19 +319,53 @@ class Telephony:
             )
         # Whole again: logged in, the live state read back, the CDR backlog written.
         self.metrics.inc("ami_resyncs_completed")
+        # Events missed while the session was away: calls cut meanwhile end in the CDR file
+        # over the next moments.
+        self.catch_up("AMI logged in")
         self._kick_sweep()
 
+    def catch_up(self, why: str) -> None:
+        """Reconciles now, then every CATCH_UP_EVERY_S for CATCH_UP_FOR_S: after a gap in
+        what this process saw, the calls it missed are written as soon as their CDR lines
+        are, not at the next periodic pass."""
+        if not self.follows_events:
+            return
+        self._catch_up_until = time.monotonic() + CATCH_UP_FOR_S
+        self._reconcile_now.set()
+        self.metrics.inc("reconcile_catch_ups")
+        log.info("reconciling node %s at once and often for a while: %s", self.node.name, why)
+
+    def _database_answered(self) -> None:
+        """A write went through: after a failed one, the database is back (restarted,
+        promoted, reachable again) and what Asterisk recorded meanwhile is read at once."""
+        if self._database_failed:
+            self._database_failed = False
+            self.catch_up("the database is back")
+
     async def _reconcile_forever(self) -> None:
+        next_periodic = time.monotonic() + RECONCILE_EVERY_S
         while True:
-            await asyncio.sleep(RECONCILE_EVERY_S)
+            now = time.monotonic()
+            fast = self.follows_events and (now < self._catch_up_until or self._database_failed)
+            wait = min(next_periodic - now, CATCH_UP_EVERY_S) if fast else next_periodic - now
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._reconcile_now.wait(), max(wait, 0.0))
+            self._reconcile_now.clear()
+            periodic = time.monotonic() >= next_periodic
             if self.follows_events:
                 try:
                     await self.reconciler.run_once()
                 except Exception:
                     self.metrics.inc("reconcile_failures")
-                    log.exception("periodic reconciliation failed")
-                await self.callbacks.sweep()
-            await self._sweep_locations()
+                    self._database_failed = True
+                    log.exception("reconciliation failed; retrying every %.0f s", CATCH_UP_EVERY_S)
+                else:
+                    self._database_answered()
+            if periodic:
+                next_periodic = time.monotonic() + RECONCILE_EVERY_S
+                if self.follows_events:
+                    await self.callbacks.sweep()
+                await self._sweep_locations()
 
     async def _watch_node_forever(self) -> None:
         every = min(1.0, self.settings.pbx.node_lost_after_s / 4)
@@ -340,6 +405,19 @@ class Telephony:
             before=self._down_since, at=self._down_since, reason="unreachable"
         )
         self._loss_handled = True
+        # Nobody is in a lost node's queue: its operators' states stop counting in the merge
+        # across nodes (operators/live.py). Forgotten here too, so that the node's next login
+        # stores every member it lists again.
+        self.operator_states.current.clear()
+        self.operator_writer.push(
+            OperatorSnapshot(
+                queue=self.settings.pbx.queue_name,
+                at=self._down_since,
+                changes=(),
+                present=frozenset(),
+                source="node_lost",
+            )
+        )
         return ended
 
     async def end_lost_calls(
@@ -450,15 +528,27 @@ class Telephony:
 
     async def _write_operator_states(self, items: list[Pending]) -> int:
         async with self.sessionmaker() as session:
-            written = await record_operator_states(session=session, items=items)
+            written = await record_operator_states(
+                session=session,
+                items=items,
+                node=self.node.name,
+                nodes=[n.name for n in self.settings.pbx_nodes],
+            )
             await session.commit()
             return written
 
     async def _write_progress(self, updates: list[CallProgress]) -> set[str]:
-        async with self.sessionmaker() as session:
-            missing = await apply_progress(session=session, updates=updates)
-            await session.commit()
-            return missing
+        try:
+            async with self.sessionmaker() as session:
+                missing = await apply_progress(session=session, updates=updates)
+                await session.commit()
+        except Exception:
+            # The tracker retries; the database being away is what this marks (a bad row
+            # only costs a catch-up once a write goes through again).
+            self._database_failed = True
+            raise
+        self._database_answered()
+        return missing
 
 
 def _uniqueid(message: Mapping[str, object]) -> str:

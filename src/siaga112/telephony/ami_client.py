@@ -54,8 +54,11 @@ class AmiLink:
         min_delay: float = 0.5,
         max_delay: float = 15.0,
         accept: Callable[[Mapping[str, Any]], bool] | None = None,
+        on_disconnect: Callable[[], None] | None = None,
     ) -> None:
         self._on_event = on_event
+        # Told when the session is lost (inline in panoramisk's protocol: must not block).
+        self._on_disconnect_cb = on_disconnect
         # Asked of the raw message before it is parsed: an event no handler would use costs
         # no parsing, a large share of the events worker's time (bench/README, issue 13).
         self._accept = accept
@@ -174,3 +177,8 @@ class AmiLink:
         self.logged_in_at = None
         self.metrics.inc("ami_disconnects")
         log.warning("AMI connection lost (%s); reconnecting", exc)
+        if self._on_disconnect_cb is not None:
+            try:
+                self._on_disconnect_cb()
+            except Exception:
+                log.exception("AMI disconnect handling failed")

@@ -19,26 +19,32 @@ from siaga112.callcontrol.protocol import (
     QueueEntryState,
     QueueMemberState,
 )
+from siaga112.operators.live import merge_node_states
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-# When one member is in several nodes' queue, what the API shows: the most engaged state wins
-# (an operator talking on node B is not idle because node A's queue sees the phone free).
-_ENGAGEMENT = {"in_call": 4, "ringing": 3, "paused": 2, "idle": 1, "offline": 0}
-
 
 def merge_members(per_node: list[list[QueueMemberState]]) -> list[QueueMemberState]:
-    """One state per interface across nodes, the most engaged; order of first appearance."""
-    best: dict[str, QueueMemberState] = {}
+    """One state per interface across the nodes asked (those up), merged as the stored states
+    are (`merge_node_states`: in a call on any node is in a call, paused only when paused on
+    every node that can reach the phone...); the member returned is one whose own state is the
+    merged one. Order of first appearance."""
+    seen: dict[str, list[QueueMemberState]] = {}
     for members in per_node:
         for member in members:
-            key = f"{member.queue}\0{member.interface}"
-            seen = best.get(key)
-            if seen is None or _ENGAGEMENT[member.state] > _ENGAGEMENT[seen.state]:
-                best[key] = member
-    return list(best.values())
+            seen.setdefault(f"{member.queue}\0{member.interface}", []).append(member)
+    merged: list[QueueMemberState] = []
+    for members in seen.values():
+        state, reason = merge_node_states((m.state, m.pause_reason or None) for m in members)
+        merged.append(
+            next(
+                (m for m in members if m.state == state and (m.pause_reason or None) == reason),
+                next((m for m in members if m.state == state), members[0]),
+            )
+        )
+    return merged
 
 
 class NodeCallControl:

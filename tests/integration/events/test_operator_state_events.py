@@ -73,7 +73,7 @@ async def test_repeated_reports_store_one_event_per_change_with_the_previous_sta
         assert await record_operator_states(session=session, items=items[-2:]) == 0
         await session.commit()
         got = await events_of(session, e)
-        stored = await session.get(OperatorLiveState, e)
+        stored = await session.get(OperatorLiveState, (e, "pbx"))
     assert [(g["state"], g["previous"], g["pause_reason"]) for g in got] == [
         ("idle", None, None),
         ("ringing", "idle", None),
@@ -153,3 +153,106 @@ async def test_two_processes_reporting_the_same_change_at_once_store_it_once(
         got = await events_of(session, e)
     assert sum(counts) == 2
     assert [g["state"] for g in got] == ["idle", "ringing"]
+
+
+async def _rows(session: Any, extension: str) -> dict[str, tuple[str, str | None]]:
+    rows = await session.scalars(
+        select(OperatorLiveState).where(OperatorLiveState.extension == extension)
+    )
+    return {r.node: (r.state, r.pause_reason) for r in rows}
+
+
+async def test_two_nodes_keep_their_own_state_and_events_carry_the_merged_one(
+    sessionmaker: async_sessionmaker,  # type: ignore[type-arg]
+) -> None:
+    """Every node's queue has every operator: each node's follower stores what its node sees,
+    neither overwrites the other, and the live stream says what the operator is across nodes
+    (in a call on any node; paused only when paused on every node up; a lost node's view left
+    out)."""
+    e = ext()
+    nodes = ["nodea", "nodeb"]
+
+    async def report(node: str, *items: OperatorStateChange | OperatorSnapshot) -> int:
+        return await record_operator_states(
+            session=session, items=list(items), node=node, nodes=nodes
+        )
+
+    async with sessionmaker() as session:
+        # A row of the single node from before `pbx.nodes` (migration 0008's `pbx`): stale,
+        # not one of the nodes now, never counted.
+        await record_operator_states(session=session, items=[change(e, "in_call", -60)])
+        assert await report("nodea", change(e, "idle", 0)) == 1
+        assert await report("nodeb", change(e, "idle", 0.5)) == 0, "idle on both: still idle"
+        assert await report("nodea", change(e, "in_call", 1)) == 1
+        assert await report("nodeb", change(e, "paused", 2, reason="istirahat")) == 0
+        assert await report("nodea", change(e, "idle", 3)) == 1, "free on a, paused on b: idle"
+        assert await report("nodea", change(e, "paused", 4, reason="istirahat")) == 1
+        # Node b's late report (older than its stored state) changes nothing.
+        assert await report("nodeb", change(e, "idle", 1.5)) == 0
+        assert await _rows(session, e) == {
+            "pbx": ("in_call", None),
+            "nodea": ("paused", "istirahat"),
+            "nodeb": ("paused", "istirahat"),
+        }
+        assert await report("nodeb", change(e, "idle", 5)) == 1
+        # Node b lost (its follower's rule, runtime/telephony.py): nobody in its queue any more;
+        # the operator is what node a says.
+        lost = OperatorSnapshot(
+            queue="emergency",
+            at=T0 + timedelta(seconds=6),
+            changes=(),
+            present=frozenset(),
+            source="node_lost",
+        )
+        assert await report("nodeb", lost) == 1
+        assert await report("nodea", change(e, "logged_out", 7)) == 1
+        await session.commit()
+        got = await events_of(session, e)
+        rows = await _rows(session, e)
+    merged = [(g["state"], g["previous"], g["pause_reason"], g["node"]) for g in got[1:]]
+    assert merged == [
+        ("idle", None, None, "nodea"),
+        ("in_call", "idle", None, "nodea"),
+        ("idle", "in_call", None, "nodea"),
+        ("paused", "idle", "istirahat", "nodea"),
+        ("idle", "paused", None, "nodeb"),
+        ("paused", "idle", "istirahat", "nodeb"),
+        ("logged_out", "paused", None, "nodea"),
+    ]
+    assert got[-2]["source"] == "node_lost"
+    assert got[-2]["nodes"] == {"nodea": "paused", "nodeb": "logged_out"}
+    assert rows == {
+        "pbx": ("in_call", None),
+        "nodea": ("logged_out", None),
+        "nodeb": ("logged_out", None),
+    }
+
+
+async def test_two_nodes_writing_at_once_store_each_view_and_one_merged_event(
+    engine: AsyncEngine,
+) -> None:
+    """Two nodes' followers report the same operator at the same moment, over and over (their
+    own transactions, committed): both rows are stored and the merged state moves once."""
+    e = ext()
+    committed = async_sessionmaker(engine, expire_on_commit=False)
+
+    async def follower(node: str, seconds: float) -> int:
+        n = 0
+        for _ in range(3):
+            async with committed() as session:
+                n += await record_operator_states(
+                    session=session,
+                    items=[change(e, "idle", seconds), change(e, "in_call", seconds + 1)],
+                    node=node,
+                    nodes=["nodea", "nodeb"],
+                )
+                await session.commit()
+        return n
+
+    counts = await asyncio.gather(follower("nodea", 0), follower("nodeb", 0.5))
+    async with committed() as session:
+        got = await events_of(session, e)
+        rows = await _rows(session, e)
+    assert rows == {"nodea": ("in_call", None), "nodeb": ("in_call", None)}
+    assert [g["state"] for g in got] == ["idle", "in_call"]
+    assert sum(counts) == 2

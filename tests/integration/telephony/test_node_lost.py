@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from pydantic import SecretStr
 from sqlalchemy import func, select
@@ -22,6 +23,8 @@ from siaga112.calls.recorder import CallFacts, CallProgress, apply_progress, rec
 from siaga112.config import AmiSettings, PbxNodeSettings, Settings
 from siaga112.incidents.models import IncidentEvent
 from siaga112.metrics import Metrics
+from siaga112.operators.models import Operator
+from siaga112.operators.service import QueueTarget
 from siaga112.runtime.telephony import Telephony
 from siaga112.telephony.ami_events import parse_event
 from tests.integration.telephony.test_reconcile import cdr_line
@@ -314,3 +317,64 @@ async def test_a_call_control_instance_acts_on_every_node(
     assert set(control.links) == {"nodea", "nodeb"}
     assert not control.follows_events
     assert type(control.control).__name__ == "NodeCallControl"
+
+
+async def test_an_actions_only_session_logging_in_puts_the_operators_back_on_its_node(
+    settings: Settings, sessionmaker: Sessions, tmp_path: Path
+) -> None:
+    """A node back from a restart has empty dynamic queues. Its follower puts the operators
+    back at FullyBooted; when the follower is down too, any serve's actions-only session does
+    it as it logs in to the node again (on that node only)."""
+    conf = _nodes(settings, tmp_path)
+    control = Telephony(settings=conf, sessionmaker=sessionmaker, metrics=Metrics(), role="control")
+    extension = f"7{uuid.uuid4().int % 10**6:06d}"
+    async with sessionmaker() as session:
+        session.add(
+            Operator(
+                extension=extension,
+                name="Operator",
+                logged_in=True,
+                paused=True,
+                pause_reason="rapat",
+            )
+        )
+        await session.commit()
+    sent: dict[str, list[dict[str, Any]]] = {name: [] for name in control.links}
+    for name, link in control.links.items():
+
+        async def send_action(
+            action: dict[str, Any], *, as_list: bool = False, name: str = name
+        ) -> dict[str, str]:
+            sent[name].append(action)
+            return {"Response": "Success"}
+
+        link._manager.send_action = send_action
+    await control.links["nodeb"]._on_login_cb()
+    ours = [
+        (a["Action"], a["Queue"])
+        for a in sent["nodeb"]
+        if a.get("Interface") == f"PJSIP/{extension}"
+    ]
+    queues = QueueTarget.for_settings(conf.pbx).queues
+    assert ours == [(action, q) for q in queues for action in ("QueueAdd", "QueuePause")]
+    assert sent["nodeb"][0] == {"Action": "Events", "EventMask": "off"}
+    assert sent["nodea"] == []
+
+
+async def test_a_lost_session_forgets_when_the_last_asterisk_started(
+    settings: Settings, sessionmaker: Sessions, tmp_path: Path
+) -> None:
+    """The restart cue (FullyBooted's Uptime) belongs to one Asterisk process: once the
+    session is lost, the next login's resync must not take the old start for the new one."""
+    follower = _follower(_nodes(settings, tmp_path), sessionmaker, "nodea")
+    booted = parse_event(
+        {"Event": "FullyBooted", "Uptime": "30", "LastReload": "30", "Status": "Fully Booted"},
+        received_at=datetime.now(UTC),
+    )
+    assert booted is not None
+    follower._on_event(booted)
+    for task in list(follower._reapplying):
+        task.cancel()
+    assert follower._booted_at is not None
+    follower.ami._on_disconnect(follower.ami._manager, None)
+    assert follower._booted_at is None
