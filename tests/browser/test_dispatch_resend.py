@@ -6,6 +6,7 @@ own page highlights it, and once acknowledged it can no longer be resent."""
 from __future__ import annotations
 
 import asyncio
+import re
 from datetime import timedelta
 
 from playwright.sync_api import Browser, Page, expect
@@ -84,6 +85,22 @@ def test_unacknowledged_dispatches_are_resent_by_click_and_by_keyboard(
     expect(bpbd).not_to_have_class("overdue")
     expect(bpbd.locator(".timer")).to_contain_text("menunggu konfirmasi 3:")
     expect(page.locator("#timeline")).to_contain_text("dikirim ulang ke instansi")
+
+    # The supervisor's wallboard counts overdue the same way: both wait, neither is overdue.
+    add_user(server, "spv-resend", Role.SUPERVISOR, name="Pak Hendra")
+    board = browser.new_context(viewport={"width": 1600, "height": 900})
+    try:
+        board_guard = Guard()
+        board_page = board_guard.watch(board.new_page())
+        sign_in(board_page, server, "spv-resend")
+        expect(board_page).to_have_url(f"{server.url}/console/wallboard")
+        expect(board_page.locator("body")).to_have_attribute("data-ready", "1")
+        expect(board_page.locator("#wb-unacked li")).to_have_count(2)
+        expect(board_page.locator("#wb-unacked li.overdue")).to_have_count(0)
+        expect(board_page.locator("#wb-unacked-count")).not_to_have_class(re.compile(r"\balert\b"))
+        board_guard.check()
+    finally:
+        board.close()
 
     # The agency without a system of its own sees it highlighted, and acknowledges.
     agency = browser.new_context(viewport={"width": 1100, "height": 700})

@@ -135,6 +135,11 @@ def test_incident_to_closure_with_the_keyboard(
     expect(page.locator("#chooser")).to_be_visible()
     page.keyboard.press("Enter")
     expect(page.locator("#inc-status")).to_have_attribute("data-status", "closed")
+    # The status changes read as words on the timeline, not as the data's object.
+    expect(page.locator("#timeline li[data-kind=status_changed]").first).to_contain_text(
+        "Terselesaikan → Ditutup"
+    )
+    expect(page.locator("#timeline")).not_to_contain_text("[object Object]")
     with server.api() as api:
         body = api.get(f"/v1/incidents/{incident}").json()
     assert body["status"] == "closed"

@@ -383,12 +383,19 @@ function renderIncident() {
   renderTimeline();
 }
 
+// A timeline line's status: an incident's change is {from, to}, a dispatch's a plain name.
+function statusChange(status) {
+  const label = (s) => (t(`status.${s}`) !== `status.${s}` ? t(`status.${s}`) : String(s));
+  if (status && typeof status === "object") return `${label(status.from)} → ${label(status.to)}`;
+  return label(status);
+}
+
 function renderTimeline() {
   const list = clear($("timeline"));
   for (const e of [...state.incident.timeline].reverse()) {
     let detail = "";
     if (e.kind === "note") detail = e.data.text || "";
-    else if (e.data && e.data.status) detail = t(`status.${e.data.status}`) !== `status.${e.data.status}` ? t(`status.${e.data.status}`) : e.data.status;
+    else if (e.data && e.data.status) detail = statusChange(e.data.status);
     else if (e.data && e.data.agency) detail = e.data.agency;
     else if (e.data && e.data.operator) detail = e.data.operator;
     list.append(el("li", { dataset: { kind: e.kind } },
