@@ -17,7 +17,9 @@ One run, about two minutes with the defaults (bench/README.md says what it does)
    - queue update: from the call's ``offered_at`` (siaga112 recorded it) to the console having
      drawn a queue fetched after that call's ``call_offered`` event;
    - screen pop: from the call's ``answered_at`` (Asterisk's answer, from AMI) to the incident
-     drawn on the console of the member that answered;
+     panel drawn on the console of the member that answered (its fields and calls, from
+     ``GET /v1/incidents/{id}/brief``); "complete" when the full read has added the map, the
+     timeline and the caller's history;
    p50/p99/max, and the calls each console missed;
 6. where that time goes, per call, from timestamps taken outside the service (``--no-stages``
    leaves them out): the event's row visible in PostgreSQL (a LISTEN connection of the
@@ -181,7 +183,9 @@ class Probe:
     ) -> None:
         self.base = base
         self.members = members
-        # Seconds one GET /v1/incidents/{id} took, as a popping console sends it (plain client).
+        # Seconds a popping console's reads took (plain client): GET /v1/incidents/{id}/brief
+        # (what draws the panel), then GET /v1/incidents/{id} (map, timeline, history).
+        self.brief_reads: list[float] = []
         self.incident_reads: list[float] = []
         self._reads: set[asyncio.Task[None]] = set()
         self.key = key
@@ -249,6 +253,10 @@ class Probe:
                             task.add_done_callback(self._reads.discard)
 
     async def _read(self, client: httpx.AsyncClient, incident: int, headers: Any) -> None:
+        started = time.monotonic()
+        response = await client.get(f"{self.base}/v1/incidents/{incident}/brief", headers=headers)
+        if response.status_code == 200:
+            self.brief_reads.append(time.monotonic() - started)
         started = time.monotonic()
         response = await client.get(f"{self.base}/v1/incidents/{incident}", headers=headers)
         if response.status_code == 200:
@@ -376,6 +384,7 @@ def _latencies(
             "opened": [],
             "drawn": [],
             "page_apply": [],
+            "complete": [],
         }
         for f in ("queue_update", "screen_pop")
     }
@@ -429,6 +438,9 @@ def _latencies(
                 pops_expected += 1
                 popped = first.get(("pop", incident))
                 opened = first.get(("pop_open", incident))
+                complete = first.get(("pop_full", incident))
+                if complete is not None:
+                    stages["screen_pop"]["complete"].append(complete - t0)
                 if opened is not None:
                     stages["screen_pop"]["opened"].append(opened - t0)
                 recv = arrived.get(("call_answered", incident))
@@ -591,6 +603,7 @@ async def _measure(surge: Surge, args: argparse.Namespace) -> dict[str, Any]:
         },
         "probe_errors": probe.errors if probe is not None else [],
         "incident_read": _figures(probe.incident_reads) if probe is not None else None,
+        "brief_read": _figures(probe.brief_reads) if probe is not None else None,
         "browser_nice": args.browser_nice,
         "hub_metrics": hub_metrics,
         "sustained": sustained,
@@ -832,6 +845,7 @@ STAGE_NAMES = {
     "opened": "opened from the event (number, id)",
     "drawn": "drawn by the page",
     "page_apply": "the page's own part (drawn - received)",
+    "complete": "complete: map, timeline, caller history",
 }
 
 
@@ -849,12 +863,16 @@ def stage_lines(result: dict[str, Any]) -> list[str]:
                     f"    {label:<42} {ms(f['p50_s']):>10} {ms(f['p99_s']):>10} "
                     f"{ms(f['max_s']):>10} (n={f['n']})"
                 )
-    read = result.get("incident_read")
-    if read and read["n"]:
-        lines.append(
-            f"  GET /v1/incidents/{{id}} on a pop (plain client): p50 {ms(read['p50_s'])} "
-            f"p99 {ms(read['p99_s'])} (n={read['n']})"
-        )
+    for key, label in (
+        ("brief_read", "GET /v1/incidents/{id}/brief on a pop"),
+        ("incident_read", "then GET /v1/incidents/{id}"),
+    ):
+        read = result.get(key)
+        if read and read["n"]:
+            lines.append(
+                f"  {label} (plain client): p50 {ms(read['p50_s'])} "
+                f"p99 {ms(read['p99_s'])} (n={read['n']})"
+            )
     hub = result.get("hub_metrics") or {}
     if hub:
         lines.append(

@@ -141,6 +141,14 @@ class CallbackInProgress(DomainError):
     code = "callback_in_progress"
 
 
+class DispatchNotWaiting(DomainError):
+    """A resend of a dispatch its agency has already acknowledged (or declined, or finished):
+    only a dispatch still waiting for its acknowledgement can be sent again."""
+
+    status_code = 409
+    code = "dispatch_not_waiting"
+
+
 def error_body(
     code: str, message: str, details: list[dict[str, Any]] | None = None
 ) -> dict[str, Any]:

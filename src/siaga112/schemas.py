@@ -27,6 +27,10 @@ ShortText = Annotated[
 Address = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500, pattern=_NO_CONTROL)
 ]
+# What the caller says is near (a mosque, a market, a school); incidents.landmark is 300.
+Landmark = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300, pattern=_NO_CONTROL)
+]
 LongText = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=4000, pattern=_NO_CONTROL),

@@ -132,6 +132,10 @@ def test_queue_then_screen_pop_with_a_hostile_display_name(page: Page, server: S
     assert page.locator("#incident img, #incident script").count() == 0
     assert page.evaluate("window.__pwned") is None
     expect(page.locator("#timeline")).to_contain_text("dijawab")
+    # The brief drew the panel; the full read that follows brings the caller's history.
+    expect(page.locator("#inc-history")).to_contain_text("1 panggilan")
+    marks = page.evaluate("window.siaga112Timings.map((m) => m.kind)")
+    assert {"pop_open", "pop", "pop_full"} <= set(marks)
 
 
 def test_abandoned_caller_is_on_the_worklist(page: Page, server: Server, guard: Guard) -> None:

@@ -12,6 +12,9 @@ from playwright.sync_api import Browser, Page, expect
 from siaga112.auth.roles import Role
 from tests.browser.conftest import Guard, Server, add_operator, add_user, screenshot, sign_in
 
+# Typed by the operator from what the caller said; markup in it must stay text.
+LANDMARK = "Seberang <b>Summarecon</b> & Masjid Al-Ikhlas"
+
 
 def test_incident_to_closure_with_the_keyboard(
     page: Page, server: Server, browser: Browser
@@ -64,11 +67,19 @@ def test_incident_to_closure_with_the_keyboard(
     expect(page.locator("#agency-damkar")).to_be_checked()
     expect(page.locator("#agency-dinkes")).to_be_checked()
 
-    # Address and a note, typed; Enter saves, Escape is never needed after Enter.
+    # Address, then Tab to the landmark (its own field), and a note, typed; Enter saves,
+    # Escape is never needed after Enter. The landmark is the caller's words: drawn inert.
     page.keyboard.press("a")
-    page.keyboard.type("Jl. Ahmad Yani No. 1, patokan Summarecon, Kec. Bekasi Selatan")
+    page.keyboard.type("Jl. Ahmad Yani No. 1, Kec. Bekasi Selatan")
+    page.keyboard.press("Tab")
+    expect(page.locator("#inc-landmark")).to_be_focused()
+    page.keyboard.type(LANDMARK)
     page.keyboard.press("Enter")
     expect(page.locator("#inc-kecamatan")).to_have_text("Bekasi Selatan")
+    page.keyboard.press("m")
+    expect(page.locator("#inc-landmark")).to_be_focused()
+    expect(page.locator("#inc-landmark")).to_have_value(LANDMARK)
+    page.keyboard.press("Escape")
     page.keyboard.press("n")
     page.keyboard.type("Asap tebal dari lantai dua")
     page.keyboard.press("Enter")
@@ -102,6 +113,8 @@ def test_incident_to_closure_with_the_keyboard(
         expect(card).to_have_count(1)
         expect(agency_page.locator("article")).to_have_count(1)  # only its own dispatch
         expect(card).to_contain_text("Jl. Ahmad Yani No. 1")
+        expect(card.locator(".landmark")).to_have_text(f"Patokan: {LANDMARK}")
+        expect(card.locator(".landmark b")).to_have_count(0)
         screenshot(agency_page, "agency")
         card.locator("button[data-action=acknowledged]").focus()
         agency_page.keyboard.press("Enter")
@@ -122,11 +135,18 @@ def test_incident_to_closure_with_the_keyboard(
     expect(page.locator("#chooser")).to_be_visible()
     page.keyboard.press("Enter")
     expect(page.locator("#inc-status")).to_have_attribute("data-status", "closed")
+    # The status changes read as words on the timeline, not as the data's object.
+    expect(page.locator("#timeline li[data-kind=status_changed]").first).to_contain_text(
+        "Terselesaikan → Ditutup"
+    )
+    expect(page.locator("#timeline")).not_to_contain_text("[object Object]")
     with server.api() as api:
         body = api.get(f"/v1/incidents/{incident}").json()
     assert body["status"] == "closed"
     assert body["classification"] == "emergency"
     assert body["category"] == "kebakaran"
+    assert body["address"] == "Jl. Ahmad Yani No. 1, Kec. Bekasi Selatan"
+    assert body["landmark"] == LANDMARK
     assert [loc["radius_m"] for loc in body["locations"] if loc["confirmed"]] == [35.0]
     actors = {e["actor"] for e in body["timeline"] if e["kind"] in ("note", "status_changed")}
     assert actors == {"user:op-keys"}

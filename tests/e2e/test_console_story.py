@@ -221,6 +221,13 @@ async def test_call_to_closure_in_the_browser_with_the_keyboard(
         await page.keyboard.press("c")
         await page.keyboard.press("1")
         await expect(page.locator("#agency-dinkes")).to_be_checked()
+        # The address, and the landmark the caller names in its own field (Tab, then Enter).
+        await page.keyboard.press("a")
+        await page.keyboard.type("Jl. Raya Jatiasih No. 10")
+        await page.keyboard.press("Tab")
+        await page.keyboard.type("Seberang Masjid Al-Ikhlas")
+        await page.keyboard.press("Enter")
+        await expect(page.locator("#inc-landmark")).to_have_value("Seberang Masjid Al-Ikhlas")
         await page.keyboard.press("d")
         await expect(page.locator("#dispatch-list li")).to_have_count(2)
         await page.screenshot(path=str(SCREENSHOTS / "operator-story.png"))
@@ -231,6 +238,7 @@ async def test_call_to_closure_in_the_browser_with_the_keyboard(
             agency_page = await agency_guard.watch(await agency_context.new_page())
             await _sign_in(agency_page, console_url, "story-damkar")
             card = agency_page.locator(f"article[data-incident='{waiting.incident_id}']")
+            await expect(card.locator(".landmark")).to_contain_text("Seberang Masjid Al-Ikhlas")
             await card.locator("button[data-action=acknowledged]").focus()
             await agency_page.keyboard.press("Enter")
             await expect(card).to_have_attribute("data-status", "acknowledged")
@@ -257,6 +265,7 @@ async def test_call_to_closure_in_the_browser_with_the_keyboard(
     incident = (await api.get(f"/v1/incidents/{waiting.incident_id}")).json()
     assert incident["status"] == "closed"
     assert incident["classification"] == "emergency"
+    assert incident["landmark"] == "Seberang Masjid Al-Ikhlas"
     confirmed = [loc for loc in incident["locations"] if loc["confirmed"]]
     assert [loc["source"] for loc in confirmed] == ["pidf_lo"]
     kinds = [e["kind"] for e in incident["timeline"]]

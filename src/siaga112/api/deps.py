@@ -155,4 +155,10 @@ def request_id(request: Request) -> str | None:
     return value if isinstance(value, str) else None
 
 
-RequestId = Annotated[str | None, Depends(request_id)]
+async def _request_id(request: Request) -> str | None:
+    # A coroutine: FastAPI runs a plain function dependency in its thread pool, a thread hop
+    # (and a wait for a free thread under load) on every request that records its id.
+    return request_id(request)
+
+
+RequestId = Annotated[str | None, Depends(_request_id)]

@@ -27,7 +27,7 @@ from siaga112.schemas import ERROR_RESPONSES, ErrorOut, Timestamp
 router = APIRouter(prefix="/callbacks", tags=["callbacks"], responses=ERROR_RESPONSES)
 
 
-def _policy(request: Request) -> service.CallbackPolicy:
+async def _policy(request: Request) -> service.CallbackPolicy:
     settings: Settings = request.app.state.settings
     return service.CallbackPolicy.from_settings(settings)
 

@@ -10,7 +10,7 @@ from fastapi import Depends, Request
 from siaga112.callcontrol.protocol import CallControl
 
 
-def _control(request: Request) -> CallControl | None:
+async def _control(request: Request) -> CallControl | None:
     control: CallControl | None = getattr(request.app.state, "call_control", None)
     return control
 

@@ -26,6 +26,7 @@ class CandidateIncident(Output):
     channel: Channel
     caller_number: str | None
     address: str | None
+    landmark: str | None = None
     kecamatan: str | None
     created_at: datetime
 

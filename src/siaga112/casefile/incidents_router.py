@@ -13,7 +13,7 @@ from siaga112.callers.schemas import CallerSummaryOut, PastClassification
 from siaga112.callers.service import audit_number_search, caller_history, usable_number
 from siaga112.calls.schemas import CallOut
 from siaga112.casefile import service as casefile_service
-from siaga112.casefile.schemas import IncidentDetail
+from siaga112.casefile.schemas import CallBrief, IncidentBriefOut, IncidentDetail
 from siaga112.errors import InvalidRequest
 from siaga112.incidents import service
 from siaga112.incidents.lifecycle import Category, Classification, Status
@@ -146,6 +146,28 @@ async def get_incident(
     )
 
 
+@router.get(
+    "/{incident_id}/brief",
+    response_model=IncidentBriefOut,
+    responses=_404,
+    summary="One incident with its calls, for a screen pop (no locations, timeline, history)",
+    description=(
+        "The incident's fields and its calls, read in one statement: what the call-taker's "
+        "panel draws the moment the operator's phone answers. Nothing in it tells where the "
+        "caller is (no locations, no raw network headers), so the read is not audited; the "
+        "full `GET /v1/incidents/{id}` follows for the map, timeline and caller history."
+    ),
+)
+async def get_incident_brief(
+    incident_id: IncidentId, session: SessionDep, actor: Reader
+) -> IncidentBriefOut:
+    b = await casefile_service.get_brief(session=session, incident_id=incident_id)
+    return IncidentBriefOut(
+        **_out(b.incident, actor).model_dump(),
+        calls=[CallBrief.model_validate(c) for c in b.calls],
+    )
+
+
 async def _caller_summary(
     session: AsyncSession, incident: Incident, actor: Actor, rid: str | None
 ) -> CallerSummaryOut | None:
@@ -181,7 +203,7 @@ async def _caller_summary(
     "/{incident_id}",
     response_model=IncidentOut,
     responses=_404 | _409,
-    summary="Change category, classification, status, priority, address, summary",
+    summary="Change category, classification, status, priority, address, landmark, summary",
 )
 async def update_incident(
     incident_id: IncidentId,

@@ -3,6 +3,9 @@ a call with its recordings."""
 
 from __future__ import annotations
 
+import uuid
+from datetime import datetime
+
 from pydantic import Field
 
 from siaga112.callers.schemas import CallerSummaryOut
@@ -10,6 +13,7 @@ from siaga112.calls.schemas import CallOut
 from siaga112.incidents.schemas import IncidentOut, TimelineEntry
 from siaga112.locations.schemas import BestLocationOut, LocationOut
 from siaga112.recordings.schemas import RecordingOut
+from siaga112.schemas import Output
 
 
 class IncidentDetail(IncidentOut):
@@ -24,6 +28,33 @@ class IncidentDetail(IncidentOut):
         description="the caller number's other calls and incidents in brief (a read of them is "
         "audited); null without a usable number (anonymous, restricted, no SIM)",
     )
+
+
+class CallBrief(Output):
+    """A call as the screen pop draws it: who calls, the number to call back, whether it is
+    still live. The network's raw location headers are read (and audited) with the full case
+    file."""
+
+    id: uuid.UUID
+    caller_number: str | None
+    caller_name: str | None
+    caller_e164: str | None
+    asserted_number: str | None
+    presentation: str | None
+    caller_id_available: bool
+    state: str
+    queue: str | None
+    operator: str | None
+    offered_at: datetime
+    answered_at: datetime | None
+    ended_at: datetime | None
+
+
+class IncidentBriefOut(IncidentOut):
+    """What a screen pop draws first: the incident's fields and its calls, oldest first.
+    Locations, timeline and the caller's history come with the full read."""
+
+    calls: list[CallBrief]
 
 
 class CallDetailOut(CallOut):

@@ -1,5 +1,6 @@
 """Reading an incident's case file: the incident, its calls, its caller locations and its
-timeline, in one audited read."""
+timeline, in one audited read; and the brief a screen pop draws first (the incident and its
+calls, in one statement, nothing about where the caller is, so nothing to audit or commit)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from siaga112.audit.service import record_audit
 from siaga112.auth.service import Actor
 from siaga112.calls.models import Call
+from siaga112.errors import NotFound
 from siaga112.incidents import service as incidents_service
 from siaga112.incidents.models import Incident, IncidentEvent
 from siaga112.locations.models import Location
@@ -22,6 +24,29 @@ class IncidentDetails:
     calls: list[Call]
     locations: list[Location]
     timeline: list[IncidentEvent]
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentBrief:
+    incident: Incident
+    calls: list[Call]
+
+
+async def get_brief(*, session: AsyncSession, incident_id: int) -> IncidentBrief:
+    """The incident and its calls (oldest first) in one statement. Its caller locations,
+    timeline and the caller's history are left to the full read (:func:`get_details`): the
+    brief is what the panel needs the moment the operator's phone answers."""
+    rows = (
+        await session.execute(
+            select(Incident, Call)
+            .outerjoin(Call, Call.incident_id == Incident.id)
+            .where(Incident.id == incident_id)
+            .order_by(Call.offered_at)
+        )
+    ).all()
+    if not rows:
+        raise NotFound(f"incident {incident_id} not found")
+    return IncidentBrief(rows[0][0], [call for _, call in rows if call is not None])
 
 
 async def get_details(

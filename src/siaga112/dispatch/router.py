@@ -224,6 +224,46 @@ async def update_dispatch(
     return _out(view)
 
 
+@router.post(
+    "/dispatches/{dispatch_id}/resend",
+    response_model=DispatchOut,
+    responses=_404
+    | {
+        409: {
+            "model": ErrorOut,
+            "description": "`dispatch_not_waiting`: the agency already acknowledged (or "
+            "declined, or finished) it; `conflict`: the incident is closed",
+        }
+    },
+    summary="Send a dispatch its agency has not acknowledged yet again",
+    description=(
+        "For a dispatch still `sent`. Agencies with a webhook get a new signed message "
+        "(`dispatch.resent`, the incident as it is now, `dispatch.resend` = n); the others see "
+        "it marked as resent on their page. Writes a `dispatch_resent` timeline line and an "
+        "audit row, and counts the resends (`resend_count`). The acknowledgement time keeps "
+        "counting from the first send; the overdue alert (`dispatch_unacknowledged`) is "
+        "re-armed from the resend. Whoever may dispatch may resend."
+    ),
+)
+async def resend_dispatch(
+    dispatch_id: DispatchId,
+    request: Request,
+    session: SessionDep,
+    actor: IncidentWriter,
+    rid: RequestId,
+) -> DispatchOut:
+    view = await service.resend_dispatch(
+        session=session,
+        dispatch_id=dispatch_id,
+        actor=actor,
+        request_id=rid,
+        recent_window=_recent_window(request),
+    )
+    await session.commit()
+    _wake_worker(request)
+    return _out(view)
+
+
 @router.get(
     "/dispatch-defaults",
     response_model=list[CategoryDefaults],

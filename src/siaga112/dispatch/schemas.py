@@ -79,6 +79,9 @@ class IncidentCore(Output):
     classification: Classification | None
     priority: int = Field(description="1 is the most urgent")
     address: str | None
+    landmark: str | None = Field(
+        default=None, description="what the caller says is near: how a crew finds the place"
+    )
     summary: str | None
     created_at: datetime
 
@@ -112,7 +115,17 @@ class DispatchOut(Output):
     on_scene_at: datetime | None
     completed_at: datetime | None
     declined_at: datetime | None
-    unack_alerted_at: datetime | None
+    unack_alerted_at: datetime | None = Field(
+        description="when the overdue alert was raised; null again after a resend (re-armed)"
+    )
+    resend_count: int = Field(
+        default=0, description="how often the centre sent it again while it was not acknowledged"
+    )
+    last_resent_at: datetime | None = Field(
+        default=None,
+        description="the last resend; the overdue alert counts from it, the acknowledgement "
+        "time from `created_at`",
+    )
     allowed_statuses: list[DispatchStatus]
     incident: IncidentFacts
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import Select, delete, func, select, update
+from sqlalchemy import BigInteger, ColumnElement, Select, delete, exists, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -39,6 +39,7 @@ from siaga112.dispatch.schemas import (
     LocationFacts,
 )
 from siaga112.dispatch.webhooks import (
+    RESENT_EVENT,
     AgencyRef,
     DispatchComponent,
     NoteComponent,
@@ -46,10 +47,12 @@ from siaga112.dispatch.webhooks import (
     event_name,
     idempotency_key,
     message_payload,
+    resend_key,
 )
 from siaga112.errors import (
     Conflict,
     DestinationRefused,
+    DispatchNotWaiting,
     Forbidden,
     InvalidRequest,
     InvalidTransition,
@@ -141,11 +144,56 @@ def _caller(incident: Incident, share: bool) -> CallerFacts | None:
 # ---------------------------------------------------------------- views
 
 
+# The timeline line of a resend: the record of how often, when and by whom a dispatch was sent
+# again (its count and last time are read from these lines, not kept twice).
+RESENT_KIND = "dispatch_resent"
+
+
+def _resent_lines(dispatch: Dispatch) -> list[ColumnElement[bool]]:
+    return [
+        IncidentEvent.incident_id == dispatch.incident_id,
+        IncidentEvent.kind == RESENT_KIND,
+        IncidentEvent.data["dispatch_id"].astext.cast(BigInteger) == dispatch.id,
+    ]
+
+
+Resends = tuple[int, datetime | None]
+
+
+async def _resends(*, session: AsyncSession, dispatch: Dispatch) -> Resends:
+    """How often the dispatch was resent, and when last."""
+    count, last = (
+        await session.execute(
+            select(func.count(), func.max(IncidentEvent.at)).where(*_resent_lines(dispatch))
+        )
+    ).one()
+    return int(count or 0), last
+
+
+async def _resends_of(*, session: AsyncSession, dispatches: list[Dispatch]) -> dict[int, Resends]:
+    """:func:`_resends` of many dispatches in one statement (a list of them)."""
+    if not dispatches:
+        return {}
+    dispatch_id = IncidentEvent.data["dispatch_id"].astext.cast(BigInteger)
+    rows = await session.execute(
+        select(dispatch_id, func.count(), func.max(IncidentEvent.at))
+        .where(
+            IncidentEvent.incident_id.in_({d.incident_id for d in dispatches}),
+            IncidentEvent.kind == RESENT_KIND,
+            dispatch_id.in_([d.id for d in dispatches]),
+        )
+        .group_by(dispatch_id)
+    )
+    return {int(i): (int(n), last) for i, n, last in rows.all()}
+
+
 @dataclass(frozen=True, slots=True)
 class DispatchView:
     dispatch: Dispatch
     agency: Agency
     incident: IncidentFacts
+    resends: int = 0
+    last_resent_at: datetime | None = None
 
     def as_dict(self) -> dict[str, Any]:
         d = self.dispatch
@@ -167,6 +215,8 @@ class DispatchView:
             "completed_at": d.completed_at,
             "declined_at": d.declined_at,
             "unack_alerted_at": d.unack_alerted_at,
+            "resend_count": self.resends,
+            "last_resent_at": self.last_resent_at,
             "allowed_statuses": allowed_targets(DispatchStatus(d.status)),
             "incident": self.incident,
         }
@@ -184,6 +234,7 @@ async def _view(
     actor: Actor,
     request_id: str | None,
     recent_window: timedelta = DEFAULT_RECENT_WINDOW,
+    resends: Resends | None = None,
 ) -> DispatchView:
     agency = await session.get_one(Agency, dispatch.agency_id)
     incident = await session.get_one(Incident, dispatch.incident_id)
@@ -218,7 +269,10 @@ async def _view(
             },
             request_id=request_id,
         )
-    return DispatchView(dispatch, agency, facts)
+    count, last_resent_at = (
+        resends if resends is not None else await _resends(session=session, dispatch=dispatch)
+    )
+    return DispatchView(dispatch, agency, facts, count, last_resent_at)
 
 
 # ---------------------------------------------------------------- outbox
@@ -235,14 +289,16 @@ async def _enqueue(
     notes: list[NoteComponent] | None = None,
     location: Location | None = None,
     recent_window: timedelta = DEFAULT_RECENT_WINDOW,
+    resend: int = 0,
 ) -> bool:
     """Writes the agency's message into the outbox (same transaction). False when the agency
-    has no webhook: it then works from the API alone."""
+    has no webhook: it then works from the API alone. ``resend``: the n-th resend of a dispatch
+    still `sent` (event `dispatch.resent`, a key of its own)."""
     settings = await session.get(AgencyDispatchSettings, agency.id)
     if settings is None or not settings.webhook_url:
         return False
     status = DispatchStatus(dispatch.status)
-    key = idempotency_key(dispatch.id, status)
+    key = resend_key(dispatch.id, resend) if resend else idempotency_key(dispatch.id, status)
     now = datetime.now(UTC)
     if notes is None:
         notes = await _notes(session=session, incident_id=incident.id)
@@ -252,7 +308,7 @@ async def _enqueue(
         )
     message = WebhookMessage(
         message_id=key,
-        event=event_name(status),
+        event=RESENT_EVENT if resend else event_name(status),
         created_at=now,
         incident=_core(incident),
         location=LocationFacts.model_validate(location) if location is not None else None,
@@ -268,6 +324,7 @@ async def _enqueue(
             sent_at=dispatch.created_at,
             status_changed_at=now,
             changed_by=actor.label,
+            resend=resend,
         ),
     )
     await session.execute(
@@ -660,8 +717,16 @@ async def list_dispatches(
     rows, next_cursor = page(
         (await session.scalars(stmt)).all(), limit=limit, key=lambda d: (d.created_at, d.id)
     )
+    resends = await _resends_of(session=session, dispatches=list(rows))
     views = [
-        await _view(session=session, dispatch=d, with_location=False, actor=actor, request_id=None)
+        await _view(
+            session=session,
+            dispatch=d,
+            with_location=False,
+            actor=actor,
+            request_id=None,
+            resends=resends.get(d.id, (0, None)),
+        )
         for d in rows
     ]
     return views, next_cursor
@@ -748,15 +813,100 @@ async def update_dispatch_status(
     )
 
 
+# ---------------------------------------------------------------- resend
+
+
+async def resend_dispatch(
+    *,
+    session: AsyncSession,
+    dispatch_id: int,
+    actor: Actor,
+    request_id: str | None,
+    recent_window: timedelta = DEFAULT_RECENT_WINDOW,
+) -> DispatchView:
+    """Sends a dispatch its agency has not acknowledged yet again: a new webhook message with the
+    incident as it is now (``dispatch.resent``; agencies without a webhook see the dispatch
+    marked as resent on their page), a timeline line and an audit row.
+
+    The acknowledgement time still counts from the first send (what the agency is measured
+    on, and what the operator's timer shows); the overdue alert is re-armed from the resend, so
+    that a dispatch resent because it was overdue is flagged again only if this resend too goes
+    unanswered for the acknowledgement timeout."""
+    if not actor.can(Permission.WRITE_INCIDENTS):
+        raise Forbidden(f"role {actor.role.value} may not resend dispatches")
+    dispatch = await _get_scoped(session=session, dispatch_id=dispatch_id, actor=actor, lock=True)
+    current = DispatchStatus(dispatch.status)
+    if current is not DispatchStatus.SENT:
+        raise DispatchNotWaiting(
+            f"dispatch {dispatch_id} is {current.value}: only a dispatch waiting for its "
+            "acknowledgement can be resent",
+            details=[{"field": "path.dispatch_id", "status": current.value}],
+        )
+    incident = await get_incident(session=session, incident_id=dispatch.incident_id)
+    if incident.status == Status.CLOSED.value:
+        raise Conflict(f"incident {incident.id} is closed", details=[{"field": "path.dispatch_id"}])
+    agency = await session.get_one(Agency, dispatch.agency_id)
+    before, _ = await _resends(session=session, dispatch=dispatch)
+    resend = before + 1
+    was_alerted = dispatch.unack_alerted_at
+    dispatch.unack_alerted_at = None  # re-armed: the watchdog counts from this resend
+    webhook = await _enqueue(
+        session=session,
+        dispatch=dispatch,
+        agency=agency,
+        incident=incident,
+        remark=None,
+        actor=actor,
+        recent_window=recent_window,
+        resend=resend,
+    )
+    data = {
+        "dispatch_id": dispatch.id,
+        "agency": agency.code,
+        "resend": resend,
+        "sent_at": dispatch.created_at.isoformat(),
+        "webhook": webhook,
+    }
+    await record_change(
+        session,
+        incident_id=incident.id,
+        actor=actor,
+        kind=RESENT_KIND,
+        data=data,
+        action="dispatch.resend",
+        entity_type="dispatch",
+        entity_id=str(dispatch.id),
+        before={
+            "resends": before,
+            "unack_alerted_at": was_alerted.isoformat() if was_alerted else None,
+        },
+        after={"resends": resend, "unack_alerted_at": None, "webhook": webhook},
+        request_id=request_id,
+    )
+    await session.flush()
+    await session.refresh(dispatch)  # updated_at, set by the database
+    return await _view(
+        session=session, dispatch=dispatch, with_location=False, actor=actor, request_id=None
+    )
+
+
 # ---------------------------------------------------------------- watchdog
 
 
 async def alert_unacknowledged(
     *, session: AsyncSession, timeout_s: float, actor: Actor, limit: int = 100
 ) -> list[int]:
-    """Dispatches still `sent` after `timeout_s`: one `dispatch_unacknowledged` timeline event
-    and audit event each, once. Safe with several workers (SKIP LOCKED, and the mark)."""
+    """Dispatches still `sent` after `timeout_s` from their sending, or from their last resend
+    (:func:`resend_dispatch` re-arms the alert): one `dispatch_unacknowledged` timeline event
+    and audit event each, once per arming. Safe with several workers (SKIP LOCKED, and the
+    mark)."""
     cutoff = datetime.now(UTC) - timedelta(seconds=timeout_s)
+    recent_resend = exists().where(
+        IncidentEvent.incident_id == Dispatch.incident_id,
+        IncidentEvent.kind == RESENT_KIND,
+        IncidentEvent.data["dispatch_id"].astext.cast(BigInteger) == Dispatch.id,
+        IncidentEvent.at >= cutoff,
+    )
     rows = (
         await session.scalars(
             select(Dispatch)
@@ -764,6 +914,7 @@ async def alert_unacknowledged(
                 Dispatch.status == DispatchStatus.SENT.value,
                 Dispatch.unack_alerted_at.is_(None),
                 Dispatch.created_at < cutoff,
+                ~recent_resend,
             )
             .order_by(Dispatch.created_at)
             .limit(limit)

@@ -59,6 +59,11 @@ class DispatchComponent(BaseModel):
     sent_at: datetime
     status_changed_at: datetime
     changed_by: str
+    resend: int = Field(
+        default=0,
+        description="0 for the dispatch as first sent or changed; n for the centre's n-th "
+        "resend of a dispatch not acknowledged yet (event `dispatch.resent`)",
+    )
 
 
 class WebhookMessage(BaseModel):
@@ -79,6 +84,7 @@ class WebhookMessage(BaseModel):
                         "classification": "emergency",
                         "priority": 1,
                         "address": "Jl. Raya Jatiasih No. 10, Bekasi",
+                        "landmark": "seberang Masjid Al-Ikhlas",
                         "summary": "Rumah terbakar, dua orang terjebak di lantai dua",
                         "created_at": "2026-11-24T08:13:40.004000+00:00",
                     },
@@ -118,7 +124,10 @@ class WebhookMessage(BaseModel):
 
     schema_: Literal["siaga112.eido/1"] = Field(default=SCHEMA, alias="schema")
     message_id: str = Field(description="same as the Idempotency-Key header; dedup on it")
-    event: str = Field(description="dispatch.<status>: sent, acknowledged, en_route, ...")
+    event: str = Field(
+        description="dispatch.<status>: sent, acknowledged, en_route, ...; dispatch.resent when "
+        "the centre sends a dispatch not acknowledged yet again"
+    )
     created_at: datetime
     incident: IncidentCore
     location: LocationFacts | None
@@ -134,6 +143,16 @@ def idempotency_key(dispatch_id: int, status: DispatchStatus) -> str:
 
 def event_name(status: DispatchStatus) -> str:
     return f"dispatch.{status.value}"
+
+
+# The centre sent a dispatch still waiting for its acknowledgement again (status stays `sent`).
+RESENT_EVENT: Final = "dispatch.resent"
+
+
+def resend_key(dispatch_id: int, resend: int) -> str:
+    """One message per resend: the n-th resend of a dispatch is a new message, retried under
+    its own key."""
+    return f"siaga112-dispatch-{dispatch_id}-sent-resend-{resend}"
 
 
 def message_payload(message: WebhookMessage) -> dict[str, Any]:

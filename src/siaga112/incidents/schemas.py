@@ -6,7 +6,15 @@ from typing import Any
 from pydantic import ConfigDict, Field
 
 from siaga112.incidents.lifecycle import Category, Channel, Classification, Status
-from siaga112.schemas import Address, LongText, Output, PhoneNumber, ShortText, StrictInput
+from siaga112.schemas import (
+    Address,
+    Landmark,
+    LongText,
+    Output,
+    PhoneNumber,
+    ShortText,
+    StrictInput,
+)
 
 Priority = Field(ge=1, le=5, description="1 is the most urgent")
 
@@ -21,6 +29,9 @@ class IncidentCreate(StrictInput):
     caller_number: PhoneNumber | None = None
     caller_name: ShortText | None = None
     address: Address | None = None
+    landmark: Landmark | None = Field(
+        default=None, description="what the caller says is near: a mosque, a market, a school"
+    )
     summary: LongText | None = None
 
     model_config = ConfigDict(
@@ -32,6 +43,7 @@ class IncidentCreate(StrictInput):
                     "priority": 2,
                     "caller_name": "Pak Rudi",
                     "address": "Jl. Blandongan, Kota Pasuruan",
+                    "landmark": "depan Pasar Besar",
                     "summary": "Pohon tumbang menutup jalan, tidak ada korban",
                 }
             ]
@@ -45,6 +57,9 @@ class IncidentPatch(StrictInput):
     status: Status | None = None
     priority: int | None = Field(default=None, ge=1, le=5)
     address: Address | None = None
+    landmark: Landmark | None = Field(
+        default=None, description="what the caller says is near: a mosque, a market, a school"
+    )
     summary: LongText | None = None
 
     model_config = ConfigDict(
@@ -56,6 +71,7 @@ class IncidentPatch(StrictInput):
                     "status": "in_progress",
                     "priority": 1,
                     "address": "Jl. Raya Jatiasih No. 10, Bekasi",
+                    "landmark": "seberang Masjid Al-Ikhlas",
                     "summary": "Rumah terbakar, dua orang terjebak di lantai dua",
                 }
             ]
@@ -87,6 +103,7 @@ class IncidentOut(Output):
     caller_number: str | None
     caller_name: str | None
     address: str | None
+    landmark: str | None = Field(default=None, description="what the caller says is near")
     kecamatan: str | None = Field(
         default=None, description="district, from the address or a civic location (reports)"
     )
@@ -113,6 +130,7 @@ class IncidentOut(Output):
                     "caller_number": "+6281234567890",
                     "caller_name": None,
                     "address": "Jl. Raya Jatiasih No. 10, Kec. Jatiasih, Kota Bekasi",
+                    "landmark": "seberang Masjid Al-Ikhlas",
                     "kecamatan": "Jatiasih",
                     "summary": "Rumah terbakar, dua orang terjebak di lantai dua",
                     "duplicate_of_id": None,

@@ -33,6 +33,7 @@ _FIELDS = (
     "classification",
     "priority",
     "address",
+    "landmark",
     "summary",
     "duplicate_of_id",
 )
@@ -221,6 +222,7 @@ async def create_incident(
         caller_number=data.caller_number,
         caller_name=data.caller_name,
         address=data.address,
+        landmark=data.landmark,
         kecamatan=kecamatan_from_text(data.address),
         summary=data.summary,
         created_by=actor.label,
@@ -315,7 +317,7 @@ async def update_incident(
         if changes["priority"] is None:
             raise InvalidRequest("priority cannot be null", details=[{"field": "body.priority"}])
         incident.priority = changes.pop("priority")
-    for field in ("category", "classification", "address", "summary"):
+    for field in ("category", "classification", "address", "landmark", "summary"):
         if field in changes:
             value = changes[field]
             setattr(incident, field, value.value if hasattr(value, "value") else value)

@@ -30,7 +30,7 @@ OperatorManager = Annotated[Actor, Depends(require(Permission.MANAGE_OPERATORS))
 Extension = Annotated[str, Path(pattern=r"^[0-9]{1,8}$")]
 
 
-def _target(request: Request) -> service.QueueTarget:
+async def _target(request: Request) -> service.QueueTarget:
     settings: Settings = request.app.state.settings
     return service.QueueTarget.for_settings(settings.pbx)
 

@@ -48,6 +48,8 @@ BAD_CREATES: list[tuple[Any, str]] = [
     ({"channel": "walk_in", "summary": "x" * 4001}, "body.summary"),
     ({"channel": "walk_in", "caller_name": "n" * 201}, "body.caller_name"),
     ({"channel": "walk_in", "address": "a" * 501}, "body.address"),
+    ({"channel": "walk_in", "landmark": "m" * 301}, "body.landmark"),
+    ({"channel": "walk_in", "landmark": "masjid\x07"}, "body.landmark"),
     ({"channel": "walk_in", "kecamatan": "Jatiasih"}, "body.kecamatan"),
     ({"channel": "call"}, "body.channel"),
     ({"channel": "pigeon"}, "body.channel"),

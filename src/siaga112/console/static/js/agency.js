@@ -46,14 +46,18 @@ function render() {
   for (const d of shown) {
     const inc = d.incident || {};
     const waited = (Date.now() - new Date(d.created_at).getTime()) / 1000;
-    const overdue = d.status === "sent" && waited > page.ack_timeout_s;
+    const armed = (Date.now() - new Date(d.last_resent_at || d.created_at).getTime()) / 1000;
+    const overdue = d.status === "sent" && armed > page.ack_timeout_s;
+    // The centre sent it again because nobody acknowledged it: shown until it is.
+    const resent = d.status === "sent" && d.resend_count > 0;
     const reason = el("input", { class: "reason", maxlength: 200, placeholder: t("agency.decline_reason"), "aria-label": t("agency.decline_reason") });
     const buttons = el("div", { class: "buttons" });
     for (const s of d.allowed_statuses) {
       buttons.append(el("button", { type: "button", dataset: { action: s }, onclick: () => move(d, s, reason) }, t(`action.${s}`)));
     }
     if (d.allowed_statuses.includes("declined")) buttons.append(reason);
-    box.append(el("article", { class: overdue ? "dispatch-card overdue" : "dispatch-card", dataset: { id: d.id, incident: d.incident_id, status: d.status } },
+    const cls = ["dispatch-card", overdue ? "overdue" : "", resent ? "resent" : ""].filter(Boolean).join(" ");
+    box.append(el("article", { class: cls, dataset: { id: d.id, incident: d.incident_id, status: d.status, resent: d.resend_count || 0 } },
       el("h2", {}, t("incident.title", { id: d.incident_id }), " ",
         el("span", { class: `badge dstatus-${d.status}` }, t(`dstatus.${d.status}`)), " ",
         inc.category ? el("span", { class: "badge" }, t(`category.${inc.category}`)) : null, " ",
@@ -63,7 +67,9 @@ function render() {
         d.status === "sent" ? el("span", { class: "timer", dataset: { since: d.created_at } }, duration(waited)) : null,
         overdue ? " · " : "",
         overdue ? el("span", { class: "badge alert" }, t("dispatch.overdue")) : null),
-      inc.address ? el("p", {}, inc.address) : null,
+      resent ? el("p", { class: "resent-note", role: "alert" }, t("agency.resent", { n: d.resend_count, at: clock(d.last_resent_at) })) : null,
+      inc.address ? el("p", { class: "address" }, inc.address) : null,
+      inc.landmark ? el("p", { class: "landmark" }, t("agency.landmark", { landmark: inc.landmark })) : null,
       inc.summary ? el("p", {}, inc.summary) : null,
       d.note ? el("p", { class: "small" }, d.note) : null,
       buttons));
@@ -85,7 +91,7 @@ async function main() {
   const poll = async () => {
     try {
       const out = await api("GET", "/v1/dispatches?limit=100");
-      const sig = JSON.stringify(out.items.map((d) => [d.id, d.status]));
+      const sig = JSON.stringify(out.items.map((d) => [d.id, d.status, d.resend_count]));
       items = out.items;
       if (sig !== last) { last = sig; render(); }
       setStreamState("live");

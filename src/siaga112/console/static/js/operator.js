@@ -213,19 +213,46 @@ async function openIncident(id, popped) {
   history.replaceState(null, "", `#incident-${id}`);
   if (popped) {
     // The pop opens at once with what the event and the queue already hold (which incident,
-    // which number); the incident's read completes it.
+    // which number); the incident's brief read (its fields and calls, one statement, nothing
+    // to audit) draws the panel; the full read adds the map, the timeline and the caller's
+    // history right after.
     drawPending(id);
     mark("pop_open", id);
+    state.popping = id;
+    state.staleWhilePopping = false;
+    if (await loadBrief(id)) mark("pop", id);
   }
   // A popped call's incident is new: its dispatches are read after it is drawn, not before.
   const drawn = await loadIncident(!popped);
+  if (popped && state.popping === id) {
+    state.popping = null;
+    // Events of this incident that came while its reads were under way: read it once more
+    // (without the caller's history), not once per event nor with the history again.
+    if (state.staleWhilePopping && drawn) reloadIncidentSoon();
+  }
   $("incident").hidden = false;
   $("incident-none").hidden = true;
   if (popped && drawn) {
-    mark("pop", id);
+    mark("pop_full", id);
     reloadDispatchesSoon();
   }
   map && map.invalidate();
+}
+
+// The panel from GET /v1/incidents/{id}/brief; true once drawn for the incident still open.
+// Its locations, timeline and caller history are marked as still loading (`partial`).
+async function loadBrief(id) {
+  try {
+    const brief = await api("GET", `/v1/incidents/${id}/brief`);
+    if (id !== state.incidentId) return false;
+    if (state.incident && state.incident.id === id) return true; // a full read came first
+    state.incident = { ...brief, locations: [], timeline: [], best_location: null, caller_history: null, partial: true };
+    renderIncident();
+    return true;
+  } catch (e) {
+    fail(e);
+    return false;
+  }
 }
 
 // The incident panel emptied for incident `id`, its number from the queue if it was there:
@@ -244,7 +271,7 @@ function drawPending(id) {
   $("inc-callback").textContent = "";
   clear($("inc-history"));
   $("inc-kecamatan").textContent = "—";
-  for (const f of ["inc-classification", "inc-category", "inc-priority", "inc-address", "inc-summary"]) {
+  for (const f of ["inc-classification", "inc-category", "inc-priority", "inc-address", "inc-landmark", "inc-summary"]) {
     setValue($(f), null);
   }
   clear($("locations"));
@@ -260,7 +287,12 @@ function drawPending(id) {
 async function reloadIncident() {
   const id = state.incidentId;
   if (!id) return;
-  const known = state.incident && state.incident.id === id ? state.incident : null;
+  if (state.popping === id) {
+    state.staleWhilePopping = true; // the pop's own full read is on its way
+    return;
+  }
+  // The caller's history only once the full read brought it (not after the pop's brief alone).
+  const known = state.incident && state.incident.id === id && !state.incident.partial ? state.incident : null;
   const inc = await api("GET", `/v1/incidents/${id}${known ? "?caller_history=false" : ""}`);
   if (id !== state.incidentId) return;
   if (known) inc.caller_history = known.caller_history;
@@ -326,7 +358,9 @@ function renderIncident() {
     (call && (call.asserted_number || call.caller_e164)) || inc.caller_number || t("incident.no_callback");
   const hist = clear($("inc-history"));
   const h = inc.caller_history;
-  if (h) {
+  if (inc.partial) {
+    hist.append(el("span", { class: "muted" }, t("incident.loading")));
+  } else if (h) {
     hist.append(t("history.summary", { calls: h.calls_total, incidents: h.incidents_total }));
     for (const [k, n] of Object.entries(h.classifications || {})) {
       if (!n) continue;
@@ -340,6 +374,7 @@ function renderIncident() {
   setValue($("inc-category"), inc.category);
   setValue($("inc-priority"), inc.priority);
   setValue($("inc-address"), inc.address);
+  setValue($("inc-landmark"), inc.landmark);
   setValue($("inc-summary"), inc.summary);
   renderLocations();
   renderAgencies();
@@ -348,12 +383,19 @@ function renderIncident() {
   renderTimeline();
 }
 
+// A timeline line's status: an incident's change is {from, to}, a dispatch's a plain name.
+function statusChange(status) {
+  const label = (s) => (t(`status.${s}`) !== `status.${s}` ? t(`status.${s}`) : String(s));
+  if (status && typeof status === "object") return `${label(status.from)} → ${label(status.to)}`;
+  return label(status);
+}
+
 function renderTimeline() {
   const list = clear($("timeline"));
   for (const e of [...state.incident.timeline].reverse()) {
     let detail = "";
     if (e.kind === "note") detail = e.data.text || "";
-    else if (e.data && e.data.status) detail = t(`status.${e.data.status}`) !== `status.${e.data.status}` ? t(`status.${e.data.status}`) : e.data.status;
+    else if (e.data && e.data.status) detail = statusChange(e.data.status);
     else if (e.data && e.data.agency) detail = e.data.agency;
     else if (e.data && e.data.operator) detail = e.data.operator;
     list.append(el("li", { dataset: { kind: e.kind } },
@@ -368,8 +410,13 @@ function renderTimeline() {
 
 function renderLocations() {
   const locs = state.incident.locations;
-  map && map.show(locs);
   const list = clear($("locations"));
+  if (state.incident.partial) {
+    // Drawn with the full read, right after the pop: the map keeps what it shows until then.
+    $("map-note").textContent = t("incident.loading");
+    return;
+  }
+  map && map.show(locs);
   $("map-note").textContent = locs.length ? "" : t("map.no_location");
   locs.forEach((loc, i) => {
     const has = loc.lat !== null && loc.lon !== null;
@@ -416,7 +463,7 @@ function bindFields() {
     if (ev.target.value) patch({ category: ev.target.value });
   });
   $("inc-priority").addEventListener("change", (ev) => patch({ priority: Number(ev.target.value) }));
-  for (const [id, field] of [["inc-address", "address"], ["inc-summary", "summary"]]) {
+  for (const [id, field] of [["inc-address", "address"], ["inc-landmark", "landmark"], ["inc-summary", "summary"]]) {
     $(id).addEventListener("keydown", (ev) => {
       if (ev.key === "Enter") {
         ev.preventDefault();
@@ -485,23 +532,80 @@ function renderAgencies() {
   if (!state.agencies.length) box.append(el("p", { class: "muted" }, t("dispatch.no_agencies")));
 }
 
+// The acknowledgement timer counts from the first send (what the agency is measured on); the
+// overdue alert from the last resend (a resend re-arms it, as the server's watchdog does).
+function dispatchTiming(d, now) {
+  const waited = (now - new Date(d.created_at).getTime()) / 1000;
+  const armedAt = new Date(d.last_resent_at || d.created_at).getTime();
+  const overdue = d.status === "sent" && (now - armedAt) / 1000 > page.ack_timeout_s;
+  return { waited, overdue };
+}
+
+// Drawn when the dispatches change; the timers and overdue marks are updated in place every
+// second (tickDispatches), so that a focused resend button survives the clock.
 function renderDispatches() {
   const list = clear($("dispatch-list"));
   const now = Date.now();
   for (const d of state.dispatches) {
-    const waited = (now - new Date(d.created_at).getTime()) / 1000;
-    const overdue = d.status === "sent" && waited > page.ack_timeout_s;
-    list.append(el("li", { class: overdue ? "overdue" : "", dataset: { agency: d.agency_code, status: d.status } },
+    const { waited, overdue } = dispatchTiming(d, now);
+    const waiting = d.status === "sent";
+    list.append(el("li", { class: overdue ? "overdue" : "", dataset: { id: d.id, agency: d.agency_code, status: d.status } },
       el("strong", {}, d.agency_name), " ",
       el("span", { class: `badge dstatus-${d.status}` }, t(`dstatus.${d.status}`)), " ",
-      d.status === "sent"
+      waiting
         ? el("span", { class: "timer", dataset: { since: d.created_at } }, t("dispatch.waiting", { wait: duration(waited) }))
         : d.acknowledged_at
           ? el("span", { class: "muted" }, t("dispatch.acked_after", { wait: duration((new Date(d.acknowledged_at) - new Date(d.created_at)) / 1000) }))
           : null,
-      overdue ? el("span", { class: "badge alert" }, t("dispatch.overdue")) : null,
+      el("span", { class: "badge alert", hidden: !overdue }, t("dispatch.overdue")),
+      d.resend_count ? el("span", { class: "badge resent" }, t("dispatch.resent", { n: d.resend_count, at: clock(d.last_resent_at) })) : null,
+      waiting
+        ? el("button", { type: "button", class: overdue ? "resend urgent" : "resend", onclick: () => resend(d) }, t("dispatch.resend"))
+        : null,
       d.status === "declined" && d.decline_reason ? el("div", { class: "small" }, d.decline_reason) : null));
   }
+}
+
+function tickDispatches() {
+  const now = Date.now();
+  for (const d of state.dispatches) {
+    if (d.status !== "sent") continue;
+    const li = $("dispatch-list").querySelector(`li[data-id="${Number(d.id)}"]`);
+    if (!li) continue;
+    const { waited, overdue } = dispatchTiming(d, now);
+    const timer = li.querySelector(".timer");
+    if (timer) timer.textContent = t("dispatch.waiting", { wait: duration(waited) });
+    li.classList.toggle("overdue", overdue);
+    const alert = li.querySelector(".badge.alert");
+    if (alert) alert.hidden = !overdue;
+    const button = li.querySelector("button.resend");
+    if (button) button.classList.toggle("urgent", overdue);
+  }
+}
+
+async function resend(d) {
+  try {
+    const out = await api("POST", `/v1/dispatches/${d.id}/resend`);
+    toast(t("dispatch.resent_toast", { agency: out.agency_name, n: out.resend_count }));
+    await loadIncident(); // the dispatches, and the resend's line on the timeline
+  } catch (e) {
+    fail(e);
+    reloadDispatchesSoon();
+  }
+}
+
+// U: resend one of the dispatches still waiting for their acknowledgement, overdue ones first.
+function chooseResend() {
+  const now = Date.now();
+  const waiting = state.dispatches
+    .filter((d) => d.status === "sent")
+    .map((d) => ({ d, ...dispatchTiming(d, now) }))
+    .sort((a, b) => Number(b.overdue) - Number(a.overdue) || b.waited - a.waited);
+  if (!waiting.length) { toast(t("dispatch.none_waiting")); return; }
+  openChooser(t("dispatch.resend"), waiting.map(({ d, waited, overdue }) => ({
+    value: d,
+    label: `${d.agency_name} · ${t("dispatch.waiting", { wait: duration(waited) })}${overdue ? ` · ${t("dispatch.overdue")}` : ""}`,
+  })), (d) => resend(d));
 }
 
 async function dispatchNow() {
@@ -699,6 +803,7 @@ function onKey(ev) {
     p: () => inc && openChooser(t("incident.priority"), [1, 2, 3, 4, 5].map((p) => ({ value: p, label: t(`priority.${p}`) })),
       (v) => patch({ priority: v })),
     a: () => inc && $("inc-address").focus(),
+    m: () => inc && $("inc-landmark").focus(),
     n: () => inc && $("note-text").focus(),
     l: () => {
       if (!inc) return;
@@ -710,6 +815,7 @@ function onKey(ev) {
       })), (id) => confirmLocation(id));
     },
     d: () => inc && dispatchNow(),
+    u: () => inc && chooseResend(),
     h: () => inc && liveCall() && openChooser(t("call.hangup_confirm"), [{ value: true, label: t("call.hangup") }], () => hangup()),
     t: () => {
       if (!inc || !liveCall()) return;
@@ -775,7 +881,7 @@ function onEvent(e) {
 
 function tick() {
   renderQueue();
-  if (state.incident) renderDispatches();
+  if (state.incident) tickDispatches();
 }
 
 async function main() {
@@ -798,7 +904,7 @@ async function main() {
   stream(
     ["call_offered", "call_answered", "call_abandoned", "call_ended", "operator_state_changed",
       "location_added", "location_confirmed", "updated", "status_changed", "note",
-      "dispatch_created", "dispatch_status_changed", "dispatch_unacknowledged",
+      "dispatch_created", "dispatch_status_changed", "dispatch_unacknowledged", "dispatch_resent",
       "callback_attempted", "callback_result", "callback_dismissed"],
     onEvent,
     (s) => {

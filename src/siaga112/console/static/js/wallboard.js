@@ -114,10 +114,12 @@ async function loadDispatches() {
       api("GET", "/v1/webhooks/outbox?status=failing&limit=50"),
     ]);
     $("wb-unacked-count").textContent = String(sent.items.length);
-    $("wb-unacked-count").classList.toggle("alert", sent.items.some((d) => (Date.now() - new Date(d.created_at)) / 1000 > page.ack_timeout_s));
+    // Overdue as the operator's screen and the server's watchdog count it: a resend re-arms it.
+    const overdue = (d) => (Date.now() - new Date(d.last_resent_at || d.created_at)) / 1000 > page.ack_timeout_s;
+    $("wb-unacked-count").classList.toggle("alert", sent.items.some(overdue));
     const list = clear($("wb-unacked"));
     for (const d of sent.items) {
-      list.append(el("li", {}, `${t("incident.title", { id: d.incident_id })} → ${d.agency_name} · ${age(d.created_at)}`));
+      list.append(el("li", { class: overdue(d) ? "overdue" : "" }, `${t("incident.title", { id: d.incident_id })} → ${d.agency_name} · ${age(d.created_at)}`));
     }
     $("wb-webhooks-count").textContent = String(failing.items.length);
     $("wb-webhooks-count").classList.toggle("alert", failing.items.length > 0);
