@@ -7,7 +7,9 @@ tests/fixtures/agi/incoming-observed.txt with the dialplan's ``?key=``, each cal
 uniqueid and caller number; every ``SET VARIABLE`` answered ``200 result=1``). serve's RSS, the
 count of live objects by type and (``--tracemalloc N``) a tracemalloc snapshot are taken after
 every ``--sample-every`` calls; the figures and the largest differences between the last two
-snapshots are printed. Needs only PostgreSQL on 127.0.0.1 (no sandbox, no root).
+snapshots are printed, with serve's CPU per call and its PostgreSQL backends' (from /proc,
+between the second and the last sample) and each AGI session's wall time (connect to close)
+p50/p99. Needs only PostgreSQL on 127.0.0.1 (no sandbox, no root).
 
     .venv/bin/python -m bench.agiload --calls 100000 --sample-every 10000
     .venv/bin/python -m bench.agiload --calls 20000 --sample-every 5000 --tracemalloc 20
@@ -36,6 +38,7 @@ from typing import Any
 
 from sqlalchemy.engine import make_url
 
+from bench.cpu import loadavg, proc_cpu_s
 from siaga112.config import Settings
 from siaga112.db.manage import connect, drop_database, upgrade
 
@@ -69,15 +72,51 @@ def free_port() -> int:
 # the server side: siaga112 serve, with a dump on SIGUSR1
 
 
+# serve's garbage collections (not the dump's own): per generation, how many, their time in
+# all, and the longest since the last dump (a pause of the event loop: the AGI step waits).
+_GC: dict[str, Any] = {
+    "paused": False,
+    "started": 0.0,
+    "collections": [0, 0, 0],
+    "seconds": [0.0, 0.0, 0.0],
+    "longest": [0.0, 0.0, 0.0],
+}
+
+
+def _gc_callback(phase: str, info: dict[str, int]) -> None:
+    if _GC["paused"]:
+        return
+    if phase == "start":
+        _GC["started"] = time.perf_counter()
+        return
+    generation, took = info["generation"], time.perf_counter() - _GC["started"]
+    _GC["collections"][generation] += 1
+    _GC["seconds"][generation] += took
+    _GC["longest"][generation] = max(_GC["longest"][generation], took)
+
+
 def _dump(directory: Path, frames: int) -> None:
     """Runs in serve's event loop, between two callbacks: nothing is half-done."""
     index = len(list(directory.glob("dump-*.json")))
+    gc_stats = {
+        "collections": list(_GC["collections"]),
+        "seconds": list(_GC["seconds"]),
+        "longest": list(_GC["longest"]),
+    }
+    _GC["longest"] = [0.0, 0.0, 0.0]
+    _GC["paused"] = True
     gc.collect()
     types = collections.Counter(type(o).__qualname__ for o in gc.get_objects())
     if frames:
         tracemalloc.take_snapshot().dump(str(directory / f"dump-{index}.tracemalloc"))
     traced = tracemalloc.get_traced_memory()[0] if frames else None
-    body = {"rss_kib": rss_kib(os.getpid()), "traced_bytes": traced, "types": dict(types)}
+    _GC["paused"] = False
+    body = {
+        "rss_kib": rss_kib(os.getpid()),
+        "traced_bytes": traced,
+        "types": dict(types),
+        "gc": gc_stats,
+    }
     tmp = directory / f".dump-{index}.json"
     tmp.write_text(json.dumps(body))
     tmp.rename(directory / f"dump-{index}.json")
@@ -87,6 +126,7 @@ def serve_traced(directory: Path, frames: int) -> int:
     """``siaga112 serve --no-worker`` exactly as the CLI runs it, plus the dump handler."""
     if frames:
         tracemalloc.start(frames)
+    gc.callbacks.append(_gc_callback)
     import siaga112.service as service
     from siaga112.cli import main
 
@@ -120,6 +160,8 @@ class AgiClient:
         self.answered = 0
         self.with_incident = 0
         self.failed = 0
+        # Wall time of each answered session, connect to close (seconds).
+        self.durations: list[float] = []
 
     def request(self, n: int) -> bytes:
         number = f"+62812{n:08d}"
@@ -135,6 +177,7 @@ class AgiClient:
         return (head + self.template + "\n\n").encode()
 
     async def call(self, n: int) -> None:
+        started = time.perf_counter()
         try:
             reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
         except OSError:
@@ -148,6 +191,7 @@ class AgiClient:
                     self.with_incident += 1
                 writer.write(b"200 result=1\n")
             self.answered += 1
+            self.durations.append(time.perf_counter() - started)
         except OSError:
             self.failed += 1
         finally:
@@ -179,7 +223,7 @@ class AgiClient:
 # the run
 
 
-async def table_sizes(database_url: str) -> dict[str, int]:
+async def table_sizes(database_url: str) -> dict[str, Any]:
     conn = await connect(database_url)
     try:
         sizes = {
@@ -190,13 +234,15 @@ async def table_sizes(database_url: str) -> dict[str, int]:
             await conn.fetchval("SELECT pg_database_size(current_database())")
         )
         # serve's connections (the pool fills as it needs them; the hub has its own).
-        sizes["db_connections"] = int(
-            await conn.fetchval(
-                "SELECT count(*) FROM pg_stat_activity"
+        backends = [
+            int(r["pid"])
+            for r in await conn.fetch(
+                "SELECT pid FROM pg_stat_activity"
                 " WHERE datname = current_database() AND pid <> pg_backend_pid()"
             )
-        )
-        return sizes
+        ]
+        sizes["db_connections"] = len(backends)
+        return {**sizes, "backend_pids": backends}
     finally:
         await conn.close()
 
@@ -244,6 +290,17 @@ def trace_growth(directory: Path, a: int, b: int, top: int) -> list[str]:
     return out
 
 
+def cpu_per_call(a: dict[str, Any], b: dict[str, Any], calls: int) -> dict[str, float]:
+    """serve's CPU ms per call, and its PostgreSQL backends' (those alive at both samples)."""
+    out: dict[str, float] = {}
+    if a["serve_cpu_s"] is not None and b["serve_cpu_s"] is not None:
+        out["serve_cpu_ms"] = round((b["serve_cpu_s"] - a["serve_cpu_s"]) * 1000 / calls, 3)
+    before, after = a["backends_cpu"], b["backends_cpu"]
+    used = sum(after[pid] - before.get(pid, 0.0) for pid in after)
+    out["postgres_cpu_ms"] = round(used * 1000 / calls, 3)
+    return out
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     base = Settings()
     database_url = args.database_url or make_url(base.database_url_str).set(
@@ -288,13 +345,21 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "rss_kib": dump["rss_kib"],
                 "traced_bytes": dump["traced_bytes"],
                 "objects": sum(dump["types"].values()),
+                "serve_cpu_s": proc_cpu_s(proc.pid),
+                "load": loadavg(),
                 **asyncio.run(table_sizes(database_url)),
             }
+            # serve's backends' CPU now (a backend that ended since is not counted: low).
+            row["backends_cpu"] = {
+                str(pid): proc_cpu_s(pid, children=False) or 0.0 for pid in row.pop("backend_pids")
+            }
+            row["durations_seen"] = len(client.durations)
             samples.append(row)
             log(
                 f"{done:>8} calls  rss {row['rss_kib']} KiB  objects {row['objects']}"
                 + (f"  traced {row['traced_bytes']}" if row["traced_bytes"] is not None else "")
                 + f"  db {row['database_bytes']}  connections {row['db_connections']}"
+                + f"  load {row['load']:.2f}"
             )
 
         sample()
@@ -337,7 +402,26 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     k: (b[k] - a[k]) / calls
                     for k in (*(f"{t}_bytes" for t in TABLES), "database_bytes")
                 },
+                **cpu_per_call(a, b, calls),
             }
+            ga, gb = dumps[1]["gc"], dumps[-1]["gc"]
+            result["gc"] = {
+                "collections_per_1000_calls": [
+                    round((y - x) * 1000 / calls, 1)
+                    for x, y in zip(ga["collections"], gb["collections"], strict=True)
+                ],
+                "ms_per_call": round((sum(gb["seconds"]) - sum(ga["seconds"])) * 1000 / calls, 4),
+                "longest_ms": [
+                    round(max(d["gc"]["longest"][g] for d in dumps[2:]) * 1000, 2) for g in range(3)
+                ],
+            }
+            spans = sorted(client.durations[a["durations_seen"] : b["durations_seen"]])
+            if spans:
+                result["agi_session_ms"] = {
+                    "p50": round(spans[len(spans) // 2] * 1000, 2),
+                    "p99": round(spans[min(len(spans) - 1, int(len(spans) * 0.99))] * 1000, 2),
+                    "load": [a["load"], b["load"]],
+                }
     if len(dumps) >= 2:
         result["types_growth_last"] = type_growth(dumps[-2]["types"], dumps[-1]["types"], 15)
     if args.tracemalloc and len(dumps) >= 2:
@@ -363,7 +447,8 @@ def main() -> int:
     if args.serve_traced:
         return serve_traced(Path(args.serve_traced), args.tracemalloc)
     result = run(args)
-    for key in ("calls", "answered", "with_incident", "failed", "calls_per_s", "per_call"):
+    keys = ("calls", "answered", "with_incident", "failed", "calls_per_s", "per_call")
+    for key in (*keys, "agi_session_ms", "gc"):
         print(f"{key}: {result.get(key)}")
     print("object types, growth between the last two samples:")
     print("\n".join(result.get("types_growth_last", [])))

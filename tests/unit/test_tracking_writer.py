@@ -5,13 +5,15 @@ the database is away nothing is given up."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from types import SimpleNamespace
 
 import pytest
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from siaga112.calls.recorder import CallFacts, CallProgress
 from siaga112.metrics import Metrics
-from siaga112.telephony.tracking import MAX_WRITE_ATTEMPTS, CallTracker
+from siaga112.telephony import tracking
+from siaga112.telephony.tracking import EVICT_EVERY_S, MAX_WRITE_ATTEMPTS, CallTracker
 
 
 def join(uniqueid: str) -> dict[str, str]:
@@ -130,3 +132,29 @@ async def test_a_deadlock_with_another_writer_is_retried_not_held_against_the_ca
         await tracker.flush()
     assert metrics.counters["call_progress_rejected"] == 0
     assert calls.rows["7.7"].state == "queued"
+
+
+def test_finished_calls_are_looked_for_at_most_once_a_second(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """_evict runs after every flush (up to 20 a second) and walks every call kept: a finished
+    call is forgotten after keep_terminal_s, looked for once a second, not at every flush."""
+    calls, metrics = FakeCalls(), Metrics()
+    tracker = CallTracker(
+        write_progress=calls.write, create_call=calls.create, metrics=metrics, keep_terminal_s=5
+    )
+    now = [1000.0]
+    monkeypatch.setattr(tracking, "time", SimpleNamespace(monotonic=lambda: now[0]))
+    for uid in ("8.8", "9.9"):
+        tracker.feed_raw(join(uid))
+    tracker._dirty.clear()  # written
+    tracker._terminal_since["8.8"] = now[0] - 10  # finished long enough ago
+    tracker._evict()
+    assert "8.8" not in tracker.states
+    tracker._terminal_since["9.9"] = now[0] - 10
+    now[0] += EVICT_EVERY_S / 2
+    tracker._evict()
+    assert "9.9" in tracker.states, "looked for again within the second"
+    now[0] += EVICT_EVERY_S
+    tracker._evict()
+    assert "9.9" not in tracker.states

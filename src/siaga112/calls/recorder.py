@@ -10,15 +10,19 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select, text
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from siaga112.incidents.models import Incident, IncidentEvent
+from siaga112.incidents.models import Incident
 
 SYSTEM_AGI = "system:agi"
+
+# Where the statements below run: a session, or (the AGI path and the call tracker's batches,
+# one self-contained statement each) a pooled connection in autocommit, without the ORM.
+Executor = AsyncSession | AsyncConnection
 
 # The incident is inserted only if none exists for the Linkedid; its "created" and
 # "call_offered" timeline lines (the live stream's events, events/hub.py) and audit event only
@@ -132,7 +136,7 @@ def _clip(value: str | None, limit: int) -> str | None:
 
 async def record_incoming(
     *,
-    session: AsyncSession,
+    session: Executor,
     facts: CallFacts,
     at: datetime,
     actor: str = SYSTEM_AGI,
@@ -213,45 +217,93 @@ async def record_incoming(
 # stay first (LEAST ignores NULLs), the end only later, a terminal state is never left for a live
 # one, and the first operator who answered is kept. A call taken as lost with its node
 # (siaga112.calls.lost) is the one exception: the node's own record of how it ended, should
-# that come after all, replaces the guess. The row is locked FOR NO KEY UPDATE, as the
+# that come after all, replaces the guess. The rows are locked FOR NO KEY UPDATE, as the
 # UPDATE itself would: FOR UPDATE waits for the KEY SHARE lock a location (or callback, recording)
 # being stored for the call holds, and that transaction's own UPDATE of the call then waits
 # behind it: a deadlock (bench/drill, reconciliation beside the location worker).
-_PROGRESS_SQL = text(
-    """
-UPDATE calls SET
-    state = CASE
-        WHEN calls.outcome = 'node_lost' AND CAST(:state AS text) IN ('ended', 'abandoned')
-            THEN CAST(:state AS text)
-        WHEN calls.state = 'abandoned' THEN calls.state
-        WHEN calls.state = 'ended' AND CAST(:state AS text) <> 'abandoned' THEN calls.state
-        WHEN CAST(:state AS text) IN ('ended', 'abandoned') THEN CAST(:state AS text)
-        WHEN array_position(ARRAY['offered','queued','ringing','answered'], CAST(:state AS text))
-             < array_position(ARRAY['offered','queued','ringing','answered'], calls.state)
-            THEN calls.state
-        ELSE CAST(:state AS text)
-    END,
-    enqueued_at = LEAST(calls.enqueued_at, CAST(:enqueued_at AS timestamptz)),
-    ringing_at = LEAST(calls.ringing_at, CAST(:ringing_at AS timestamptz)),
-    answered_at = LEAST(calls.answered_at, CAST(:answered_at AS timestamptz)),
-    overflowed_at = LEAST(calls.overflowed_at, CAST(:overflowed_at AS timestamptz)),
-    ended_at = GREATEST(calls.ended_at, CAST(:ended_at AS timestamptz)),
-    queue = COALESCE(calls.queue, CAST(:queue AS text)),
-    operator = COALESCE(calls.operator, CAST(:operator AS text)),
-    hangup_cause = COALESCE(CAST(:hangup_cause AS text), calls.hangup_cause),
-    outcome = CASE WHEN CAST(:outcome AS text) IS NULL THEN calls.outcome
-                   WHEN calls.outcome = 'node_lost'
-                        AND CAST(:state AS text) NOT IN ('ended', 'abandoned') THEN calls.outcome
-                   WHEN calls.outcome = 'abandoned' THEN calls.outcome
-                   ELSE CAST(:outcome AS text) END,
-    updated_at = now()
-FROM (SELECT id, state AS old_state, overflowed_at AS old_overflowed_at
-      FROM calls WHERE uniqueid = :uniqueid FOR NO KEY UPDATE) AS prev
-WHERE calls.id = prev.id
-RETURNING calls.uniqueid, prev.old_state, calls.state, calls.incident_id, calls.operator,
-          calls.answered_at, calls.ended_at, prev.old_overflowed_at, calls.overflowed_at
-"""
+#
+# One statement for a whole batch of calls (the tracker's flush: every call whose state changed
+# in the last 50 ms), the progress passed as arrays: one round trip instead of one per call
+# (issue 13: the events worker's largest cost was its statements). The calls are locked in id
+# order. When a progress can reach a milestone (answered, ended, abandoned, a first overflow
+# ring), the timeline lines are inserted by the same statement (_PROGRESS_WITH_EVENTS_SQL):
+# atomic with the state they record, with no transaction round trips; otherwise the insert is
+# left out, so that the live stream's NOTIFY (a statement trigger) fires only when a line may
+# have been added.
+_PROGRESS_UPDATE = """
+WITH u AS (
+    SELECT * FROM unnest(
+        CAST(:uniqueid AS text[]), CAST(:state AS text[]),
+        CAST(:enqueued_at AS timestamptz[]), CAST(:ringing_at AS timestamptz[]),
+        CAST(:answered_at AS timestamptz[]), CAST(:ended_at AS timestamptz[]),
+        CAST(:queue AS text[]), CAST(:operator AS text[]), CAST(:hangup_cause AS text[]),
+        CAST(:outcome AS text[]), CAST(:overflowed_at AS timestamptz[])
+    ) WITH ORDINALITY AS u(uniqueid, state, enqueued_at, ringing_at, answered_at, ended_at,
+                           queue, operator, hangup_cause, outcome, overflowed_at, n)
+), upd AS (
+    UPDATE calls SET
+        state = CASE
+            WHEN calls.outcome = 'node_lost' AND u.state IN ('ended', 'abandoned') THEN u.state
+            WHEN calls.state = 'abandoned' THEN calls.state
+            WHEN calls.state = 'ended' AND u.state <> 'abandoned' THEN calls.state
+            WHEN u.state IN ('ended', 'abandoned') THEN u.state
+            WHEN array_position(ARRAY['offered','queued','ringing','answered'], u.state)
+                 < array_position(ARRAY['offered','queued','ringing','answered'], calls.state)
+                THEN calls.state
+            ELSE u.state
+        END,
+        enqueued_at = LEAST(calls.enqueued_at, u.enqueued_at),
+        ringing_at = LEAST(calls.ringing_at, u.ringing_at),
+        answered_at = LEAST(calls.answered_at, u.answered_at),
+        overflowed_at = LEAST(calls.overflowed_at, u.overflowed_at),
+        ended_at = GREATEST(calls.ended_at, u.ended_at),
+        queue = COALESCE(calls.queue, u.queue),
+        operator = COALESCE(calls.operator, u.operator),
+        hangup_cause = COALESCE(u.hangup_cause, calls.hangup_cause),
+        outcome = CASE WHEN u.outcome IS NULL THEN calls.outcome
+                       WHEN calls.outcome = 'node_lost'
+                            AND u.state NOT IN ('ended', 'abandoned') THEN calls.outcome
+                       WHEN calls.outcome = 'abandoned' THEN calls.outcome
+                       ELSE u.outcome END,
+        updated_at = now()
+    FROM (SELECT id, uniqueid, state AS old_state, overflowed_at AS old_overflowed_at
+          FROM calls WHERE uniqueid = ANY(CAST(:uniqueid AS text[]))
+          ORDER BY id FOR NO KEY UPDATE) AS prev, u
+    WHERE calls.id = prev.id AND u.uniqueid = prev.uniqueid
+    RETURNING u.n, calls.uniqueid, prev.old_state, calls.state, calls.incident_id,
+              calls.operator, calls.answered_at, calls.ended_at, prev.old_overflowed_at,
+              calls.overflowed_at
+)"""
+
+_PROGRESS_SQL = text(_PROGRESS_UPDATE + "\nSELECT uniqueid FROM upd")
+
+# Two constants joined: no input reaches the text (the values are bound parameters).
+_PROGRESS_WITH_EVENTS_SQL = text(
+    _PROGRESS_UPDATE  # noqa: S608
+    + """, lines AS (
+    -- Rung at an overflow destination (supervisors, a neighbouring centre): once.
+    SELECT n, 1 AS k, incident_id, overflowed_at AS at, 'call_overflowed' AS kind,
+           jsonb_build_object('uniqueid', uniqueid) AS data
+    FROM upd
+    WHERE overflowed_at IS NOT NULL AND old_overflowed_at IS NULL AND incident_id IS NOT NULL
+    UNION ALL
+    SELECT n, 2, incident_id,
+           COALESCE(CASE WHEN state = 'answered' THEN answered_at ELSE ended_at END, now()),
+           CASE state WHEN 'answered' THEN 'call_answered' WHEN 'ended' THEN 'call_ended'
+                      ELSE 'call_abandoned' END,
+           jsonb_build_object('uniqueid', uniqueid, 'operator', operator)
+    FROM upd
+    WHERE state IN ('answered', 'ended', 'abandoned') AND old_state <> state
+      AND incident_id IS NOT NULL
+), ev AS (
+    INSERT INTO incident_events (incident_id, at, actor, kind, data)
+    SELECT incident_id, at, :actor, kind, data FROM lines ORDER BY n, k
 )
+SELECT uniqueid FROM upd"""
+)
+
+# Progress that may add a line to the timeline (see above).
+_MILESTONE_STATES = frozenset({"answered", "ended", "abandoned"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,65 +321,45 @@ class CallProgress:
     overflowed_at: datetime | None = None
 
 
-# Call milestones worth a line in the incident's timeline.
-_MILESTONES = {"answered": "call_answered", "ended": "call_ended", "abandoned": "call_abandoned"}
-
-
 async def apply_progress(
-    *, session: AsyncSession, updates: list[CallProgress], actor: str = "system:ami"
+    *, session: Executor, updates: list[CallProgress], actor: str = "system:ami"
 ) -> set[str]:
     """Applies progress to existing calls; returns the uniqueids that had no row.
 
     A call reaching answered, ended or abandoned, or first ringing an overflow destination, adds
-    a line to its incident's timeline."""
+    a line to its incident's timeline. One statement per run of distinct calls: progress for a
+    call already in the run starts the next statement, so that each applies in order."""
     missing: set[str] = set()
-    events: list[dict[str, Any]] = []
+    run: list[CallProgress] = []
+    seen: set[str] = set()
     for update in updates:
-        params = {
-            "uniqueid": update.uniqueid,
-            "state": update.state,
-            "enqueued_at": update.enqueued_at,
-            "ringing_at": update.ringing_at,
-            "answered_at": update.answered_at,
-            "ended_at": update.ended_at,
-            "queue": _clip(update.queue, 80),
-            "operator": _clip(update.operator, 80),
-            "hangup_cause": _clip(update.hangup_cause, 80),
-            "outcome": update.outcome,
-            "overflowed_at": update.overflowed_at,
-        }
-        row = (await session.execute(_PROGRESS_SQL, params)).first()
-        if row is None:
-            missing.add(update.uniqueid)
-            continue
-        if (
-            row.overflowed_at is not None
-            and row.old_overflowed_at is None
-            and row.incident_id is not None
-        ):
-            # Rung at an overflow destination (supervisors, a neighbouring centre): once.
-            events.append(
-                {
-                    "incident_id": row.incident_id,
-                    "actor": actor,
-                    "kind": "call_overflowed",
-                    "data": {"uniqueid": row.uniqueid},
-                    "at": row.overflowed_at,
-                }
-            )
-        kind = _MILESTONES.get(row.state)
-        if kind is not None and row.old_state != row.state and row.incident_id is not None:
-            at = row.ended_at if row.state != "answered" else row.answered_at
-            data = {"uniqueid": row.uniqueid, "operator": row.operator}
-            events.append(
-                {
-                    "incident_id": row.incident_id,
-                    "actor": actor,
-                    "kind": kind,
-                    "data": data,
-                    "at": at or datetime.now(UTC),
-                }
-            )
-    if events:
-        await session.execute(insert(IncidentEvent), events)
+        if update.uniqueid in seen:
+            missing |= await _apply_run(session, run, actor)
+            run, seen = [], set()
+        run.append(update)
+        seen.add(update.uniqueid)
+    if run:
+        missing |= await _apply_run(session, run, actor)
     return missing
+
+
+async def _apply_run(session: Executor, run: list[CallProgress], actor: str) -> set[str]:
+    may_add_lines = any(u.state in _MILESTONE_STATES or u.overflowed_at is not None for u in run)
+    params: dict[str, Any] = {
+        "uniqueid": [u.uniqueid for u in run],
+        "state": [u.state for u in run],
+        "enqueued_at": [u.enqueued_at for u in run],
+        "ringing_at": [u.ringing_at for u in run],
+        "answered_at": [u.answered_at for u in run],
+        "ended_at": [u.ended_at for u in run],
+        "queue": [_clip(u.queue, 80) for u in run],
+        "operator": [_clip(u.operator, 80) for u in run],
+        "hangup_cause": [_clip(u.hangup_cause, 80) for u in run],
+        "outcome": [u.outcome for u in run],
+        "overflowed_at": [u.overflowed_at for u in run],
+    }
+    if may_add_lines:
+        params["actor"] = actor
+    sql = _PROGRESS_WITH_EVENTS_SQL if may_add_lines else _PROGRESS_SQL
+    found = set((await session.execute(sql, params)).scalars())
+    return {u.uniqueid for u in run} - found

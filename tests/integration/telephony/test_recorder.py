@@ -7,8 +7,8 @@ import uuid
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlalchemy import event, func, select
+from sqlalchemy.ext.asyncio import AsyncConnection, async_sessionmaker
 
 from siaga112.audit.models import AuditEvent
 from siaga112.calls.models import Call
@@ -290,3 +290,70 @@ async def test_a_call_keeps_the_node_that_took_it(
         row = await session.get(Call, other.call_id)
         assert row is not None
         assert row.node is None
+
+
+async def test_a_batch_of_calls_is_one_statement_with_each_calls_lines(
+    sessionmaker: async_sessionmaker,  # type: ignore[type-arg]
+    connection: AsyncConnection,
+) -> None:
+    """The tracker's flush (several calls, each once) is written by one statement: the calls'
+    progress and their timeline lines, as the call-by-call path wrote them; a call without a
+    row is reported missing, the others are written."""
+    calls = [facts() for _ in range(4)]
+    async with sessionmaker() as session:
+        for f in calls:
+            await record_incoming(session=session, facts=f, at=T0)
+        answered, ended = T0 + timedelta(seconds=5), T0 + timedelta(seconds=40)
+        overflow = T0 + timedelta(seconds=3)
+        updates = [
+            progress(calls[0].uniqueid, state="answered", answered_at=answered, operator="6001"),
+            progress(calls[1].uniqueid, state="ringing", overflowed_at=overflow),
+            progress(calls[2].uniqueid, state="abandoned", ended_at=ended, outcome="abandoned"),
+            progress("no-such.2"),
+            progress(calls[3].uniqueid, state="queued", enqueued_at=T0, queue="emergency"),
+        ]
+        statements: list[str] = []
+
+        def count(*args: object) -> None:
+            statements.append(str(args[2]))
+
+        event.listen(connection.sync_connection, "before_cursor_execute", count)
+        try:
+            missing = await apply_progress(session=session, updates=updates)
+        finally:
+            event.remove(connection.sync_connection, "before_cursor_execute", count)
+        assert missing == {"no-such.2"}
+        assert len([s for s in statements if "UPDATE calls" in s]) == 1
+        assert len(statements) == 1
+        await session.commit()
+        rows = {
+            c.uniqueid: c
+            for c in (
+                await session.scalars(
+                    select(Call).where(Call.uniqueid.in_([f.uniqueid for f in calls]))
+                )
+            ).all()
+        }
+        for c in rows.values():
+            await session.refresh(c)
+        first, second, third, fourth = (rows[f.uniqueid] for f in calls)
+        assert (first.state, first.operator, first.answered_at) == ("answered", "6001", answered)
+        assert (second.state, second.overflowed_at) == ("ringing", overflow)
+        assert (third.state, third.outcome, third.ended_at) == ("abandoned", "abandoned", ended)
+        assert (fourth.state, fourth.queue, fourth.enqueued_at) == ("queued", "emergency", T0)
+        lines = (
+            await session.scalars(
+                select(IncidentEvent)
+                .where(IncidentEvent.incident_id.in_([c.incident_id for c in rows.values()]))
+                .where(IncidentEvent.kind.not_in(("created", "call_offered")))
+                .order_by(IncidentEvent.id)
+            )
+        ).all()
+        assert [(e.incident_id, e.kind, e.at, e.actor, e.data) for e in lines] == [
+            (first.incident_id, "call_answered", answered, "system:ami",
+             {"uniqueid": first.uniqueid, "operator": "6001"}),
+            (second.incident_id, "call_overflowed", overflow, "system:ami",
+             {"uniqueid": second.uniqueid}),
+            (third.incident_id, "call_abandoned", ended, "system:ami",
+             {"uniqueid": third.uniqueid, "operator": None}),
+        ]  # fmt: skip
