@@ -47,6 +47,16 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
+def start_time(pid: int) -> int | None:
+    """When the process started (clock ticks after boot, /proc/<pid>/stat field 22): with the
+    pid, what names one process, as pids are reused; None when it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return None
+    return int(fields[19])
+
+
 def dead(pid: int) -> bool:
     """The process is gone (or a zombie)."""
     return not alive(pid)
@@ -115,16 +125,18 @@ def serve(
     )
     if out is not None:
         out.close()  # the child has its own descriptor
-    started: list[int] = []
+    started: list[tuple[int, int | None]] = []
     try:
         for path in ready:
             wait_until(partial(answers, port, path), within, f"serve answering {path}")
         if worker_ready:
             wait_until(lambda: answers(worker_port, "/healthz"), within, "serve's worker ready")
-        started = children(proc.pid)  # still known if a test kills serve itself
+        # Still known if a test kills serve itself; with their start times, so that a pid the
+        # system has given to another process since is never killed.
+        started = [(pid, start_time(pid)) for pid in children(proc.pid)]
         yield Serve(proc=proc, port=port, worker_port=worker_port)
     finally:
-        left = set(started) | set(children(proc.pid))
+        left = set(started) | {(pid, start_time(pid)) for pid in children(proc.pid)}
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
             try:
@@ -132,6 +144,7 @@ def serve(
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(5)
-        for child in left:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(child, signal.SIGKILL)
+        for child, since in left:
+            if since is not None and start_time(child) == since:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(child, signal.SIGKILL)

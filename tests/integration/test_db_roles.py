@@ -8,12 +8,15 @@ import asyncio
 import dataclasses
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
+from unittest import mock
 
 import asyncpg
 import pytest
 from sqlalchemy.engine import make_url
 
 from siaga112.cli import main
+from siaga112.db import roles as roles_module
 from siaga112.db import scram
 from siaga112.db.manage import drop_database, upgrade
 from siaga112.db.roles import (
@@ -315,22 +318,47 @@ def _sql_literal(value: str) -> str:
 
 
 def test_role_password_never_reaches_the_server_in_clear() -> None:
-    """`ensure_roles` stores a SCRAM verifier it computed: the statement carries no clear text."""
+    """`ensure_roles` sends a SCRAM verifier it computed: no statement it sends carries the
+    password (each is recorded on its way), and the stored verifier is the password's."""
     database = f"roles_scram_{uuid.uuid4().hex[:8]}"
     secret = f"rahasia-{uuid.uuid4().hex}"
     roles = local_roles(database)
     roles = dataclasses.replace(roles, service=dataclasses.replace(roles.service, password=secret))
+    sent: list[str] = []
+    real_connect = roles_module._connect
+
+    class Recording:
+        """The admin connection, with every statement recorded on its way to the server."""
+
+        def __init__(self, conn: asyncpg.Connection) -> None:
+            self._conn = conn
+
+        def __getattr__(self, name: str) -> Any:
+            method = getattr(self._conn, name)
+            if name not in ("execute", "fetch", "fetchval", "fetchrow"):
+                return method
+
+            async def recorded(query: str, *a: Any, **k: Any) -> Any:
+                sent.append(query)
+                return await method(query, *a, **k)
+
+            return recorded
+
+    async def recording_connect(url: str, database: str) -> Any:
+        return Recording(await real_connect(url, database))
 
     async def check() -> None:
+        with mock.patch.object(roles_module, "_connect", recording_connect):
+            await ensure_roles(ADMIN_URL, roles)
+        assert any("PASSWORD 'SCRAM-SHA-256$" in q for q in sent), sent
+        assert not [q for q in sent if secret in q]
         conn = await asyncpg.connect(asyncpg_dsn(ADMIN_URL))
         try:
-            await ensure_roles(ADMIN_URL, roles)
             stored = await conn.fetchval(
                 "SELECT rolpassword FROM pg_authid WHERE rolname = $1", roles.service.name
             )
             parsed = scram.parse_verifier(stored)
             assert parsed is not None
-            assert secret not in stored
             assert scram.verifier(secret, salt=parsed[1], iterations=parsed[0]) == stored
         finally:
             await conn.close()

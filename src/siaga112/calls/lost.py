@@ -23,7 +23,10 @@ NODE_LOST = "node_lost"
 
 # The rows are locked first, in id order (as the location sweep's done-mark locks its calls),
 # so that two multi-row writers of the same calls queue behind each other rather than
-# deadlock; a call ended meanwhile is re-checked under its lock and left alone.
+# deadlock; a call ended meanwhile is re-checked under its lock and left alone. NO KEY UPDATE,
+# the lock an UPDATE of these columns takes anyway: it does not conflict with the KEY SHARE lock
+# an insert of a row referencing the call takes (a location, a recording, a callback), so such
+# an insert neither waits for this statement nor deadlocks with it.
 _END_SQL = text(
     """
 WITH target AS (
@@ -32,7 +35,7 @@ WITH target AS (
       AND calls.offered_at < :before
       AND NOT (calls.uniqueid = ANY(CAST(:alive AS text[])))
     ORDER BY calls.id
-    FOR UPDATE
+    FOR NO KEY UPDATE
 ), lost AS (
     UPDATE calls SET state = 'abandoned', outcome = CAST(:outcome AS text),
         ended_at = GREATEST(calls.offered_at, CAST(:at AS timestamptz)),

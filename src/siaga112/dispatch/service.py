@@ -860,6 +860,26 @@ async def resend_dispatch(
         recent_window=recent_window,
         resend=resend,
     )
+    # A dispatch's messages go out in order: the resend waits for every earlier one. Those the
+    # receiver refused are due again now, not at the end of their back-off (up to
+    # webhook.retry_max_s): the resend is the operator saying "try again". One in flight may be
+    # delivered twice; the receiver dedups on its Idempotency-Key, as with any retry.
+    earlier_due = (
+        (
+            await session.execute(
+                update(WebhookOutbox)
+                .where(
+                    WebhookOutbox.dispatch_id == dispatch.id,
+                    WebhookOutbox.delivered_at.is_(None),
+                    WebhookOutbox.next_attempt_at > func.now(),
+                )
+                .values(next_attempt_at=func.now())
+                .returning(WebhookOutbox.id)
+            )
+        )
+        .scalars()
+        .all()
+    )
     data = {
         "dispatch_id": dispatch.id,
         "agency": agency.code,
@@ -880,7 +900,12 @@ async def resend_dispatch(
             "resends": before,
             "unack_alerted_at": was_alerted.isoformat() if was_alerted else None,
         },
-        after={"resends": resend, "unack_alerted_at": None, "webhook": webhook},
+        after={
+            "resends": resend,
+            "unack_alerted_at": None,
+            "webhook": webhook,
+            "earlier_messages_due_now": len(earlier_due),
+        },
         request_id=request_id,
     )
     await session.flush()

@@ -674,7 +674,9 @@ async def derive_cell_only_calls(
     skipped = {j.call_id for j in left}
     # The rows locked in id order before they are written (as the lost-node rule locks its
     # calls, siaga112.calls.lost): two multi-row writers of the same calls queue, never
-    # deadlock.
+    # deadlock. FOR NO KEY UPDATE (key_share): the locations inserted above hold KEY SHARE
+    # locks on their calls in the jobs' order, which a plain FOR UPDATE of another writer
+    # would conflict with.
     locked = (
         select(Call.id)
         .where(
@@ -682,7 +684,7 @@ async def derive_cell_only_calls(
             Call.locations_done_at.is_(None),
         )
         .order_by(Call.id)
-        .with_for_update()
+        .with_for_update(key_share=True)
     )
     await session.execute(
         update(Call)

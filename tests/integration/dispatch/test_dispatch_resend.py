@@ -253,3 +253,44 @@ async def test_the_overdue_alert_rearms_from_the_resend(
             )
         )
     assert alerts == 2
+
+
+async def test_a_resend_makes_the_refused_earlier_message_due_now(
+    client: httpx.AsyncClient, keys: dict[Role, str], sessionmaker: SM
+) -> None:
+    """The agency's receiver refused the first message, now waiting out its back-off: the
+    resend (which goes out only after it, in order) makes it due at once, and says so."""
+    op = keys[Role.OPERATOR]
+    await _webhook(client, keys, "damkar")
+    dispatch = await _dispatch(client, op, await _incident(client, op), "damkar")
+    [first] = await _outbox(sessionmaker, dispatch)
+    async with sessionmaker() as session:
+        await session.execute(
+            update(WebhookOutbox)
+            .where(WebhookOutbox.id == first.id)
+            .values(
+                attempts=4,
+                last_error="503 from the receiver",
+                next_attempt_at=func.now() + timedelta(minutes=5),
+            )
+        )
+        await session.commit()
+    r = await client.post(f"/v1/dispatches/{dispatch}/resend", headers=auth(op))
+    assert r.status_code == 200, r.text
+    first_again, resent = await _outbox(sessionmaker, dispatch)
+    async with sessionmaker() as session:
+        now = await session.scalar(select(func.now()))
+        audit = (
+            await session.scalars(
+                select(AuditEvent).where(
+                    AuditEvent.action == "dispatch.resend",
+                    AuditEvent.entity_id == str(dispatch),
+                )
+            )
+        ).one()
+    assert now is not None
+    assert first_again.next_attempt_at <= now
+    assert first_again.attempts == 4  # its attempts are its own: only made due
+    assert resent.next_attempt_at <= now
+    assert audit.after is not None
+    assert audit.after["earlier_messages_due_now"] == 1

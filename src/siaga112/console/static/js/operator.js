@@ -583,7 +583,13 @@ function tickDispatches() {
   }
 }
 
+// Dispatches with a resend on its way: a double click, or U and a click, sends one, not two.
+const resending = new Set();
+
 async function resend(d) {
+  if (resending.has(d.id)) return;
+  resending.add(d.id);
+  for (const b of document.querySelectorAll(`#dispatch-list li[data-id="${Number(d.id)}"] button.resend`)) b.disabled = true;
   try {
     const out = await api("POST", `/v1/dispatches/${d.id}/resend`);
     toast(t("dispatch.resent_toast", { agency: out.agency_name, n: out.resend_count }));
@@ -591,6 +597,8 @@ async function resend(d) {
   } catch (e) {
     fail(e);
     reloadDispatchesSoon();
+  } finally {
+    resending.delete(d.id);
   }
 }
 
