@@ -26,6 +26,7 @@ from siaga112.calls.recorder import (
     record_incoming,
 )
 from siaga112.config import PbxNode, Settings
+from siaga112.db.errors import unreachable as db_unreachable
 from siaga112.locations.service import CallLocationJob, aml_number
 from siaga112.locations.worker import LocationWorker
 from siaga112.metrics import Metrics
@@ -169,6 +170,7 @@ class Telephony:
         self._catch_up_until = 0.0
         self._reconcile_now = asyncio.Event()
         self._database_failed = False
+        self._reconcile_failures = 0
 
     async def start(self) -> None:
         if self.follows_events:
@@ -185,9 +187,9 @@ class Telephony:
                     )
             try:
                 await self.reconciler.run_once()
-            except Exception:
+            except Exception as exc:
                 self.metrics.inc("reconcile_failures")
-                self._database_failed = True
+                self._database_failed = self._database_failed or db_unreachable(exc)
                 log.exception("reconciliation at start failed; will retry")
             # Taking a node's lease (or starting): calls cut while nobody followed the node
             # are still ending.
@@ -357,11 +359,23 @@ class Telephony:
             if self.follows_events:
                 try:
                     await self.reconciler.run_once()
-                except Exception:
+                except Exception as exc:
                     self.metrics.inc("reconcile_failures")
-                    self._database_failed = True
-                    log.exception("reconciliation failed; retrying every %.0f s", CATCH_UP_EVERY_S)
+                    self._reconcile_failures += 1
+                    # Only a database that is away is retried every second until it is back;
+                    # a failure of the file or of a line waits for the next pass as before.
+                    # The 1st, 2nd, 4th, 8th ... failure in a row is logged with its trace.
+                    away = db_unreachable(exc)
+                    self._database_failed = self._database_failed or away
+                    n = self._reconcile_failures
+                    if n & (n - 1) == 0:
+                        log.exception(
+                            "reconciliation failed (%d in a row; %s)",
+                            n,
+                            "database away: retrying every second" if away else "next pass",
+                        )
                 else:
+                    self._reconcile_failures = 0
                     self._database_answered()
             if periodic:
                 next_periodic = time.monotonic() + RECONCILE_EVERY_S
@@ -403,10 +417,8 @@ class Telephony:
             self.node.name,
             self._down_since.isoformat(),
         )
-        ended = await self.end_lost_calls(
-            before=self._down_since, at=self._down_since, reason="unreachable"
-        )
-        self._loss_handled = True
+        # Before the calls' write, not after it: should the node's AMI session come back
+        # meanwhile, its resync's fresh snapshot must come after this one, not be undone by it.
         # Nobody is in a lost node's queue: its operators' states stop counting in the merge
         # across nodes (operators/live.py). Forgotten here too, so that the node's next login
         # stores every member it lists again.
@@ -420,6 +432,10 @@ class Telephony:
                 source="node_lost",
             )
         )
+        ended = await self.end_lost_calls(
+            before=self._down_since, at=self._down_since, reason="unreachable"
+        )
+        self._loss_handled = True
         return ended
 
     async def end_lost_calls(
@@ -544,10 +560,11 @@ class Telephony:
         try:
             async with self._one_statement() as session:
                 missing = await apply_progress(session=session, updates=updates)
-        except Exception:
+        except Exception as exc:
             # The tracker retries; the database being away is what this marks (a bad row
-            # only costs a catch-up once a write goes through again).
-            self._database_failed = True
+            # is not an outage).
+            if db_unreachable(exc):
+                self._database_failed = True
             raise
         self._database_answered()
         return missing
