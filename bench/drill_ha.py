@@ -70,6 +70,7 @@ from siaga112.worker import events_lease_name
 from siaga112_sandbox import pgha, procs
 from siaga112_sandbox.nodes import NodeSandbox, Proxy
 from siaga112_sandbox.sipp import (
+    SIP_CONF,
     SippOperator,
     pbx_unavailable_reason,
     run_caller,
@@ -85,6 +86,14 @@ NODES = [
 FAULTS = ("node", "instance", "pg")
 PG_PORTS = (5491, 5492)
 PROBE_EVERY_S = 0.25
+# Each stream caller stays on the line a time drawn uniformly from hold x (1 -/+ HOLD_SPREAD),
+# not the same --hold for all: with every caller leaving after the same time at a steady rate,
+# app_queue (ringall: only the first caller not already ringing may ring the operators; the
+# others look again once a second) never had a caller at the head of the queue when it looked,
+# and the operators' phones stood idle behind a full queue (bench/README.md, "bench/drill --ha:
+# why the phones answered so few calls").
+HOLD_SPREAD = 0.5
+CALLER_SCENARIO = "caller-112-proxy.xml"
 WHOLE_WITHIN_S = 30.0
 
 
@@ -113,6 +122,22 @@ class Running:
     # Its workers when it became ready, with their start times (procs.start_time): a pid the
     # system has given to another process since is never killed.
     children: list[tuple[int, int | None]] = field(default_factory=list)
+
+
+def stream_scenario(hold_s: float, directory: Path) -> Path:
+    """The stream's caller scenario, written into ``directory``: CALLER_SCENARIO with its time on
+    the line drawn per call, uniformly within ``hold_s`` x (1 -/+ HOLD_SPREAD) (SIPp's pause
+    distribution)."""
+    low = int(hold_s * (1 - HOLD_SPREAD) * 1000)
+    high = int(hold_s * (1 + HOLD_SPREAD) * 1000)
+    text = (SIP_CONF / CALLER_SCENARIO).read_text()
+    if text.count("<pause/>") != 1:
+        raise RuntimeError(f"{CALLER_SCENARIO}: expected one <pause/> (the time on the line)")
+    path = directory / f"stream-{CALLER_SCENARIO}"
+    path.write_text(
+        text.replace("<pause/>", f'<pause distribution="uniform" min="{low}" max="{high}"/>')
+    )
+    return path
 
 
 def _serve(
@@ -356,7 +381,7 @@ class Drill:
             probes += 1
             probe = run_caller(
                 self.settings,
-                "caller-112-proxy.xml",
+                CALLER_SCENARIO,
                 target=self.target,
                 calls=1,
                 hold_ms=100,
@@ -462,7 +487,7 @@ class Drill:
         def place() -> None:
             r = run_caller(
                 self.settings,
-                "caller-112-proxy.xml",
+                str(stream_scenario(args.hold, self.workdir)),
                 target=self.target,
                 calls=calls,
                 rate=args.rate,
