@@ -7,8 +7,9 @@ The stack: two nodes of the sandbox (siaga112_sandbox.nodes) behind Kamailio on 
 dialplan's AGI targets list both, so a call tries the first and then the other within the one
 budget); the sandbox's PostgreSQL pair (siaga112_sandbox.pgha, its own ports) reached through the
 multi-host URL with ``target_session_attrs=read-write``. One phase per fault, each with SIPp
-callers (caller-112-proxy.xml) at ``--rate`` calls/s for ``--step-seconds`` s and the fault
-``--fault-at`` s in:
+callers (caller-112-proxy.xml, each on the line for a time drawn within ``--hold`` x 0.5 to 1.5:
+``stream_scenario``) at ``--rate`` calls/s for ``--step-seconds`` s and the fault ``--fault-at``
+s in:
 
 - ``node``: ``kill -9`` of node ha-b's Asterisk; whole when a probe call through the proxy is
   answered again. The node is started again after the phase.
