@@ -40,6 +40,8 @@ __all__ = ["KAMAILIO_PACKAGE", "NodeSandbox", "Proxy", "node_prefix"]
 # Debian's package with Kamailio and its dispatcher module (scripts/bootstrap.sh, HA tier).
 KAMAILIO_PACKAGE = "kamailio"
 _START_TIMEOUT_S = 60.0
+# Read by each node from its own etc, taken from the root's Debian install (see _prepare).
+STOCK_FILES = ("indications.conf",)
 
 
 def node_prefix(node: PbxNode) -> str:
@@ -108,6 +110,13 @@ class NodeSandbox:
             os.chown(tmp, 0, gid)
             os.chmod(tmp, mode)
             os.replace(tmp, target)
+        # Debian's stock files a node reads that siaga112 does not render: the one-node sandbox
+        # has them in the root's /etc/asterisk. Without indications.conf the `id` tone zone is
+        # unknown and callers queued on a node hear no ringing.
+        for name in STOCK_FILES:
+            stock = root / "etc/asterisk" / name
+            if name not in rendered and stock.is_file():
+                shutil.copyfile(stock, base / "etc" / name)
 
     def cli(self, command: str, *, timeout: float = 10.0) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
