@@ -167,7 +167,7 @@ def test_the_open_incident_follows_its_events_without_reading_it_again(
     confirmed elsewhere are drawn from the events; a new fix reads the incident's audited
     location list and a status change its brief (the statuses allowed next); the whole
     incident (GET /v1/incidents/{id}) is read once, when it popped."""
-    add_operator(server, "op-live", "7105", "Rina Marlina")
+    add_operator(server, "op-live", "7106", "Rina Marlina")
     sign_in(page, server, "op-live")
     expect(page.locator("#stream-state")).to_have_attribute("data-state", "live")
     expect(page.locator("body")).to_have_attribute("data-ready", "1")
@@ -180,7 +180,7 @@ def test_the_open_incident_follows_its_events_without_reading_it_again(
     )
     full = f"/v1/incidents/{incident}"
 
-    progress(server, uid, "answered", operator="7105")
+    progress(server, uid, "answered", operator="7106")
     expect(page.locator("#inc-title")).to_have_text(f"Insiden #{incident}")
     expect(page.locator("#inc-history")).to_contain_text("1 panggilan")  # the full read
     page.wait_for_function("window.siaga112Timings.some((m) => m.kind === 'pop_full')")
