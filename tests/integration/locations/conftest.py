@@ -11,8 +11,9 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from siaga112.calls.recorder import CallFacts, RecordedCall, record_incoming
+from siaga112.calls.recorder import RecordedCall, record_incoming
 from siaga112.runtime.telephony import Telephony
+from tests.factories import call_facts
 
 HEADER = (
     "radio,mcc,net,area,cell,unit,lon,lat,range,samples,changeable,created,updated,averageSignal"
@@ -47,19 +48,9 @@ async def record_call(
     pani: str | None = TEST_PANI,
     geoloc_effective: str | None = None,
 ) -> RecordedCall:
-    facts = CallFacts(
-        uniqueid=uniqueid,
-        linkedid=uniqueid,
-        channel="PJSIP/carrier-1",
-        caller_number="081234567890",
-        caller_name=None,
-        caller_e164="+6281234567890",
-        asserted_number=None,
+    facts = call_facts(
+        uniqueid,
         presentation="allowed_not_screened",
-        caller_id_available=True,
-        callback_number="+6281234567890",
-        dialled_number="112",
-        pai=None,
         pani=pani,
         geolocation="<cid:loc@carrier.invalid>" if geoloc_effective else None,
         geoloc_effective=geoloc_effective,

@@ -19,7 +19,6 @@ from pydantic import SecretStr
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from siaga112.calls.recorder import CallFacts
 from siaga112.config import AmiSettings, OutboundSettings, Settings
 from siaga112.locations.georef import fetch_location_reference, fetchable_reference, host_allowed
 from siaga112.locations.models import Location
@@ -27,6 +26,7 @@ from siaga112.locations.pidf import MAX_PIDF_CHARS
 from siaga112.metrics import Metrics
 from siaga112.net import OutboundPolicy
 from siaga112.runtime.telephony import Telephony
+from tests.factories import call_facts
 from tests.integration.locations.conftest import inline_tasks
 
 Sessions = async_sessionmaker[AsyncSession]
@@ -188,25 +188,6 @@ def test_which_references_are_fetchable() -> None:
 # -- from the telephony runtime's location step ------------------------------------------------
 
 
-def _facts(uniqueid: str, geolocation: str) -> CallFacts:
-    return CallFacts(
-        uniqueid=uniqueid,
-        linkedid=uniqueid,
-        channel="PJSIP/carrier-1",
-        caller_number="081234567890",
-        caller_name=None,
-        caller_e164="+6281234567890",
-        asserted_number=None,
-        presentation=None,
-        caller_id_available=True,
-        callback_number="+6281234567890",
-        dialled_number="112",
-        pai=None,
-        pani=None,
-        geolocation=geolocation,
-    )
-
-
 def _telephony(
     settings: Settings, sessionmaker: Sessions, tmp_path: Path, *, fetch: bool
 ) -> Telephony:
@@ -231,7 +212,7 @@ def _telephony(
 
 async def _call_with(tel: Telephony, sessionmaker: Sessions, uri: str) -> list[Location]:
     recorded = await tel._record_call(
-        _facts(f"ref-{uuid.uuid4().hex[:8]}", f"<{uri}>"), datetime.now(UTC)
+        call_facts(f"ref-{uuid.uuid4().hex[:8]}", geolocation=f"<{uri}>"), datetime.now(UTC)
     )
     await asyncio.gather(*inline_tasks(tel))
     async with sessionmaker() as session:
@@ -285,7 +266,7 @@ async def test_reference_of_a_call_deferred_by_the_backlog_is_fetched_by_the_swe
     tel = _telephony(settings, sessionmaker, tmp_path, fetch=True)
     uri = lis.url("/loc/ok")
     recorded = await tel._record_call(
-        _facts(f"ref-{uuid.uuid4().hex[:8]}", f"<{uri}>"),
+        call_facts(f"ref-{uuid.uuid4().hex[:8]}", geolocation=f"<{uri}>"),
         datetime.now(UTC) - timedelta(minutes=2),
     )
     assert not inline_tasks(tel)
@@ -310,7 +291,7 @@ async def test_failed_fetch_is_tried_once_not_by_every_sweep(
 ) -> None:
     tel = _telephony(settings, sessionmaker, tmp_path, fetch=True)
     await tel._record_call(
-        _facts(f"ref-{uuid.uuid4().hex[:8]}", f"<{lis.url('/loc/missing')}>"),
+        call_facts(f"ref-{uuid.uuid4().hex[:8]}", geolocation=f"<{lis.url('/loc/missing')}>"),
         datetime.now(UTC) - timedelta(minutes=2),
     )
     await asyncio.gather(*inline_tasks(tel))

@@ -13,30 +13,12 @@ from sqlalchemy import delete, event, select
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from siaga112.calls.models import Call
-from siaga112.calls.recorder import CallFacts, CallProgress
+from siaga112.calls.recorder import CallProgress
 from siaga112.config import AmiSettings, Settings
 from siaga112.incidents.models import Incident, IncidentEvent
 from siaga112.metrics import Metrics
 from siaga112.runtime.telephony import Telephony
-
-
-def _facts(uniqueid: str) -> CallFacts:
-    return CallFacts(
-        uniqueid=uniqueid,
-        linkedid=uniqueid,
-        channel="PJSIP/carrier-1",
-        caller_number="081234567890",
-        caller_name=None,
-        caller_e164="+6281234567890",
-        asserted_number=None,
-        presentation=None,
-        caller_id_available=True,
-        callback_number="+6281234567890",
-        dialled_number="112",
-        pai=None,
-        pani=None,
-        geolocation=None,
-    )
+from tests.factories import call_facts
 
 
 async def test_agi_step_and_progress_are_single_statements_committed_at_once(
@@ -56,7 +38,7 @@ async def test_agi_step_and_progress_are_single_statements_committed_at_once(
     event.listen(engine.sync_engine, "before_cursor_execute", count)
     try:
         at = datetime.now(UTC)
-        recorded = await tel._record_call(_facts(uid), at)
+        recorded = await tel._record_call(call_facts(uid), at)
         answered = at + timedelta(seconds=2)
         missing = await tel._write_progress(
             [

@@ -15,12 +15,12 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
 from siaga112.calls.models import Call
-from siaga112.calls.recorder import CallFacts
 from siaga112.config import AmiSettings, Settings
 from siaga112.locations.cells import import_cells
 from siaga112.locations.models import Location
 from siaga112.metrics import Metrics
 from siaga112.runtime.telephony import Telephony
+from tests.factories import call_facts
 from tests.integration.locations.conftest import (
     TEST_CELL,
     TEST_PANI,
@@ -30,25 +30,6 @@ from tests.integration.locations.conftest import (
 )
 
 Sessions = async_sessionmaker[AsyncSession]
-
-
-def _facts(uniqueid: str, pani: str | None) -> CallFacts:
-    return CallFacts(
-        uniqueid=uniqueid,
-        linkedid=uniqueid,
-        channel="PJSIP/carrier-1",
-        caller_number="081234567890",
-        caller_name=None,
-        caller_e164="+6281234567890",
-        asserted_number=None,
-        presentation=None,
-        caller_id_available=True,
-        callback_number="+6281234567890",
-        dialled_number="112",
-        pai=None,
-        pani=pani,
-        geolocation=None,
-    )
 
 
 @pytest.fixture
@@ -76,7 +57,7 @@ async def test_recorded_call_gets_its_cell_location_after_the_write(
     await import_cells(await driver(connection), write_csv(tmp_path / "c.csv", [TEST_CELL]))
     tel = _telephony(settings, sessionmaker, tmp_path)
     recorded = await tel._record_call(
-        _facts(f"rt-{uuid.uuid4().hex[:8]}", TEST_PANI), datetime.now(UTC)
+        call_facts(f"rt-{uuid.uuid4().hex[:8]}", pani=TEST_PANI), datetime.now(UTC)
     )
     assert len(inline_tasks(tel)) == 1, "derivation is scheduled, not awaited by the AGI write"
     await asyncio.gather(*inline_tasks(tel))
@@ -92,7 +73,7 @@ async def test_call_without_location_or_number_schedules_nothing(
 ) -> None:
     tel = _telephony(settings, sessionmaker, tmp_path)
     anonymous = replace(
-        _facts(f"rt-{uuid.uuid4().hex[:8]}", None),
+        call_facts(f"rt-{uuid.uuid4().hex[:8]}", pani=None),
         caller_number="anonymous",
         caller_e164=None,
         callback_number=None,
@@ -106,7 +87,7 @@ async def test_call_with_a_number_looks_for_aml_that_came_first(
     settings: Settings, sessionmaker: Sessions, tmp_path: Path
 ) -> None:
     tel = _telephony(settings, sessionmaker, tmp_path)
-    await tel._record_call(_facts(f"rt-{uuid.uuid4().hex[:8]}", None), datetime.now(UTC))
+    await tel._record_call(call_facts(f"rt-{uuid.uuid4().hex[:8]}", pani=None), datetime.now(UTC))
     assert len(inline_tasks(tel)) == 1
     await asyncio.gather(*inline_tasks(tel))
     assert tel.metrics.counters["location_tasks_done"] == 1
@@ -124,7 +105,7 @@ async def test_failed_derivation_is_counted_and_the_call_unaffected(
     monkeypatch.setattr("siaga112.locations.worker.locations_for_call", broken)
     tel = _telephony(settings, sessionmaker, tmp_path)
     recorded = await tel._record_call(
-        _facts(f"rt-{uuid.uuid4().hex[:8]}", TEST_PANI), datetime.now(UTC)
+        call_facts(f"rt-{uuid.uuid4().hex[:8]}", pani=TEST_PANI), datetime.now(UTC)
     )
     assert recorded.incident_id > 0
     await asyncio.gather(*inline_tasks(tel), return_exceptions=True)
@@ -159,7 +140,7 @@ async def test_call_deferred_by_the_backlog_gets_cell_and_pidf_location_from_the
     monkeypatch.setattr("siaga112.locations.worker.BACKLOG", 0)
     tel = _telephony(settings, sessionmaker, tmp_path)
     facts = replace(
-        _facts(f"rt-{uuid.uuid4().hex[:8]}", TEST_PANI),
+        call_facts(f"rt-{uuid.uuid4().hex[:8]}", pani=TEST_PANI),
         geolocation="<cid:loc-1@carrier.invalid>",
         geoloc_effective=EFFECTIVE,
         geoloc_method="gps",
@@ -192,7 +173,7 @@ async def test_failed_derivation_is_retried_by_the_sweep(
     with monkeypatch.context() as patch:
         patch.setattr("siaga112.locations.worker.locations_for_call", broken)
         recorded = await tel._record_call(
-            _facts(f"rt-{uuid.uuid4().hex[:8]}", TEST_PANI),
+            call_facts(f"rt-{uuid.uuid4().hex[:8]}", pani=TEST_PANI),
             datetime.now(UTC) - timedelta(minutes=2),
         )
         await asyncio.gather(*inline_tasks(tel), return_exceptions=True)
@@ -206,13 +187,14 @@ async def test_a_live_call_is_marked_done_and_a_young_one_left_to_its_task(
 ) -> None:
     tel = _telephony(settings, sessionmaker, tmp_path)
     live = await tel._record_call(
-        _facts(f"rt-{uuid.uuid4().hex[:8]}", TEST_PANI), datetime.now(UTC) - timedelta(minutes=2)
+        call_facts(f"rt-{uuid.uuid4().hex[:8]}", pani=TEST_PANI),
+        datetime.now(UTC) - timedelta(minutes=2),
     )
     await asyncio.gather(*inline_tasks(tel))
     assert await _done_at(sessionmaker, live.call_id) is not None
     monkeypatch.setattr("siaga112.locations.worker.BACKLOG", 0)
     young = await tel._record_call(
-        _facts(f"rt-{uuid.uuid4().hex[:8]}", TEST_PANI), datetime.now(UTC)
+        call_facts(f"rt-{uuid.uuid4().hex[:8]}", pani=TEST_PANI), datetime.now(UTC)
     )
     await tel._sweep_locations()
     assert await _done_at(sessionmaker, young.call_id) is None, "within the grace period"
