@@ -7,8 +7,9 @@ The stack: two nodes of the sandbox (siaga112_sandbox.nodes) behind Kamailio on 
 dialplan's AGI targets list both, so a call tries the first and then the other within the one
 budget); the sandbox's PostgreSQL pair (siaga112_sandbox.pgha, its own ports) reached through the
 multi-host URL with ``target_session_attrs=read-write``. One phase per fault, each with SIPp
-callers (caller-112-proxy.xml) at ``--rate`` calls/s for ``--step-seconds`` s and the fault
-``--fault-at`` s in:
+callers (caller-112-proxy.xml, each on the line for a time drawn within ``--hold`` x 0.5 to 1.5:
+``stream_scenario``) at ``--rate`` calls/s for ``--step-seconds`` s and the fault ``--fault-at``
+s in:
 
 - ``node``: ``kill -9`` of node ha-b's Asterisk; whole when a probe call through the proxy is
   answered again. The node is started again after the phase.
@@ -55,15 +56,22 @@ from typing import Any
 
 import asyncpg
 
-from bench.hafaults import _alive, _children, _lease_owner_pid, kill_instance, wait_lease_moved
+from bench.hafaults import (
+    kill_instance,
+    lease_holder,
+    lease_owner_pid,
+    pg_failover,
+    wait_lease_moved,
+)
 from bench.realstack import READY_TIMEOUT_S, log
 from siaga112.config import PbxNodeSettings, PbxSettings, Settings
 from siaga112.db.manage import upgrade
 from siaga112.db.session import asyncpg_dsn
 from siaga112.worker import events_lease_name
-from siaga112_sandbox import pgha
+from siaga112_sandbox import pgha, procs
 from siaga112_sandbox.nodes import NodeSandbox, Proxy
 from siaga112_sandbox.sipp import (
+    SIP_CONF,
     SippOperator,
     pbx_unavailable_reason,
     run_caller,
@@ -79,6 +87,14 @@ NODES = [
 FAULTS = ("node", "instance", "pg")
 PG_PORTS = (5491, 5492)
 PROBE_EVERY_S = 0.25
+# Each stream caller stays on the line a time drawn uniformly from hold x (1 -/+ HOLD_SPREAD),
+# not the same --hold for all: with every caller leaving after the same time at a steady rate,
+# app_queue (ringall: only the first caller not already ringing may ring the operators; the
+# others look again once a second) never had a caller at the head of the queue when it looked,
+# and the operators' phones stood idle behind a full queue (bench/README.md, "bench/drill --ha:
+# why the phones answered so few calls").
+HOLD_SPREAD = 0.5
+CALLER_SCENARIO = "caller-112-proxy.xml"
 WHOLE_WITHIN_S = 30.0
 
 
@@ -104,7 +120,25 @@ INSTANCES = [Instance("a", 4593, 8193, 8194), Instance("b", 4603, 8203, 8204)]
 class Running:
     instance: Instance
     process: subprocess.Popen[bytes]
-    children: list[int] = field(default_factory=list)
+    # Its workers when it became ready, with their start times (procs.start_time): a pid the
+    # system has given to another process since is never killed.
+    children: list[tuple[int, int | None]] = field(default_factory=list)
+
+
+def stream_scenario(hold_s: float, directory: Path) -> Path:
+    """The stream's caller scenario, written into ``directory``: CALLER_SCENARIO with its time on
+    the line drawn per call, uniformly within ``hold_s`` x (1 -/+ HOLD_SPREAD) (SIPp's pause
+    distribution)."""
+    low = int(hold_s * (1 - HOLD_SPREAD) * 1000)
+    high = int(hold_s * (1 + HOLD_SPREAD) * 1000)
+    text = (SIP_CONF / CALLER_SCENARIO).read_text()
+    if text.count("<pause/>") != 1:
+        raise RuntimeError(f"{CALLER_SCENARIO}: expected one <pause/> (the time on the line)")
+    path = directory / f"stream-{CALLER_SCENARIO}"
+    path.write_text(
+        text.replace("<pause/>", f'<pause distribution="uniform" min="{low}" max="{high}"/>')
+    )
+    return path
 
 
 def _serve(
@@ -131,6 +165,10 @@ def _serve(
         )
 
 
+def _with_start_times(pids: list[int]) -> list[tuple[int, int | None]]:
+    return [(pid, procs.start_time(pid)) for pid in pids]
+
+
 def _ready(instance: Instance) -> bool:
     try:
         with urllib.request.urlopen(
@@ -147,7 +185,7 @@ def _wait_ready(running: Running) -> None:
         if running.process.poll() is not None:
             raise RuntimeError(f"siaga112 serve {running.instance.name} exited at start")
         if _ready(running.instance):
-            running.children = _children(running.process.pid)
+            running.children = _with_start_times(procs.children(running.process.pid))
             return
         time.sleep(0.2)
     raise RuntimeError(f"siaga112 serve {running.instance.name} not ready")
@@ -287,7 +325,7 @@ class Drill:
     def lease_owner(self, name: str) -> str | None:
         """The instance whose worker holds the lease ``name``."""
         try:
-            pid = _lease_owner_pid(
+            pid = lease_owner_pid(
                 self.database_url, name, [r.process.pid for r in self.serves.values()]
             )
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
@@ -306,9 +344,9 @@ class Drill:
 
     def stop(self) -> list[int]:
         """Everything this drill started, stopped; returns the processes left behind."""
-        pids: list[int] = []
+        started: set[tuple[int, int | None]] = set()
         for running in self.serves.values():
-            pids += running.children + _children(running.process.pid)
+            started |= {*running.children, *_with_start_times(procs.children(running.process.pid))}
             if running.process.poll() is None:
                 running.process.terminate()
         for running in self.serves.values():
@@ -317,10 +355,14 @@ class Drill:
             except subprocess.TimeoutExpired:
                 running.process.kill()
                 running.process.wait(5)
+
+        def ours(pid: int, since: int | None) -> bool:
+            return since is not None and procs.start_time(pid) == since and procs.alive(pid)
+
         deadline = time.monotonic() + 15
-        while time.monotonic() < deadline and any(_alive(p) for p in pids):
+        while time.monotonic() < deadline and any(ours(*p) for p in started):
             time.sleep(0.2)
-        left = sorted({p for p in pids if _alive(p)})
+        left = sorted(pid for pid, since in started if ours(pid, since))
         for pid in left:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
@@ -340,7 +382,7 @@ class Drill:
             probes += 1
             probe = run_caller(
                 self.settings,
-                "caller-112-proxy.xml",
+                CALLER_SCENARIO,
                 target=self.target,
                 calls=1,
                 hold_ms=100,
@@ -377,8 +419,6 @@ class Drill:
         other = next(r for n, r in self.serves.items() if n != victim_name)
         held = [name for name, owner in owners.items() if owner == victim_name]
         holders = {}
-        from bench.hafaults import lease_holder
-
         for name in held:
             holders[name] = asyncio.run(lease_holder(self.database_url, name))
         resyncs_before = _resyncs_completed(other.instance)
@@ -417,8 +457,6 @@ class Drill:
         self.start_serve(instance)
 
     def fault_pg(self) -> tuple[float, dict[str, Any]]:
-        from bench.hafaults import pg_failover
-
         killed = time.monotonic()
         log(f"fault: PostgreSQL primary crashed, replica promoted {self.args.admin_delay_s} s on")
         failover = pg_failover(
@@ -450,7 +488,7 @@ class Drill:
         def place() -> None:
             r = run_caller(
                 self.settings,
-                "caller-112-proxy.xml",
+                str(stream_scenario(args.hold, self.workdir)),
                 target=self.target,
                 calls=calls,
                 rate=args.rate,

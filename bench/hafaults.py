@@ -28,7 +28,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -49,7 +48,7 @@ from siaga112.auth.service import create_key, system_actor
 from siaga112.config import Settings
 from siaga112.db.session import asyncpg_dsn, make_engine, make_sessionmaker
 from siaga112.runtime.lease import lease_key
-from siaga112_sandbox import pgha
+from siaga112_sandbox import pgha, procs
 
 POLL_S = 0.05
 
@@ -60,27 +59,6 @@ def log(message: str) -> None:
 
 # ---------------------------------------------------------------------------------------------
 # a siaga112 instance
-
-
-def _children(pid: int) -> list[int]:
-    out = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except (OSError, IndexError):
-                continue
-            if int(fields[1]) == pid:
-                out.append(int(entry.name))
-    return out
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"
 
 
 @dataclass
@@ -94,14 +72,14 @@ class InstanceKill:
 
 def kill_instance(serve_pid: int, *, within_s: float = 10.0) -> InstanceKill:
     """``kill -9`` of one serve; waits for its workers to end with it."""
-    workers = _children(serve_pid)
+    workers = procs.children(serve_pid)
     os.kill(serve_pid, signal.SIGKILL)
     started = time.monotonic()
     while time.monotonic() - started < within_s:
-        if not any(_alive(p) for p in workers):
+        if not any(procs.alive(p) for p in workers):
             return InstanceKill(serve_pid, started, workers, time.monotonic() - started)
         time.sleep(POLL_S)
-    return InstanceKill(serve_pid, started, workers, None, [p for p in workers if _alive(p)])
+    return InstanceKill(serve_pid, started, workers, None, [p for p in workers if procs.alive(p)])
 
 
 async def lease_holder(database_url: str, name: str) -> int | None:
@@ -187,12 +165,6 @@ def pg_failover(
 # standalone: serve on the pair, API writes throughout
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class Writer(threading.Thread):
     """API writes at a steady rate; counts and remembers when each succeeded or failed."""
 
@@ -260,11 +232,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             [sys.executable, "-m", "siaga112", "db", "upgrade"], env=env, check=True, timeout=120
         )
         key = asyncio.run(_admin_key(url))
-        port = _free_port()
+        port = procs.free_port()
         state = base_dir.with_name(base_dir.name + "-state")
         env |= {
             "SIAGA112_API__PORT": str(port),
-            "SIAGA112_WORKER__PORT": str(_free_port()),
+            "SIAGA112_WORKER__PORT": str(procs.free_port()),
             "SIAGA112_STATE_DIR": str(state),
             "SIAGA112_RECORDINGS__ENABLED": "false",
         }
@@ -322,16 +294,16 @@ def run_instance_kill(args: argparse.Namespace) -> dict[str, Any]:
 
     url = with_database(args.database_url, "siaga112_bench_hafaults")
     upgrade(url)
-    ami_port = _free_port()
+    ami_port = procs.free_port()
     name = f"ami-events:127.0.0.1:{ami_port}"
     state = Path(tempfile.mkdtemp(prefix="siaga112-hafaults-"))
 
     def start(i: int) -> subprocess.Popen[bytes]:
         env = dict(os.environ) | {
             "SIAGA112_DATABASE_URL": url,
-            "SIAGA112_API__PORT": str(_free_port()),
-            "SIAGA112_WORKER__PORT": str(_free_port()),
-            "SIAGA112_AGI__PORT": str(_free_port()),
+            "SIAGA112_API__PORT": str(procs.free_port()),
+            "SIAGA112_WORKER__PORT": str(procs.free_port()),
+            "SIAGA112_AGI__PORT": str(procs.free_port()),
             "SIAGA112_AMI__PORT": str(ami_port),
             "SIAGA112_AMI__SECRET": "hafaults-not-a-real-secret",
             "SIAGA112_STATE_DIR": str(state / str(i)),
@@ -344,9 +316,9 @@ def run_instance_kill(args: argparse.Namespace) -> dict[str, Any]:
             stderr=subprocess.DEVNULL,
         )
 
-    procs = [start(0)]
+    serves = [start(0)]
     time.sleep(3)
-    procs.append(start(1))
+    serves.append(start(1))
     rounds: list[dict[str, Any]] = []
     try:
         for n in range(args.rounds):
@@ -355,12 +327,12 @@ def run_instance_kill(args: argparse.Namespace) -> dict[str, Any]:
             while holder is None and time.monotonic() < deadline:
                 holder = asyncio.run(lease_holder(url, name))
                 time.sleep(0.2)
-            owner = _lease_owner_pid(url, name, [p.pid for p in procs])
-            victim = next(i for i, p in enumerate(procs) if p.pid == owner)
-            log(f"round {n + 1}: kill -9 of serve {procs[victim].pid} (holds the lease)")
-            killed = kill_instance(procs[victim].pid)
+            owner = lease_owner_pid(url, name, [p.pid for p in serves])
+            victim = next(i for i, p in enumerate(serves) if p.pid == owner)
+            log(f"round {n + 1}: kill -9 of serve {serves[victim].pid} (holds the lease)")
+            killed = kill_instance(serves[victim].pid)
             moved = asyncio.run(wait_lease_moved(url, name, holder, since=killed.killed_at))
-            procs[victim].wait(5)
+            serves[victim].wait(5)
             rounds.append(
                 {
                     "workers_ended_s": killed.workers_ended_s,
@@ -368,11 +340,11 @@ def run_instance_kill(args: argparse.Namespace) -> dict[str, Any]:
                     "lease_moved_s": moved,
                 }
             )
-            procs[victim] = start(victim)
+            serves[victim] = start(victim)
             time.sleep(args.settle_s)
     finally:
-        for p in procs:
-            for child in _children(p.pid):
+        for p in serves:
+            for child in procs.children(p.pid):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(child, signal.SIGKILL)
             p.kill()
@@ -396,15 +368,16 @@ async def _lease_client_port(database_url: str, name: str) -> int | None:
         await conn.close()
 
 
-def _lease_owner_pid(database_url: str, name: str, serve_pids: list[int]) -> int | None:
-    """The serve whose worker holds the lease: the holder's client port, found among the
-    sockets of each serve's children."""
+def lease_owner_pid(database_url: str, name: str, serve_pids: list[int]) -> int | None:
+    """Which of ``serve_pids`` holds the lease ``name`` through one of its workers (None: the
+    lease is free, or held by none of them): the holder's client port, found among the sockets
+    of each serve's children."""
     port = asyncio.run(_lease_client_port(database_url, name))
     if port is None:
         return None
     inodes = _socket_inodes_of_local_port(port)
     for serve in serve_pids:
-        for child in _children(serve):
+        for child in procs.children(serve):
             try:
                 fds = list(Path(f"/proc/{child}/fd").iterdir())
             except OSError:

@@ -1,9 +1,15 @@
-"""The drill tells its own processes from others' by the database their environment names."""
+"""bench/drill: its own processes told from others' by the database their environment names; the
+HA drill's stream callers."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from bench.drill import database_of
+from bench.drill_ha import CALLER_SCENARIO, stream_scenario
+
+from siaga112_sandbox.sipp import SIP_CONF
 
 
 @pytest.mark.parametrize(
@@ -21,3 +27,16 @@ from bench.drill import database_of
 )
 def test_database_of(url: str, database: str) -> None:
     assert database_of(url) == database
+
+
+def test_ha_stream_callers_stay_for_varied_times(tmp_path: Path) -> None:
+    """bench/drill --ha: each stream caller's time on the line is drawn around --hold, not the
+    same for all (with the same, app_queue never rang the operators behind a full queue)."""
+    written = stream_scenario(2.0, tmp_path)
+    text = written.read_text()
+    assert '<pause distribution="uniform" min="1000" max="3000"/>' in text
+    assert "<pause/>" not in text
+    original = (SIP_CONF / CALLER_SCENARIO).read_text()
+    assert text.replace('<pause distribution="uniform" min="1000" max="3000"/>', "<pause/>") == (
+        original
+    )
