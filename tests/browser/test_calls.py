@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import TypeVar
+from urllib.parse import urlsplit
 
 from playwright.sync_api import Page, expect
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -153,3 +154,86 @@ def test_abandoned_caller_is_on_the_worklist(page: Page, server: Server, guard: 
     page.keyboard.press("Enter")
     expect(page.locator("#toast")).to_have_attribute("data-kind", "error")
     expect(page.locator("#toast")).to_contain_text("Sentral telepon tidak terjangkau")
+
+
+HOSTILE_NOTE = '<img src="/console/pwned.png" onerror="window.__pwnedNote=1">Api di dapur'
+
+
+def test_the_open_incident_follows_its_events_without_reading_it_again(
+    page: Page, server: Server
+) -> None:
+    """Once popped, the incident is kept current by its own events: a note written elsewhere,
+    a changed address (with the kecamatan derived from it), the call's end, a location
+    confirmed elsewhere are drawn from the events; a new fix reads the incident's audited
+    location list and a status change its brief (the statuses allowed next); the whole
+    incident (GET /v1/incidents/{id}) is read once, when it popped."""
+    add_operator(server, "op-live", "7106", "Rina Marlina")
+    sign_in(page, server, "op-live")
+    expect(page.locator("#stream-state")).to_have_attribute("data-state", "live")
+    expect(page.locator("body")).to_have_attribute("data-ready", "1")
+    number = f"+62817{random.randrange(10**6, 10**7)}"
+    uid, incident = offer(server, number)
+    reads: list[str] = []
+    page.on(
+        "request",
+        lambda r: reads.append(urlsplit(r.url).path) if r.method == "GET" else None,
+    )
+    full = f"/v1/incidents/{incident}"
+
+    progress(server, uid, "answered", operator="7106")
+    expect(page.locator("#inc-title")).to_have_text(f"Insiden #{incident}")
+    expect(page.locator("#inc-history")).to_contain_text("1 panggilan")  # the full read
+    page.wait_for_function("window.siaga112Timings.some((m) => m.kind === 'pop_full')")
+    expect(page.locator("#hangup")).to_be_enabled()  # the call is live
+    assert reads.count(full) == 1
+
+    with server.api() as api:
+        r = api.post(f"{full}/notes", json={"text": HOSTILE_NOTE})
+        assert r.status_code == 201, r.text
+        r = api.patch(full, json={"address": "Jl. Ahmad Yani No. 1, Kec. Bekasi Selatan"})
+        assert r.status_code == 200, r.text
+    progress(server, uid, "ended")
+    expect(page.locator("#timeline li[data-kind=note]")).to_contain_text(HOSTILE_NOTE)
+    assert page.locator("#timeline img").count() == 0
+    assert page.evaluate("window.__pwnedNote") is None
+    expect(page.locator("#inc-address")).to_have_value("Jl. Ahmad Yani No. 1, Kec. Bekasi Selatan")
+    expect(page.locator("#inc-kecamatan")).to_have_text("Bekasi Selatan")
+    expect(page.locator("#timeline li[data-kind=call_ended]")).to_have_count(1)
+    expect(page.locator("#hangup")).to_be_disabled()  # the call's end, from its event
+
+    # A new fix: its audited location list is read, not the whole incident.
+    with (
+        page.expect_response(lambda r: urlsplit(r.url).path == f"{full}/locations"),
+        server.api() as api,
+    ):
+        r = api.post(
+            f"{full}/locations",
+            json={"lat": -6.2412, "lon": 106.9921, "radius_m": 35.0, "confirm": False},
+        )
+        assert r.status_code == 201, r.text
+        location = r.json()["id"]
+    expect(page.locator("#locations li")).to_have_count(1)
+    expect(page.locator("#locations li.confirmed")).to_have_count(0)
+    # Confirmed elsewhere: drawn from its event.
+    with server.api() as api:
+        r = api.post(f"/v1/locations/{location}/confirm")
+        assert r.status_code == 200, r.text
+    expect(page.locator("#locations li.confirmed")).to_have_count(1)
+
+    # Dispatched elsewhere: the brief brings the statuses allowed next, so closing from this
+    # screen resolves first (a dispatched incident cannot be closed directly).
+    with (
+        page.expect_response(lambda r: urlsplit(r.url).path == f"{full}/brief"),
+        server.api() as api,
+    ):
+        r = api.patch(full, json={"status": "dispatched"})
+        assert r.status_code == 200, r.text
+    expect(page.locator("#inc-status")).to_have_attribute("data-status", "dispatched")
+    page.keyboard.press("x")
+    expect(page.locator("#chooser")).to_be_visible()
+    page.keyboard.press("Enter")
+    expect(page.locator("#inc-status")).to_have_attribute("data-status", "closed")
+    expect(page.locator("#timeline li[data-kind=status_changed]")).to_have_count(3)
+
+    page.wait_for_timeout(1200)  # past the page's 500 ms window for a read an event asks for
+    assert reads.count(full) == 1, reads

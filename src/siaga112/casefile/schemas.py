@@ -32,10 +32,11 @@ class IncidentDetail(IncidentOut):
 
 class CallBrief(Output):
     """A call as the screen pop draws it: who calls, the number to call back, whether it is
-    still live. The network's raw location headers are read (and audited) with the full case
-    file."""
+    still live (its Asterisk uniqueid: what the stream's call events name it by). The network's
+    raw location headers are read (and audited) with the full case file."""
 
     id: uuid.UUID
+    uniqueid: str
     caller_number: str | None
     caller_name: str | None
     caller_e164: str | None

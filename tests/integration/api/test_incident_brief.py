@@ -59,6 +59,7 @@ async def test_brief_has_the_panel_fields_and_calls_without_location(
     [c] = brief["calls"]
     [f] = full["calls"]
     assert c["id"] == f["id"] == str(call.call_id)
+    assert c["uniqueid"] == f["uniqueid"]  # what the stream's call events name the call by
     assert (c["caller_e164"], c["caller_id_available"]) == ("+6281234567890", True)
     assert f["pani_raw"] == TEST_PANI  # the full read has the network's location header
     assert "pani_raw" not in c

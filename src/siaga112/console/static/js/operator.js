@@ -208,6 +208,7 @@ async function openIncident(id, popped) {
   state.incidentId = id;
   state.selectionTouched = false;
   state.selected = new Set();
+  resetLive();
   rememberMine(id);
   // replaceState, not location.hash: no history entry per call, no reload of the icon.
   history.replaceState(null, "", `#incident-${id}`);
@@ -219,40 +220,32 @@ async function openIncident(id, popped) {
     drawPending(id);
     mark("pop_open", id);
     state.popping = id;
-    state.staleWhilePopping = false;
-    if (await loadBrief(id)) mark("pop", id);
+    if (await readBrief(id)) mark("pop", id);
   }
-  // A popped call's incident is new: its dispatches are read after it is drawn, not before.
-  const drawn = await loadIncident(!popped);
+  // A popped call's incident is new: its dispatches are read after it is drawn, not before,
+  // and only when its timeline has a dispatch on it.
+  const need = await loadIncident(!popped);
   if (popped && state.popping === id) {
     state.popping = null;
-    // Events of this incident that came while its reads were under way: read it once more
-    // (without the caller's history), not once per event nor with the history again.
-    if (state.staleWhilePopping && drawn) reloadIncidentSoon();
+    // Events of this incident that came while its reads were under way were applied as they
+    // landed; a read they still need (a new fix's audited location list) is asked for now,
+    // once, not once per event.
+    if (need) want(need);
   }
   $("incident").hidden = false;
   $("incident-none").hidden = true;
-  if (popped && drawn) {
+  if (popped && need) {
     mark("pop_full", id);
-    reloadDispatchesSoon();
+    if (mayHaveDispatches(state.incident)) reloadDispatchesSoon();
   }
   map && map.invalidate();
 }
 
-// The panel from GET /v1/incidents/{id}/brief; true once drawn for the incident still open.
-// Its locations, timeline and caller history are marked as still loading (`partial`).
-async function loadBrief(id) {
-  try {
-    const brief = await api("GET", `/v1/incidents/${id}/brief`);
-    if (id !== state.incidentId) return false;
-    if (state.incident && state.incident.id === id) return true; // a full read came first
-    state.incident = { ...brief, locations: [], timeline: [], best_location: null, caller_history: null, partial: true };
-    renderIncident();
-    return true;
-  } catch (e) {
-    fail(e);
-    return false;
-  }
+// A new incident has dispatches only once its timeline says so: every dispatch writes its
+// dispatch_created line, and timelines are never purged (its `created` line shows it is whole).
+function mayHaveDispatches(inc) {
+  if (!inc || !inc.timeline.some((e) => e.kind === "created")) return true;
+  return inc.timeline.some((e) => e.kind.startsWith("dispatch_"));
 }
 
 // The incident panel emptied for incident `id`, its number from the queue if it was there:
@@ -277,27 +270,187 @@ function drawPending(id) {
   clear($("locations"));
   clear($("timeline"));
   clear($("dispatch-list"));
+  shownLocations = null;
   map && map.show([]);
 }
 
-// Events of the open incident come in bursts (answered, located, recorded, ended): one read
-// of the incident per 500 ms at most, and its dispatches only when a dispatch changed.
-// The caller's history was read with the incident when it opened: a re-read leaves it out
-// (the heaviest part of the read, and nothing during the call changes it).
-async function reloadIncident() {
+// ---------- the open incident, kept current by its own events ----------
+// The panel is drawn from reads (the brief on a pop, the whole case file once when the
+// incident opens, the audited location list when a fix arrives) and then kept current by the
+// incident's own events on the stream, with no read: a timeline line, a call answered or
+// ended, a changed field, a confirmed location. A read is asked for only where the event
+// cannot carry it: a new fix (the map's data comes with its audited read), a call the page
+// has not seen, a status change (the statuses the operator may move to next).
+//
+// Every read is stamped with how many of the incident's events the page had received when it
+// left. A part of the panel (fields, calls, locations, caller history) is replaced only by a
+// read that left after the one it shows; the events received after a read left are applied
+// again on top of what it brought (applying an event twice changes nothing); timeline lines
+// are merged by id, never dropped.
+
+const LOG_MAX = 500;
+const PART_KEYS = new Set(["calls", "locations", "best_location", "timeline", "caller_history", "partial"]);
+// Fields an `updated` or `status_changed` line changes ({field: {from, to}}): these only.
+const EVENT_FIELDS = ["status", "category", "classification", "priority", "address", "landmark", "summary", "duplicate_of_id"];
+const CALL_RANK = { offered: 0, queued: 1, ringing: 2, answered: 3, ended: 4, abandoned: 4 };
+const CALL_EVENTS = { call_answered: "answered", call_ended: "ended", call_abandoned: "abandoned" };
+
+const live = {
+  seq: 0, // events of the open incident received
+  log: [], // [{seq, e}], the last LOG_MAX of them
+  shown: {}, // part -> stamp of the read it shows
+  asked: {}, // part -> stamp of the latest read of it sent
+};
+let shownLocations = null; // the array the map was drawn from
+
+function resetLive() {
+  live.seq = 0;
+  live.log = [];
+  live.shown = {};
+  live.asked = {};
+}
+
+// A read of `parts` leaves now: its stamp.
+function leaving(parts) {
+  for (const p of parts) live.asked[p] = Math.max(live.asked[p] ?? -1, live.seq);
+  return live.seq;
+}
+
+function mergeTimeline(lines, more) {
+  const byId = new Map(lines.map((e) => [e.id, e]));
+  for (const e of more) {
+    if (!byId.has(e.id)) byId.set(e.id, { id: e.id, at: e.at, actor: e.actor, kind: e.kind, data: e.data || {} });
+  }
+  return [...byId.values()].sort((a, b) => a.id - b.id);
+}
+
+// Applies one of the incident's events to `inc` (a copy of the incident, changed in place);
+// the reads it needs, as {brief, locations} set to the event's number.
+function applyEvent(inc, e, seq, need) {
+  const d = e.data && typeof e.data === "object" ? e.data : {};
+  inc.timeline = mergeTimeline(inc.timeline, [e]);
+  const has = (k) => Object.prototype.hasOwnProperty.call(d, k);
+  if (e.kind === "updated" || e.kind === "status_changed") {
+    for (const f of EVENT_FIELDS) {
+      const change = has(f) ? d[f] : null;
+      if (!change || typeof change !== "object" || !Object.prototype.hasOwnProperty.call(change, "to")) continue;
+      // The statuses allowed next come with the brief read.
+      if (f === "status" && inc.status !== change.to) need.brief = seq;
+      inc[f] = change.to;
+    }
+  } else if (e.kind === "kecamatan_changed") {
+    if (has("to")) inc.kecamatan = d.to;
+  } else if (e.kind === "call_offered" || CALL_EVENTS[e.kind]) {
+    const i = inc.calls.findIndex((c) => c.uniqueid === d.uniqueid);
+    if (i < 0) {
+      need.brief = seq; // a call the page has not seen
+    } else if (CALL_EVENTS[e.kind]) {
+      const to = CALL_EVENTS[e.kind];
+      const call = { ...inc.calls[i] };
+      if ((CALL_RANK[call.state] ?? 0) < CALL_RANK[to]) call.state = to;
+      if (to === "answered") {
+        call.answered_at = call.answered_at || e.at;
+        if (d.operator) call.operator = d.operator;
+      } else {
+        call.ended_at = call.ended_at || e.at;
+        if (d.outcome) call.outcome = d.outcome;
+      }
+      inc.calls = inc.calls.map((c, j) => (j === i ? call : c));
+    }
+  } else if (e.kind === "location_added") {
+    need.locations = seq; // the map's data comes with its audited read
+  } else if (e.kind === "location_confirmed") {
+    const i = inc.locations.findIndex((l) => l.id === d.location_id);
+    if (i < 0) need.locations = seq;
+    else if (!inc.locations[i].confirmed) {
+      inc.locations = inc.locations.map((l, j) =>
+        j === i ? { ...l, confirmed: true, confirmed_by: e.actor, confirmed_at: e.at } : l);
+    }
+  }
+  return need;
+}
+
+// What a read stamped `stamp` brought for incident `id`, for `parts` of the panel: the reads
+// still needed ({} for none), or null once another incident is open.
+function land(id, stamp, read, parts) {
+  if (id !== state.incidentId) return null;
+  const cur = state.incident && state.incident.id === id ? state.incident : null;
+  const inc = cur
+    ? { ...cur }
+    : { id, calls: [], locations: [], best_location: null, timeline: [], caller_history: null, partial: true };
+  for (const part of parts) {
+    if ((live.shown[part] ?? -1) > stamp) continue;
+    live.shown[part] = stamp;
+    if (part === "fields") {
+      for (const [k, v] of Object.entries(read)) if (!PART_KEYS.has(k)) inc[k] = v;
+    } else if (part === "calls") {
+      inc.calls = read.calls;
+    } else if (part === "locations") {
+      inc.locations = read.locations;
+      inc.best_location = read.best_location ?? null;
+    } else if (part === "history") {
+      inc.caller_history = read.caller_history ?? null;
+      inc.partial = false;
+    }
+  }
+  if (read.timeline) inc.timeline = mergeTimeline(inc.timeline, read.timeline);
+  const need = {};
+  for (const { seq, e } of live.log) if (seq > stamp) applyEvent(inc, e, seq, need);
+  state.incident = inc;
+  return need;
+}
+
+// Asks for the reads `need` names, unless one that left after the event is on its way.
+function want(need) {
+  if (need.brief !== undefined && (live.asked.fields ?? -1) < need.brief) readBriefSoon();
+  if (need.locations !== undefined && (live.asked.locations ?? -1) < need.locations) readLocationsSoon();
+}
+
+// An event of the open incident, from the stream.
+function ownEvent(e) {
+  if (e.kind.startsWith("dispatch_")) reloadDispatchesSoon();
+  live.seq += 1;
+  live.log.push({ seq: live.seq, e });
+  if (live.log.length > LOG_MAX) live.log.splice(0, live.log.length - LOG_MAX);
+  const inc = state.incident;
+  // Before the first read has landed there is nothing to apply it to: the read applies it.
+  if (!inc || inc.id !== e.incident_id) return;
+  const next = { ...inc };
+  const need = applyEvent(next, e, live.seq, {});
+  state.incident = next;
+  renderIncident();
+  // While the pop's reads are under way, what they do not bring is asked for once they land.
+  if (state.popping !== e.incident_id) want(need);
+}
+
+// The incident's fields and calls (GET /v1/incidents/{id}/brief: one statement, nothing about
+// where the caller is, so nothing to audit); true once drawn for the incident still open.
+async function readBrief(id = state.incidentId) {
+  if (!id) return false;
+  try {
+    const stamp = leaving(["fields", "calls"]);
+    const brief = await api("GET", `/v1/incidents/${id}/brief`);
+    const need = land(id, stamp, brief, ["fields", "calls"]);
+    if (!need) return false;
+    renderIncident();
+    if (state.popping !== id) want(need);
+    return true;
+  } catch (e) {
+    fail(e);
+    return false;
+  }
+}
+
+// The incident's locations (GET /v1/incidents/{id}/locations, audited as every read of them).
+async function readLocations() {
   const id = state.incidentId;
   if (!id) return;
-  if (state.popping === id) {
-    state.staleWhilePopping = true; // the pop's own full read is on its way
-    return;
-  }
-  // The caller's history only once the full read brought it (not after the pop's brief alone).
-  const known = state.incident && state.incident.id === id && !state.incident.partial ? state.incident : null;
-  const inc = await api("GET", `/v1/incidents/${id}${known ? "?caller_history=false" : ""}`);
-  if (id !== state.incidentId) return;
-  if (known) inc.caller_history = known.caller_history;
-  state.incident = inc;
+  const stamp = leaving(["locations"]);
+  const out = await api("GET", `/v1/incidents/${id}/locations`);
+  const need = land(id, stamp, { locations: out.items, best_location: out.best }, ["locations"]);
+  if (!need) return;
   renderIncident();
+  want(need);
 }
 
 async function reloadDispatches() {
@@ -309,26 +462,34 @@ async function reloadDispatches() {
   if (state.incident) renderIncident();
 }
 
-const reloadIncidentSoon = throttle(reloadIncident, 500);
+// Events of the open incident come in bursts (answered, located, ended): one read of each kind
+// per 500 ms at most.
+const readBriefSoon = throttle(() => readBrief(), 500);
+const readLocationsSoon = throttle(readLocations, 500);
 const reloadDispatchesSoon = throttle(reloadDispatches, 500);
 
-// True once this incident is on the screen (false when another one was opened meanwhile).
+// The whole case file (GET /v1/incidents/{id}: calls, locations, timeline, caller history),
+// read once when an incident opens. The reads still needed ({} for none) once it is on the
+// screen; null when another incident was opened meanwhile or the read failed.
 async function loadIncident(withDispatches = true) {
   const id = state.incidentId;
-  if (!id) return false;
+  if (!id) return null;
   try {
+    const parts = ["fields", "calls", "locations", "history"];
+    const stamp = leaving(parts);
     const [inc, dispatches] = await Promise.all([
       api("GET", `/v1/incidents/${id}`),
-      withDispatches ? api("GET", `/v1/incidents/${id}/dispatches`) : [],
+      withDispatches ? api("GET", `/v1/incidents/${id}/dispatches`) : null,
     ]);
-    if (id !== state.incidentId) return false;
-    state.incident = inc;
-    state.dispatches = dispatches;
+    const need = land(id, stamp, inc, parts);
+    if (!need) return null;
+    if (dispatches) state.dispatches = dispatches;
     renderIncident();
-    return true;
+    if (state.popping !== id) want(need);
+    return need;
   } catch (e) {
     fail(e);
-    return false;
+    return null;
   }
 }
 
@@ -394,7 +555,7 @@ function renderTimeline() {
   const list = clear($("timeline"));
   for (const e of [...state.incident.timeline].reverse()) {
     let detail = "";
-    if (e.kind === "note") detail = e.data.text || "";
+    if (e.kind === "note") detail = (e.data && e.data.text) || "";
     else if (e.data && e.data.status) detail = statusChange(e.data.status);
     else if (e.data && e.data.agency) detail = e.data.agency;
     else if (e.data && e.data.operator) detail = e.data.operator;
@@ -416,7 +577,9 @@ function renderLocations() {
     $("map-note").textContent = t("incident.loading");
     return;
   }
-  map && map.show(locs);
+  // The map is drawn again only when the locations changed, not for every line of the timeline.
+  if (map && shownLocations !== locs) map.show(locs);
+  shownLocations = locs;
   $("map-note").textContent = locs.length ? "" : t("map.no_location");
   locs.forEach((loc, i) => {
     const has = loc.lat !== null && loc.lon !== null;
@@ -438,7 +601,7 @@ async function confirmLocation(id) {
   try {
     await api("POST", `/v1/locations/${id}/confirm`);
     toast(t("map.confirmed_toast"));
-    await loadIncident();
+    await readLocations(); // audited, as every read of them; the kecamatan comes as an event
   } catch (e) {
     fail(e);
   }
@@ -446,11 +609,20 @@ async function confirmLocation(id) {
 
 // ---------- fields ----------
 
+// PATCH /v1/incidents/{id}: its answer is the incident's fields as the change left them (the
+// statuses allowed next, the kecamatan re-derived from the address), drawn as a read that left
+// with the change; the change's timeline line comes as an event.
+async function patchIncident(id, body) {
+  const stamp = leaving(["fields"]);
+  const out = await api("PATCH", `/v1/incidents/${id}`, body);
+  if (land(id, stamp, out, ["fields"])) renderIncident();
+  return out;
+}
+
 async function patch(body) {
   if (!state.incidentId) return;
   try {
-    state.incident = { ...state.incident, ...(await api("PATCH", `/v1/incidents/${state.incidentId}`, body)) };
-    await loadIncident();
+    await patchIncident(state.incidentId, body);
   } catch (e) {
     fail(e);
   }
@@ -483,10 +655,12 @@ function bindFields() {
       const text = ev.target.value.trim();
       if (!text || !state.incidentId) return;
       try {
-        await api("POST", `/v1/incidents/${state.incidentId}/notes`, { text });
+        const id = state.incidentId;
+        const line = await api("POST", `/v1/incidents/${id}/notes`, { text });
         ev.target.value = "";
         ev.target.blur();
-        await loadIncident();
+        // The note's own line (its event, when it comes, is merged with it by id).
+        if (land(id, live.seq, { timeline: [line] }, [])) renderIncident();
       } catch (e) {
         fail(e);
       }
@@ -593,7 +767,7 @@ async function resend(d) {
   try {
     const out = await api("POST", `/v1/dispatches/${d.id}/resend`);
     toast(t("dispatch.resent_toast", { agency: out.agency_name, n: out.resend_count }));
-    await loadIncident(); // the dispatches, and the resend's line on the timeline
+    await reloadDispatches(); // the resend's line on the timeline comes as an event
   } catch (e) {
     fail(e);
     reloadDispatchesSoon();
@@ -624,7 +798,9 @@ async function dispatchNow() {
     const out = await api("POST", `/v1/incidents/${state.incidentId}/dispatches`, body);
     toast(t("dispatch.sent_toast", { n: out.items.length }));
     state.selectionTouched = false;
-    await loadIncident();
+    // The dispatches, and the status a dispatch moves the incident to (with the statuses
+    // allowed next, which closing needs).
+    await Promise.all([reloadDispatches(), readBrief()]);
   } catch (e) {
     fail(e);
   }
@@ -659,8 +835,7 @@ async function hangup() {
   if (!call) return;
   try {
     await api("POST", `/v1/calls/${call.id}/hangup`);
-    toast(t("call.hung_up"));
-    reloadIncidentSoon();
+    toast(t("call.hung_up")); // the call's end comes as an event
   } catch (e) {
     fail(e);
   }
@@ -672,7 +847,6 @@ async function transfer(agencyId) {
   try {
     await api("POST", `/v1/calls/${call.id}/transfer`, { agency_id: Number(agencyId) });
     toast(t("call.transferred"));
-    reloadIncidentSoon();
   } catch (e) {
     fail(e);
   }
@@ -737,12 +911,11 @@ async function closeIncident() {
     let status = inc.status;
     // Dispatched incidents are resolved first (the lifecycle has no direct step to closed).
     if (!inc.allowed_statuses.includes("closed") && inc.allowed_statuses.includes("resolved")) {
-      await api("PATCH", `/v1/incidents/${inc.id}`, { status: "resolved" });
+      await patchIncident(inc.id, { status: "resolved" });
       status = "resolved";
     }
-    if (status !== "closed") await api("PATCH", `/v1/incidents/${inc.id}`, { status: "closed" });
+    if (status !== "closed") await patchIncident(inc.id, { status: "closed" });
     toast(t("incident.closed_toast", { id: inc.id }));
-    await loadIncident();
   } catch (e) {
     fail(e);
   }
@@ -881,10 +1054,7 @@ function onEvent(e) {
     default:
       break;
   }
-  if (e.incident_id && e.incident_id === state.incidentId) {
-    if (e.kind.startsWith("dispatch_")) reloadDispatchesSoon();
-    else reloadIncidentSoon();
-  }
+  if (e.incident_id && e.incident_id === state.incidentId) ownEvent(e);
 }
 
 function tick() {
@@ -911,7 +1081,8 @@ async function main() {
   renderMine();
   stream(
     ["call_offered", "call_answered", "call_abandoned", "call_ended", "operator_state_changed",
-      "location_added", "location_confirmed", "updated", "status_changed", "note",
+      "location_added", "location_confirmed", "updated", "status_changed", "note", "kecamatan_changed",
+      "call_hangup", "call_transferred", "duplicate_linked", "duplicate_received", "duplicate_relinked",
       "dispatch_created", "dispatch_status_changed", "dispatch_unacknowledged", "dispatch_resent",
       "callback_attempted", "callback_result", "callback_dismissed"],
     onEvent,
