@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from playwright.sync_api import Page, expect
 
@@ -16,11 +17,16 @@ from tests.conftest import engine_for
 
 
 def _calls(now: datetime) -> list[Call]:
-    """Seven calls in the last hour: answered after 5, 9, 12, 14, 18 and 25 s, one abandoned.
-    (Rows as the call recorder writes them; the stats read nothing else.)"""
+    """Seven calls in the last hour and in the centre's day (WIB, which starts at 17:00 UTC: just
+    after it they are spread over its first minutes): answered after 5, 9, 12, 14, 18 and 25 s,
+    one abandoned. (Rows as the call recorder writes them; the stats read nothing else.)"""
+    local = now.astimezone(ZoneInfo("Asia/Jakarta"))
+    midnight = local.replace(hour=0, minute=0, second=0, microsecond=0).astimezone(UTC)
+    first = max(now - timedelta(minutes=50), midnight + timedelta(seconds=5))
+    step = (now - timedelta(seconds=60) - first) / 6
     out = []
     for i, answer_after in enumerate((5, 9, 12, 14, 18, 25, None)):
-        offered = now - timedelta(minutes=50 - i * 5)
+        offered = first + step * i
         answered = offered + timedelta(seconds=answer_after) if answer_after else None
         uid = f"wb.{uuid.uuid4().hex[:12]}"
         out.append(
@@ -39,21 +45,26 @@ def _calls(now: datetime) -> list[Call]:
     return out
 
 
-def _seed(server: Server) -> None:
+def _seed(server: Server) -> list[datetime]:
+    """Stores the calls; their offered times."""
+    calls = _calls(datetime.now(UTC))
+    offered = [c.offered_at for c in calls]  # read before the commit expires them
+
     async def run() -> None:
         async for engine in engine_for(server.database_url):
             from sqlalchemy.ext.asyncio import async_sessionmaker
 
             async with async_sessionmaker(engine)() as session:
-                session.add_all(_calls(datetime.now(UTC)))
+                session.add_all(calls)
                 await session.commit()
 
     off_loop(lambda: asyncio.run(run()))
+    return offered
 
 
 def test_wallboard_figures_equal_v1_stats(page: Page, server: Server) -> None:
     add_user(server, "spv", Role.SUPERVISOR, name="Pak Hendra")
-    _seed(server)
+    offered = _seed(server)
     sign_in(page, server, "spv")
     expect(page).to_have_url(f"{server.url}/console/wallboard")
     expect(page.locator("body")).to_have_attribute("data-ready", "1")
@@ -69,6 +80,8 @@ def test_wallboard_figures_equal_v1_stats(page: Page, server: Server) -> None:
             r = api.get("/v1/stats", params={"start": start, "end": end, "tz": "Asia/Jakarta"})
             assert r.status_code == 200, r.text
             total = r.json()["total"]
+            since, until = datetime.fromisoformat(start), datetime.fromisoformat(end)
+            assert sum(since <= t < until for t in offered) == 7, period
             assert total["offered"] >= 7
             shown = {
                 f: float(section.locator(f"[data-field={f}]").get_attribute("data-value") or "nan")
