@@ -5,7 +5,6 @@ the low-priority queue and puts repeat callers ahead."""
 from __future__ import annotations
 
 import uuid
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -18,27 +17,18 @@ from siaga112.audit.models import AuditEvent
 from siaga112.auth.roles import Role
 from siaga112.calls.recorder import CallFacts, record_incoming
 from tests.conftest import auth
+from tests.factories import call_facts
 
 
 def facts(number: str | None, **changes: Any) -> CallFacts:
-    uid = f"f.{uuid.uuid4().hex[:12]}"
-    base = CallFacts(
-        uniqueid=uid,
-        linkedid=uid,
-        channel="PJSIP/carrier-1",
-        caller_number=number,
-        caller_name=None,
-        caller_e164=number,
-        asserted_number=number,
-        presentation=None,
-        caller_id_available=number is not None,
-        callback_number=number,
-        dialled_number="112",
-        pai=None,
-        pani=None,
-        geolocation=None,
-    )
-    return replace(base, **changes)
+    fields: dict[str, Any] = {
+        "caller_number": number,
+        "caller_e164": number,
+        "asserted_number": number,
+        "caller_id_available": number is not None,
+        "callback_number": number,
+    }
+    return call_facts(f"f.{uuid.uuid4().hex[:12]}", **(fields | changes))
 
 
 def number() -> str:

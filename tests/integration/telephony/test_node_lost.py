@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from siaga112.audit.models import AuditEvent
 from siaga112.callbacks.service import list_callbacks
 from siaga112.calls.models import Call
-from siaga112.calls.recorder import CallFacts, CallProgress, apply_progress, record_incoming
+from siaga112.calls.recorder import CallProgress, apply_progress, record_incoming
 from siaga112.config import AmiSettings, PbxNodeSettings, Settings
 from siaga112.incidents.models import IncidentEvent
 from siaga112.metrics import Metrics
@@ -27,6 +27,7 @@ from siaga112.operators.models import Operator
 from siaga112.operators.service import QueueTarget
 from siaga112.runtime.telephony import Telephony
 from siaga112.telephony.ami_events import parse_event
+from tests.factories import call_facts
 from tests.integration.telephony.test_reconcile import cdr_line
 
 Sessions = async_sessionmaker[AsyncSession]
@@ -66,21 +67,14 @@ async def _call(
     state: str | None = None,
 ) -> str:
     uid = f"{node}-{at.timestamp():.0f}.{uuid.uuid4().int % 10**6}"
-    facts = CallFacts(
-        uniqueid=uid,
-        linkedid=uid,
+    facts = call_facts(
+        uid,
         channel="PJSIP/carrier-00000001",
         caller_number=number,
-        caller_name=None,
         caller_e164=None,
-        asserted_number=None,
         presentation=None if number else "prohib",
         caller_id_available=number is not None,
         callback_number=number,
-        dialled_number="112",
-        pai=None,
-        pani=None,
-        geolocation=None,
         node=node,
     )
     async with sessionmaker() as session:
